@@ -1,0 +1,8 @@
+"""quadmix: QuaDMix data selection as a Dagster asset platform.
+
+``quadmix_assets.method`` is the method as a plain library (no Dagster); ``quadmix_assets.corpus``
+reads shards; ``quadmix_assets.scoring`` holds the labellers and quality scorers; ``quadmix_assets.defs``
+is the thin Dagster layer.
+"""
+
+__version__ = "0.1.0"
