@@ -1,0 +1,71 @@
+"""Stage 1: the normalised documents of each shard, with a counted, inspectable quarantine."""
+
+
+import pyarrow.compute as pc
+from dagster import (
+    AssetExecutionContext,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from quadmix_assets.corpus import ShardError, file_fingerprint, read_shard
+from quadmix_assets.defs.partitions import shards_partitions
+from quadmix_assets.defs.provenance import provenance
+from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.storage import layout
+
+DOCUMENTS_VERSION = "documents-v1"
+
+
+@asset(
+    partitions_def=shards_partitions,
+    group_name="corpus",
+    code_version=DOCUMENTS_VERSION,
+    kinds={"parquet"},
+    description="One corpus file, normalised: stable id and 64-bit key, text, token estimate, original "
+    "fields kept. Bad records go to a quarantine file with the reason per record.",
+)
+def documents(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+    shard = settings.shard(context.partition_key)
+    fingerprint = file_fingerprint(shard.path)
+    try:
+        read = read_shard(shard.path, text_field=settings.text_field, id_field=settings.id_field)
+    except ShardError as exc:
+        raise Failure(
+            description=f"shard {shard.key} cannot be read: {exc}",
+            metadata={"source": shard.path, "fingerprint": fingerprint},
+            allow_retries=False,
+        ) from exc
+    storage = settings.storage()
+    prov = provenance(
+        context,
+        DOCUMENTS_VERSION,
+        params={"text_field": settings.text_field, "id_field": settings.id_field},
+        inputs={"source": shard.path, "fingerprint": fingerprint},
+    )
+    docs_uri = storage.write_parquet(layout.documents(shard.key), read.documents, prov)
+    quarantine_uri = storage.write_parquet(layout.quarantine(shard.key), read.quarantine, prov)
+    n_docs = read.documents.num_rows
+    tokens = int(pc.sum(read.documents["n_tokens"]).as_py() or 0) if n_docs else 0
+    if read.quarantine.num_rows:
+        context.log.warning(
+            f"{shard.key}: {read.quarantine.num_rows} records quarantined "
+            f"{dict(read.stats.get('quarantined_by_reason', {}))} -> {quarantine_uri}"
+        )
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(docs_uri),
+            "source": MetadataValue.path(shard.path),
+            "fingerprint": fingerprint,
+            "documents": n_docs,
+            "tokens": tokens,
+            "quarantined": read.quarantine.num_rows,
+            "quarantined_by_reason": MetadataValue.json(dict(read.stats.get("quarantined_by_reason", {}))),
+            "quarantine_path": MetadataValue.path(quarantine_uri),
+            "stats": MetadataValue.json({k: v for k, v in read.stats.items() if k != "quarantined_by_reason"}),
+        },
+        data_version=DataVersion(f"{fingerprint[:23]}/{DOCUMENTS_VERSION}"),
+    )

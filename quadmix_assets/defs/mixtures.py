@@ -1,0 +1,220 @@
+"""Stage 4: mixture configs (one dynamic partition each), per-mixture aggregated scores and in-domain
+ranks, and the sampled mixture manifest (document id, shard, row, copies: never a copy of the text)."""
+
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from quadmix_assets.defs.corpus import documents
+from quadmix_assets.defs.labels import _markdown_table, domain_classifier, domain_labels
+from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
+from quadmix_assets.defs.partitions import mixtures_partitions
+from quadmix_assets.defs.provenance import provenance
+from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_frequency
+from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
+from quadmix_assets.scoring.criteria import CRITERIA
+from quadmix_assets.storage import StorageRoot, content_hash, layout
+
+CONFIGS_VERSION = "mixture-configs-v1"
+SCORES_VERSION = "mixture-scores-v1"
+MANIFEST_VERSION = "mixture-manifest-v1"
+
+
+def load_spec(storage: StorageRoot, mixture_id: str) -> tuple[MixtureSpec, dict]:
+    doc = storage.read_json(layout.mixture_configs())
+    for d in doc["configs"]:
+        if d["mixture_id"] == mixture_id:
+            return MixtureSpec.from_dict(d), doc
+    raise KeyError(f"mixture {mixture_id!r} is not in {layout.mixture_configs()}; rematerialize mixture_configs")
+
+
+@asset(
+    group_name="mixtures",
+    code_version=CONFIGS_VERSION,
+    deps=[domain_classifier],
+    kinds={"json"},
+    description="K configs drawn from the QuaDMix parameter space with the preset's seed, plus the named "
+    "baselines; each becomes a `mixtures` partition keyed by its content hash.",
+)
+def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+    storage = settings.storage()
+    preset = settings.run_preset()
+    n_domains = int(storage.read_json(layout.model_card("domain_classifier"))["n_domains"])
+    space = ParamSpace(n_domains, len(CRITERIA), omega_max=preset.omega_max, lambda_scale=preset.lambda_scale)
+    specs = drawn_specs(space, preset.n_configs, preset.seed) + baseline_specs(
+        n_domains, CRITERIA, preset.baseline_keep_fraction
+    )
+    ids = [s.mixture_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("two mixture configs share a content hash")
+    doc = {
+        "preset": preset.to_dict(),
+        "space": {"n_domains": n_domains, "criteria": list(CRITERIA), "omega_max": preset.omega_max, "lambda_scale": preset.lambda_scale},
+        "configs": [s.to_dict() for s in specs],
+        "provenance": provenance(context, CONFIGS_VERSION, params=preset.to_dict()),
+    }
+    uri = storage.write_json(layout.mixture_configs(), doc)
+    known = set(context.instance.get_dynamic_partitions(mixtures_partitions.name))
+    new = [i for i in ids if i not in known]
+    if new:
+        context.instance.add_dynamic_partitions(mixtures_partitions.name, new)
+    rows = [[s.mixture_id, s.name, s.origin, "yes" if s.domain_aware else "no"] for s in specs]
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(uri),
+            "configs": len(specs),
+            "drawn": preset.n_configs,
+            "baselines": len(specs) - preset.n_configs,
+            "new_partitions": len(new),
+            "table": MetadataValue.md(_markdown_table(["mixture_id", "name", "origin", "per domain"], rows)),
+        },
+        data_version=DataVersion(content_hash(doc["configs"])),
+    )
+
+
+def _load_features(storage: StorageRoot, shards: list[str]) -> pa.Table:
+    """Key, tokens, domain and criterion ranks of every document of ``shards`` (no text is read)."""
+    parts = []
+    for key in shards:
+        docs = storage.read_parquet(layout.documents(key), columns=["id", "id_hash", "n_tokens"])
+        dom = storage.read_parquet(layout.attribute("domain", key), columns=["domain"])
+        ranks = storage.read_parquet(layout.attribute(RANKS_ATTRIBUTE, key), columns=[f"s_{c}" for c in CRITERIA])
+        if not docs.num_rows == dom.num_rows == ranks.num_rows:
+            raise ValueError(f"shard {key}: documents/domain/ranks are not aligned")
+        n = docs.num_rows
+        t = pa.table(
+            {
+                "shard": pa.array([key] * n, pa.string()),
+                "row": pa.array(np.arange(n, dtype=np.int64)),
+                "id": docs["id"],
+                "id_hash": docs["id_hash"],
+                "n_tokens": docs["n_tokens"],
+                "domain": dom["domain"],
+            }
+        )
+        for c in CRITERIA:
+            t = t.append_column(f"s_{c}", ranks[f"s_{c}"])
+        parts.append(t)
+    return pa.concat_tables(parts)
+
+
+@asset(
+    partitions_def=mixtures_partitions,
+    group_name="mixtures",
+    code_version=SCORES_VERSION,
+    deps=[
+        mixture_configs,
+        quality_normaliser,
+        AssetDep(domain_labels, partition_mapping=AllPartitionMapping()),
+        AssetDep(documents, partition_mapping=AllPartitionMapping()),
+    ],
+    kinds={"parquet"},
+    description="Per document: the merged quality qbar (domain-weighted ranks), its in-domain token-weighted "
+    "rank r, and the expected copy count S(r) of this mixture's config.",
+)
+def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+    storage = settings.storage()
+    spec, _ = load_spec(storage, context.partition_key)
+    card = storage.read_json(layout.normaliser_card())
+    features = _load_features(storage, card["shards"])
+    ranks = np.column_stack([features[f"s_{c}"].to_numpy() for c in CRITERIA])
+    tokens = features["n_tokens"].to_numpy()
+    if spec.domain_aware:
+        domains = features["domain"].to_numpy().astype(np.int64)
+        params = spec.params
+    else:
+        domains = np.zeros(features.num_rows, dtype=np.int64)
+        params = global_params(spec.params)
+    qbar, r = aggregate(ranks, domains, tokens, params)
+    expected = sampling_frequency(r, domains, params)
+    table = features.select(["shard", "row", "id", "id_hash", "n_tokens", "domain"])
+    table = table.append_column("qbar", pa.array(qbar, pa.float64()))
+    table = table.append_column("r", pa.array(r, pa.float64()))
+    table = table.append_column("expected", pa.array(expected, pa.float64()))
+    prov = provenance(
+        context,
+        SCORES_VERSION,
+        models={"normaliser": card["version"]},
+        params=spec.to_dict(),
+        inputs={"shard_fingerprints": card["shard_fingerprints"]},
+    )
+    uri = storage.write_parquet(layout.mixture_scores(spec.mixture_id), table, prov)
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(uri),
+            "name": spec.name,
+            "origin": spec.origin,
+            "domain_aware": spec.domain_aware,
+            "config_id": spec.params.config_id,
+            "documents": table.num_rows,
+            "expected_tokens": float(np.dot(expected, tokens)),
+            "normaliser_version": card["version"],
+        },
+        data_version=DataVersion(content_hash(prov)),
+    )
+
+
+@asset(
+    partitions_def=mixtures_partitions,
+    group_name="mixtures",
+    code_version=MANIFEST_VERSION,
+    deps=[mixture_scores],
+    kinds={"parquet"},
+    description="The sampled mixture: (document id, shard, row, copies) for every selected document, "
+    "copies drawn deterministically from (config, document id, seed).",
+)
+def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+    storage = settings.storage()
+    spec, configs = load_spec(storage, context.partition_key)
+    seed = f"{spec.mixture_id}:{configs['preset']['seed']}"
+    scores = storage.read_parquet(layout.mixture_scores(spec.mixture_id))
+    copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
+    selected = np.flatnonzero(copies > 0)
+    manifest = scores.select(["id", "shard", "row", "n_tokens", "domain"]).take(selected)
+    manifest = manifest.append_column("copies", pa.array(copies[selected].astype(np.int32)))
+    prov = provenance(
+        context,
+        MANIFEST_VERSION,
+        params={**spec.to_dict(), "draw_seed": seed},
+        inputs={"mixture_scores": storage.provenance(layout.mixture_scores(spec.mixture_id))},
+    )
+    uri = storage.write_parquet(layout.mixture_manifest(spec.mixture_id), manifest, prov)
+
+    names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
+    tokens = scores["n_tokens"].to_numpy().astype(np.int64)
+    domains = scores["domain"].to_numpy().astype(np.int64)
+    before = np.bincount(domains, weights=tokens, minlength=len(names))
+    after = np.bincount(domains, weights=tokens * copies, minlength=len(names))
+    total_before, total_after = float(before.sum()), float(after.sum())
+    rows = [
+        [names[m], int(before[m]), f"{before[m] / max(total_before, 1):.1%}", int(after[m]), f"{after[m] / max(total_after, 1):.1%}"]
+        for m in range(len(names))
+    ]
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(uri),
+            "name": spec.name,
+            "documents_selected": int(selected.size),
+            "documents_total": int(scores.num_rows),
+            "copies_total": int(copies.sum()),
+            "max_copies": int(copies.max()) if copies.size else 0,
+            "tokens_before": int(total_before),
+            "tokens_after": int(total_after),
+            "tokens_per_domain": MetadataValue.md(
+                _markdown_table(["domain", "tokens before", "share", "tokens after", "share"], rows)
+            ),
+            "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
+        },
+        data_version=DataVersion(content_hash(prov)),
+    )

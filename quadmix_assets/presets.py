@@ -1,0 +1,81 @@
+"""Named run sizes. A preset fixes how many configs are drawn, the parameter space and model budgets.
+
+``cpu`` is the default: the bundled 14k-document corpus on a 2-core laptop. ``paper`` is QuaDMix's own
+setting (K = 3,000 configs, omega_max = 0.1, for a pool of hundreds of billions of tokens). ``test`` is
+the smallest thing that exercises every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    n_configs: int  # K configs drawn from the QuaDMix space (QUADMIX.md §4)
+    omega_max: float  # upper end of omega (share of a domain that is up-sampled)
+    lambda_scale: str  # "log" (10**(3u)) or "linear" (U(0, 1000])
+    seed: int  # seed of the config draws and of every copy draw
+    baseline_keep_fraction: float  # share of documents the baseline selections keep
+    normaliser_max_exact: int  # exact worse-than ranks up to this many docs, else a sample
+    normaliser_sample_size: int  # sample size above that (>= 10,000, QUADMIX.md §2)
+    domain_epochs: int  # fastText epochs of the domain classifier
+    dclm_epochs: int  # fastText epochs of the DCLM-style quality classifier
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "cpu": Preset(
+        name="cpu",
+        n_configs=32,
+        omega_max=0.5,
+        lambda_scale="log",
+        seed=20250423,
+        baseline_keep_fraction=0.25,
+        normaliser_max_exact=2_000_000,
+        normaliser_sample_size=100_000,
+        domain_epochs=25,
+        dclm_epochs=10,
+    ),
+    "paper": Preset(
+        name="paper",
+        n_configs=3000,
+        omega_max=0.1,
+        lambda_scale="log",
+        seed=20250423,
+        baseline_keep_fraction=0.05,
+        normaliser_max_exact=2_000_000,
+        normaliser_sample_size=100_000,
+        domain_epochs=25,
+        dclm_epochs=10,
+    ),
+    "test": Preset(
+        name="test",
+        n_configs=4,
+        omega_max=0.5,
+        lambda_scale="log",
+        seed=7,
+        baseline_keep_fraction=0.25,
+        normaliser_max_exact=2_000_000,
+        normaliser_sample_size=10_000,
+        domain_epochs=5,
+        dclm_epochs=3,
+    ),
+}
+
+DEFAULT_PRESET = "cpu"
+
+
+def get_preset(name: str, *, n_configs: int | None = None) -> Preset:
+    """The preset called ``name``, with ``n_configs`` overridden when given."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[name]
+    if n_configs is not None:
+        if n_configs < 1:
+            raise ValueError(f"--configs must be >= 1, got {n_configs}")
+        preset = replace(preset, n_configs=n_configs)
+    return preset

@@ -1,0 +1,134 @@
+"""Materialize the whole graph in-process, stage by stage, into a persistent Dagster instance.
+
+Stages: models -> every shard (documents, domain labels, quality scores) -> normaliser, criteria
+evaluation and mixture configs -> every mixture (scores, manifest). Each shard and each mixture is one
+run of its partitioned job, so a bad shard fails alone and the others go on; the UI shows every run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dagster import DagsterInstance
+
+from quadmix_assets.defs.partitions import shards_partitions
+from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.definitions import build_definitions
+from quadmix_assets.storage import layout
+
+
+# Dagster's console logger at WARNING: warnings (quarantined records, left-out shards) and errors show,
+# per-step debug lines do not; every event is still in the instance for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class RunSummary:
+    shards_ok: list[str] = field(default_factory=list)
+    shards_failed: dict[str, str] = field(default_factory=dict)
+    mixtures_ok: list[str] = field(default_factory=list)
+    mixtures_failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.mixtures_ok) and not self.mixtures_failed
+
+
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            return data.error.message.strip().splitlines()[0] if data and data.error else "step failed"
+    return "run failed"
+
+
+def _metadata(result, asset_name: str) -> dict:
+    for mat in result.get_asset_materialization_events():
+        m = mat.materialization
+        if m.asset_key.path[-1] == asset_name:
+            return {k: getattr(v, "value", v) for k, v in m.metadata.items()}
+    return {}
+
+
+def run_pipeline(
+    settings: QuadmixSettings,
+    instance: DagsterInstance,
+    log: Callable[[str], None] = lambda s: print(s, flush=True),
+) -> RunSummary:
+    summary = RunSummary()
+    start = time.perf_counter()
+    defs = build_definitions(settings)
+    refs = settings.shards()
+    known = set(instance.get_dynamic_partitions(shards_partitions.name))
+    new = [r.key for r in refs if r.key not in known]
+    if new:
+        instance.add_dynamic_partitions(shards_partitions.name, new)
+    preset = settings.run_preset()
+    log(f"quadmix: {len(refs)} shard(s) from {settings.corpus_glob}")
+    log(f"         storage {settings.storage_root}, preset {preset.name} (K={preset.n_configs}), instance {instance.root_directory}")
+
+    def execute(job_name: str, partition_key: str | None = None):
+        job = defs.resolve_job_def(job_name)
+        return job.execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET
+        )
+
+    t = time.perf_counter()
+    result = execute("models_job")
+    if not result.success:
+        raise RuntimeError(f"training the classifiers failed: {_failure_message(result)}")
+    dom = _metadata(result, "domain_classifier")
+    log(
+        f"[models] domain classifier test accuracy {dom.get('test_accuracy', float('nan')):.3f}, "
+        f"DCLM classifier ready ({time.perf_counter() - t:.1f}s)"
+    )
+
+    for i, ref in enumerate(refs, 1):
+        t = time.perf_counter()
+        result = execute("shard_job", ref.key)
+        if result.success:
+            md = _metadata(result, "documents")
+            summary.shards_ok.append(ref.key)
+            log(
+                f"[shard {i}/{len(refs)}] {ref.key}: {md.get('documents')} docs, {md.get('quarantined')} quarantined "
+                f"({time.perf_counter() - t:.1f}s)"
+            )
+        else:
+            summary.shards_failed[ref.key] = _failure_message(result)
+            log(f"[shard {i}/{len(refs)}] {ref.key}: FAILED: {summary.shards_failed[ref.key]}")
+
+    t = time.perf_counter()
+    result = execute("refresh_job")
+    if not result.success:
+        raise RuntimeError(f"normaliser / mixture configs failed: {_failure_message(result)}")
+    norm = _metadata(result, "quality_normaliser")
+    ev = _metadata(result, "criteria_evaluation")
+    aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
+    log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({time.perf_counter() - t:.1f}s)")
+
+    storage = settings.storage()
+    configs = storage.read_json(layout.mixture_configs())["configs"]
+    for i, cfg in enumerate(configs, 1):
+        t = time.perf_counter()
+        result = execute("mixture_job", cfg["mixture_id"])
+        if result.success:
+            md = _metadata(result, "mixture_manifest")
+            summary.mixtures_ok.append(cfg["mixture_id"])
+            log(
+                f"[mixture {i}/{len(configs)}] {cfg['mixture_id']} {cfg['name']}: {md.get('documents_selected')} docs, "
+                f"{md.get('tokens_after')} tokens ({time.perf_counter() - t:.1f}s)"
+            )
+        else:
+            summary.mixtures_failed[cfg["mixture_id"]] = _failure_message(result)
+            log(f"[mixture {i}/{len(configs)}] {cfg['mixture_id']}: FAILED: {summary.mixtures_failed[cfg['mixture_id']]}")
+    summary.seconds = time.perf_counter() - start
+    log(
+        f"done in {summary.seconds:.0f}s: {len(summary.shards_ok)} shard(s) ok, {len(summary.shards_failed)} failed; "
+        f"{len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed"
+    )
+    sys.stdout.flush()
+    return summary

@@ -1,0 +1,52 @@
+"""Where each output lives under the storage root: one function per kind of file.
+
+Documents are stored once per shard; every labeller or scorer writes its own attribute file per shard,
+aligned row for row with the documents (Dolma's "attributes"), so re-scoring never copies text.
+"""
+
+from __future__ import annotations
+
+
+def documents(shard: str) -> str:
+    return f"documents/{shard}.parquet"
+
+
+def quarantine(shard: str) -> str:
+    return f"quarantine/{shard}.parquet"
+
+
+def attribute(name: str, shard: str) -> str:
+    """Per-shard attribute columns of one labeller/scorer (``domain``, ``quality_dclm``, ``ranks``...)."""
+    return f"attributes/{name}/{shard}.parquet"
+
+
+def model_file(name: str) -> str:
+    return f"models/{name}/model.bin"
+
+
+def model_card(name: str) -> str:
+    return f"models/{name}/model.json"
+
+
+def normaliser_table(criterion: str) -> str:
+    return f"normaliser/{criterion}.parquet"
+
+
+def normaliser_card() -> str:
+    return "normaliser/normaliser.json"
+
+
+def criteria_report() -> str:
+    return "evaluation/criteria.json"
+
+
+def mixture_configs() -> str:
+    return "mixtures/configs.json"
+
+
+def mixture_scores(mixture_id: str) -> str:
+    return f"mixtures/{mixture_id}/scores.parquet"
+
+
+def mixture_manifest(mixture_id: str) -> str:
+    return f"mixtures/{mixture_id}/manifest.parquet"

@@ -1,0 +1,64 @@
+"""The structure of the asset graph, kept deliberate by a snapshot: keys, groups, partitions, deps,
+jobs, sensors and schedules. Change the snapshot only together with the graph."""
+
+from __future__ import annotations
+
+from quadmix_assets.definitions import build_definitions
+from quadmix_assets.defs.resources import QuadmixSettings
+
+EXPECTED_ASSETS = {
+    # key: (group, partitions, upstream keys)
+    "documents": ("corpus", "shards", set()),
+    "domain_classifier": ("models", None, set()),
+    "dclm_classifier": ("models", None, set()),
+    "domain_labels": ("labels", "shards", {"documents", "domain_classifier"}),
+    "quality_dclm": ("quality", "shards", {"documents", "dclm_classifier"}),
+    "quality_heuristic": ("quality", "shards", {"documents"}),
+    "quality_langid": ("quality", "shards", {"documents"}),
+    "criteria_evaluation": ("quality", None, {"dclm_classifier", "quality_dclm", "quality_heuristic", "quality_langid"}),
+    "quality_normaliser": ("normalise", None, {"documents", "quality_dclm", "quality_heuristic", "quality_langid"}),
+    "mixture_configs": ("mixtures", None, {"domain_classifier"}),
+    "mixture_scores": ("mixtures", "mixtures", {"mixture_configs", "quality_normaliser", "domain_labels", "documents"}),
+    "mixture_manifest": ("mixtures", "mixtures", {"mixture_scores"}),
+}
+
+
+def _defs(tmp_path):
+    settings = QuadmixSettings.from_env(corpus_glob=str(tmp_path / "*.jsonl"), storage_root=str(tmp_path / "s"))
+    return build_definitions(settings)
+
+
+def test_asset_graph_snapshot(tmp_path):
+    defs = _defs(tmp_path)
+    graph = defs.resolve_asset_graph()
+    actual = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        pdef = node.partitions_def
+        actual[key.to_user_string()] = (
+            node.group_name,
+            getattr(pdef, "name", None),
+            {p.to_user_string() for p in node.parent_keys},
+        )
+    assert actual == EXPECTED_ASSETS
+
+
+def test_jobs_sensors_schedules(tmp_path):
+    defs = _defs(tmp_path)
+    repo = defs.get_repository_def()
+    assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
+        "models_job",
+        "shard_job",
+        "refresh_job",
+        "mixture_job",
+    }
+    assert [s.name for s in repo.sensor_defs] == ["shard_sensor"]
+    assert [s.name for s in repo.schedule_defs] == ["corpus_refresh_schedule"]
+    assert repo.get_schedule_def("corpus_refresh_schedule").cron_schedule == "0 3 * * *"
+
+
+def test_code_location_loads_from_workspace_module():
+    import importlib
+
+    mod = importlib.import_module("quadmix_assets.definitions")
+    assert mod.defs.resolve_asset_graph().get_all_asset_keys()

@@ -1,0 +1,75 @@
+"""Shared fixtures for the scoring tests: a small slice of the real corpus (3 of 16 shards, ~2.7k docs).
+
+Data are read with gzip + json straight from ``quadmix_assets.settings.data_dir()`` (honours
+``QUADMIX_DATA_DIR``); nothing is copied into the repository. Tests skip when the data are absent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from quadmix_assets.settings import data_dir
+
+N_SHARDS = 3
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(data_dir())
+    if not (root / "corpus" / "webtext").is_dir():
+        pytest.skip(f"real data not found under {root} (set QUADMIX_DATA_DIR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def corpus(data_root) -> list[dict]:
+    """Documents of the first three shards: dicts with id, url, text, source."""
+    shards = sorted((data_root / "corpus" / "webtext").glob("shard-*.jsonl.gz"))[:N_SHARDS]
+    assert len(shards) == N_SHARDS
+    docs: list[dict] = []
+    for shard in shards:
+        with gzip.open(shard, "rt", encoding="utf-8") as fh:
+            docs.extend(json.loads(line) for line in fh if line.strip())
+    return docs
+
+
+@pytest.fixture(scope="session")
+def topic_labels(data_root) -> dict[str, int]:
+    from quadmix_assets.scoring.domain_classifier import load_topic_labels
+
+    return load_topic_labels(data_root)
+
+
+@pytest.fixture(scope="session")
+def topic_docs(corpus, topic_labels) -> list[dict]:
+    """The corpus documents that have a WebOrganizer topic label."""
+    return [d for d in corpus if d["id"] in topic_labels]
+
+
+@pytest.fixture(scope="session")
+def human_labels(data_root):
+    from quadmix_assets.scoring.evaluation import load_dclm_human_labels
+
+    return load_dclm_human_labels(data_root)
+
+
+@pytest.fixture(scope="session")
+def dclm_trained(corpus, data_root):
+    """(model, report) of the DCLM-style classifier trained on the small corpus (default params)."""
+    from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
+
+    return train_dclm_classifier([d["id"] for d in corpus], [d["text"] for d in corpus], data_root, seed=0)
+
+
+@pytest.fixture(scope="session")
+def domain_trained(topic_docs, topic_labels):
+    """(model, report) of the topic classifier trained on the small corpus (default params)."""
+    from quadmix_assets.scoring.domain_classifier import train_domain_classifier
+
+    return train_domain_classifier(
+        [d["text"] for d in topic_docs], [topic_labels[d["id"]] for d in topic_docs], [d["id"] for d in topic_docs]
+    )
