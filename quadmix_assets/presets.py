@@ -61,8 +61,8 @@ PRESETS: dict[str, Preset] = {
         baseline_keep_fraction=0.25,
         normaliser_max_exact=2_000_000,
         normaliser_sample_size=10_000,
-        domain_epochs=5,
-        dclm_epochs=3,
+        domain_epochs=10,
+        dclm_epochs=5,
     ),
 }
 

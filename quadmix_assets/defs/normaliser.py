@@ -7,6 +7,7 @@ applied to every shard, giving per-shard rank attributes aligned with the docume
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
@@ -29,6 +30,13 @@ from quadmix_assets.storage import StorageRoot, content_hash, layout
 
 NORMALISER_VERSION = "normaliser-v1"
 RANKS_ATTRIBUTE = "quality_ranks"
+
+
+def cross_shard_duplicates(ids: pa.ChunkedArray) -> list[str]:
+    """Ids that occur more than once over the shards (within-shard repeats are already quarantined)."""
+    counts = pc.value_counts(ids)
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    return sorted(repeated.to_pylist())
 
 
 def complete_shards(storage: StorageRoot, shard_keys: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -75,7 +83,14 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
         context.log.warning(f"normaliser leaves out {len(missing)} incomplete shard(s): {missing}")
     if not shards:
         raise Failure("no shard has documents and all quality scores yet", metadata={"missing": MetadataValue.json(missing)})
-    tokens = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["n_tokens"])["n_tokens"].to_numpy()
+    docs = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["id", "n_tokens"])
+    tokens = docs["n_tokens"].to_numpy()
+    duplicates = cross_shard_duplicates(docs["id"])
+    if duplicates:
+        context.log.warning(
+            f"{len(duplicates)} document id(s) occur in more than one shard (each occurrence is kept and "
+            f"ranked; their copy draws coincide): {duplicates[:10]}"
+        )
     normalisers: dict[str, Normaliser] = {}
     table_hashes = {}
     for c in CRITERIA:
@@ -112,6 +127,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
         "reference": {c: {"exact": bool(n.exact), "n_reference_docs": int(n.n_reference_docs)} for c, n in normalisers.items()},
         "documents": int(tokens.size),
         "tokens": int(tokens.sum()),
+        "cross_shard_duplicate_ids": duplicates,
     }
     storage.write_json(layout.normaliser_card(), card)
     return MaterializeResult(
@@ -119,6 +135,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
             "normaliser_version": version,
             "shards": len(shards),
             "missing_shards": MetadataValue.json(missing),
+            "cross_shard_duplicate_ids": len(duplicates),
             "documents": int(tokens.size),
             "tokens": int(tokens.sum()),
             "reference": MetadataValue.json(card["reference"]),

@@ -41,11 +41,13 @@ def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tmp_pat
     corpus.mkdir()
     shutil.copy(CORPUS / "shard-00002.jsonl.gz", corpus / "good.jsonl.gz")
     good_lines = gzip.open(CORPUS / "shard-00003.jsonl.gz", "rb").read().splitlines()[:40]
+    other_shard_line = gzip.open(CORPUS / "shard-00002.jsonl.gz", "rb").readline().rstrip(b"\n")
     (corpus / "messy.jsonl").write_bytes(
         b"\n".join(
             good_lines[:30]
             + [b"{not json", b'{"id": "x1", "text": "\xff\xfe bad bytes"}', b'{"id": "x2", "text": 17}', b'{"id": "x3", "text": "   "}']
             + [good_lines[0]]  # duplicate id
+            + [other_shard_line]  # the same document as in `good`: a cross-shard duplicate
         )
         + b"\n"
     )
@@ -64,13 +66,14 @@ def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tmp_pat
     storage = settings.storage()
     q = storage.read_parquet(layout.quarantine("messy")).to_pylist()
     assert sorted(r["reason"] for r in q) == ["duplicate_id", "empty_text", "invalid_utf8", "malformed_json", "non_string_text"]
-    assert storage.read_parquet(layout.documents("messy")).num_rows == 30
+    assert storage.read_parquet(layout.documents("messy")).num_rows == 31
     cut = storage.read_parquet(layout.quarantine("cut")).to_pylist()
     assert [r["reason"] for r in cut] == ["truncated_gzip"]
     assert storage.read_parquet(layout.documents("cut")).num_rows >= 1
     assert [r["reason"] for r in storage.read_parquet(layout.quarantine("empty")).to_pylist()] == ["empty_file"]
     card = storage.read_json(layout.normaliser_card())
     assert "notext" in card["missing_shards"] and "good" in card["shards"]
+    assert card["cross_shard_duplicate_ids"] == [json.loads(other_shard_line)["id"]]
 
 
 def test_unseen_parquet_corpus_with_other_text_field_and_no_ids(demo_run, tmp_path):

@@ -62,3 +62,20 @@ def test_code_location_loads_from_workspace_module():
 
     mod = importlib.import_module("quadmix_assets.definitions")
     assert mod.defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_workspace_yaml_validates_with_the_dagster_cli(tmp_path):
+    """What `dagster dev -w workspace.yaml` loads: the code location validates with no errors."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(repo / "workspace.yaml")],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Validation successful for code location quadmix" in out.stdout + out.stderr
