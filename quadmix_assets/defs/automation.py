@@ -4,6 +4,7 @@
 import json
 
 from dagster import (
+    AssetRecordsFilter,
     AssetSelection,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -49,6 +50,17 @@ mixture_job = define_asset_job(
 )
 
 
+def _materialized_fingerprint(instance, shard_key: str) -> str | None:
+    """The source fingerprint recorded by the latest `documents` materialization of a shard, if any."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=documents.key, asset_partitions=[shard_key]), limit=1
+    ).records
+    if not records:
+        return None
+    value = records[0].asset_materialization.metadata.get("fingerprint")
+    return getattr(value, "value", value)
+
+
 def _file_stamp(fs, path: str) -> str:
     info = fs.info(path)
     changed = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("etag") or ""
@@ -78,15 +90,15 @@ def shard_sensor(context: SensorEvaluationContext, settings: QuadmixSettings):
             continue
         fingerprint = file_fingerprint(ref.path)
         cursor[ref.key] = {"stamp": stamp, "fingerprint": fingerprint}
-        if seen.get("fingerprint") == fingerprint and ref.key in known:
+        previous = seen.get("fingerprint") or (_materialized_fingerprint(context.instance, ref.key) if ref.key in known else None)
+        if previous == fingerprint and ref.key in known:
             continue
         if ref.key not in known:
             new_keys.append(ref.key)
         requests.append(RunRequest(run_key=f"{ref.key}:{fingerprint}", partition_key=ref.key))
-    if not requests:
-        return SkipReason("no new or changed corpus files")
     return SensorResult(
         run_requests=requests,
+        skip_reason=None if requests else SkipReason("no new or changed corpus files"),
         dynamic_partitions_requests=[shards_partitions.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(cursor, sort_keys=True),
     )

@@ -32,7 +32,8 @@ def test_sensor_adds_new_and_changed_shards(tmp_path):
 
         # nothing new: skip
         ctx = build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings})
-        assert shard_sensor(ctx).__class__.__name__ == "SkipReason"
+        skipped = shard_sensor(ctx)
+        assert not skipped.run_requests and skipped.skip_reason is not None
 
         # a new file and a changed one
         _write(corpus / "b.jsonl.gz", [{"id": "2", "text": "two"}])
@@ -41,3 +42,12 @@ def test_sensor_adds_new_and_changed_shards(tmp_path):
         result = shard_sensor(ctx)
         assert sorted(r.partition_key for r in result.run_requests) == ["a", "b"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["b"]
+
+
+def test_sensor_trusts_the_event_log_for_shards_already_materialized(demo_run):
+    """After `quadmix run`, a first sensor tick (empty cursor) requests nothing for unchanged shards."""
+    settings, instance, summary, _ = demo_run
+    ctx = build_sensor_context(instance=instance, resources={"settings": settings})
+    result = shard_sensor(ctx)
+    assert not result.run_requests and result.skip_reason is not None, result
+    assert set(json.loads(result.cursor)) == {"shard-00000", "shard-00001"}  # hashes remembered
