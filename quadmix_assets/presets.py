@@ -37,8 +37,8 @@ PRESETS: dict[str, Preset] = {
         baseline_keep_fraction=0.25,
         normaliser_max_exact=2_000_000,
         normaliser_sample_size=100_000,
-        domain_epochs=25,
-        dclm_epochs=10,
+        domain_epochs=15,
+        dclm_epochs=20,
     ),
     "paper": Preset(
         name="paper",
@@ -49,8 +49,8 @@ PRESETS: dict[str, Preset] = {
         baseline_keep_fraction=0.05,
         normaliser_max_exact=2_000_000,
         normaliser_sample_size=100_000,
-        domain_epochs=25,
-        dclm_epochs=10,
+        domain_epochs=15,
+        dclm_epochs=20,
     ),
     "test": Preset(
         name="test",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quadmix_assets.scoring.fasttext_model import file_sha256
+from quadmix_assets.scoring.fasttext_model import as_text_list, file_sha256
 
 ENV_MODEL = "QUADMIX_LANGID_MODEL"
 #: characters of each (whitespace-collapsed) text fed to lid.176; plenty for a stable estimate
@@ -92,6 +92,7 @@ class LanguageScorer:
 
     def score(self, texts: Sequence[str], batch_size: int = 4096) -> np.ndarray:
         """P(language) per text, float32 in [0, 1]."""
+        texts = as_text_list(texts)
         n = len(texts)
         out = np.zeros(n, dtype=np.float32)
         label = self.label

@@ -110,6 +110,27 @@ def test_predict_proba_columns_follow_labels(small_model, train_set):
     assert predict_proba(small_model, [], labels).shape == (0, len(labels))
 
 
+def test_predict_input_is_token_equivalent_to_fasttext_line(small_model, corpus):
+    """The step's fast input gives bit-identical probabilities to predicting on fasttext_line."""
+    tricky = [
+        "Tabs\tand\r\nCRLF  lines\u00a0NBSP", "em\u2003space\u3000ideographic\u2028sep", "nul\x00byte",
+        "unit\x1fsep\x1crecord", "vert\x0btab\x0cff", "zero\u200bwidth\ufeffbom", "ΣΊΣΥΦΟΣ ΣΑΣ", "", "   ",
+        "x" * 12_000, ("word " * 3000), "İstanbul\n" * 1200,
+    ]  # fmt: skip
+    texts = [d["text"] for d in corpus[:800]] + tricky
+    labels = model_labels(small_model)
+    for cap in (10_000, 300):
+        lines = [fasttext_line(t, cap) for t in texts]
+        want_labels, want_probs = small_model.predict(lines, k=-1)
+        got = predict_proba(small_model, texts, labels, max_chars=cap)
+        want = np.zeros_like(got)
+        col = {"__label__" + lab: j for j, lab in enumerate(labels)}
+        for i, (labs, probs) in enumerate(zip(want_labels, want_probs)):
+            for lab, p in zip(labs, probs):
+                want[i, col[lab]] = p
+        np.testing.assert_array_equal(got, np.clip(want, 0, 1))
+
+
 def test_save_load_roundtrip(small_model, train_set, tmp_path):
     texts, _ = train_set
     path = save_model(small_model, tmp_path / "sub" / "m.bin")
@@ -127,15 +148,22 @@ def test_training_rejects_bad_input():
         train_fasttext(["a b"], ["has space"])
 
 
-def test_predict_proba_keeps_up_with_bare_predict_loop(small_model, corpus):
+def test_predict_proba_keeps_up_with_bare_predict_loop(corpus, topic_docs):
     """The pipeline step (normalise + batched predict + scatter) vs a bare per-line predict loop.
 
-    The goal (benchmarks/fasttext_scoring.py, full corpus) is >= 0.8; on a small, noisy shared
-    runner the test only guards against a gross regression.
+    Same model shape as the DCLM scorer (bigrams, dim 32, two labels). The goal, measured by
+    benchmarks/fasttext_scoring.py on the full corpus, is >= 0.8; on a small, noisy, shared runner
+    the test only guards against a gross regression (>= 0.6).
     """
+    train = topic_docs[:400]
+    model = train_fasttext(
+        [d["text"] for d in train], ["a" if i % 2 else "b" for i in range(len(train))],
+        epoch=1, dim=32, word_ngrams=2, bucket=200_000, min_count=1,
+    )  # fmt: skip
+    small_model = model
     texts = [d["text"] for d in corpus[:1500]]
     lines = [fasttext_line(t) for t in texts]
-    labels = model_labels(small_model)
+    labels = ["a", "b"]
     bare, step = [], []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -147,3 +175,17 @@ def test_predict_proba_keeps_up_with_bare_predict_loop(small_model, corpus):
         step.append(time.perf_counter() - t0)
     ratio = min(bare) / min(step)  # throughput(step) / throughput(bare)
     assert ratio >= 0.6, f"predict_proba runs at {ratio:.2f}x the bare loop"
+
+
+def test_inputs_may_be_arrow_or_numpy(small_model, train_set):
+    import pyarrow as pa
+
+    from quadmix_assets.scoring.heuristics import heuristic_signals
+
+    texts = train_set[0][:30]
+    labels = model_labels(small_model)
+    want = predict_proba(small_model, texts, labels)
+    np.testing.assert_array_equal(predict_proba(small_model, pa.array(texts), labels), want)
+    np.testing.assert_array_equal(predict_proba(small_model, np.array(texts, dtype=object), labels), want)
+    np.testing.assert_array_equal(predict_proba(small_model, (t for t in texts), labels), want)
+    assert heuristic_signals(pa.chunked_array([texts[:10], texts[10:]])).equals(heuristic_signals(texts))

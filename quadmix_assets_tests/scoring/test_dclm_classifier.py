@@ -1,0 +1,74 @@
+"""DCLM-style quality classifier: training set construction, held-out quality, scores."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+
+from quadmix_assets.scoring.dclm_classifier import (
+    NEGATIVE,
+    POSITIVE,
+    POSITIVE_FORMATS,
+    build_dclm_training_set,
+    dclm_scores,
+    reference_positive_ids,
+)
+from quadmix_assets.scoring.domain_classifier import split_by_id
+
+
+def test_positive_definition_follows_the_labels(data_root):
+    pos = reference_positive_ids(data_root)
+    with gzip.open(data_root / "labels" / "weborganizer_topics.jsonl.gz", "rt") as fh:
+        wo = [json.loads(line) for line in fh]
+    with gzip.open(data_root / "labels" / "fineweb_legal_llm_scores.jsonl.gz", "rt") as fh:
+        fw = [json.loads(line) for line in fh]
+    want = {r["id"] for r in wo if r["format_id"] in POSITIVE_FORMATS and r["format_confidence"] >= 0.5}
+    want |= {r["id"] for r in fw if r["score"] >= 4}
+    assert pos == want
+    assert 2000 < len(pos) < 3500
+
+
+def test_training_set_is_balanced_and_deterministic(corpus, data_root):
+    ids = [d["id"] for d in corpus]
+    texts = [d["text"] for d in corpus]
+    t1, y1, info1 = build_dclm_training_set(ids, texts, data_root, seed=0)
+    pos = reference_positive_ids(data_root)
+    assert info1["n_pos"] == info1["n_neg"] == sum(i in pos for i in ids)
+    assert y1.count(POSITIVE) == y1.count(NEGATIVE) == info1["n_pos"]
+    chosen = dict(zip(info1["ids"], y1))
+    assert len(chosen) == len(y1)  # no document twice
+    assert all((lab == POSITIVE) == (i in pos) for i, lab in chosen.items())
+    by_id = dict(zip(ids, texts))
+    assert all(by_id[i] == t for i, t in zip(info1["ids"], t1))
+    # same seed -> same set, whatever the input order; another seed -> other negatives
+    perm = np.random.default_rng(1).permutation(len(ids))
+    _, y2, info2 = build_dclm_training_set([ids[i] for i in perm], [texts[i] for i in perm], data_root, seed=0)
+    assert dict(zip(info2["ids"], y2)) == chosen
+    _, y3, info3 = build_dclm_training_set(ids, texts, data_root, seed=1)
+    neg1 = {i for i, lab in chosen.items() if lab == NEGATIVE}
+    neg3 = {i for i, lab in zip(info3["ids"], y3) if lab == NEGATIVE}
+    assert len(neg3) == len(neg1) and neg3 != neg1
+
+
+def test_held_out_quality(dclm_trained, corpus, data_root):
+    model, report = dclm_trained
+    assert report["n_test"] > 50 and report["n_train"] > 500
+    _, _, info = build_dclm_training_set([d["id"] for d in corpus], [d["text"] for d in corpus], data_root, seed=0)
+    test = split_by_id(info["ids"], report["params"]["test_fraction"], report["params"]["salt"])
+    assert report["n_test"] == int(test.sum())
+    # balanced classes: chance is 0.5
+    assert report["auc"] > 0.7, report
+    assert report["accuracy"] > 0.6, report
+
+
+def test_scores_are_probabilities_and_rank_raw_crawl_low(dclm_trained, corpus):
+    model, _ = dclm_trained
+    texts = [d["text"] for d in corpus]
+    s = dclm_scores(model, texts)
+    assert s.dtype == np.float32 and s.shape == (len(texts),)
+    assert (s >= 0).all() and (s <= 1).all()
+    src = np.array([d["source"] for d in corpus])  # evaluation only
+    assert s[src == "commoncrawl-raw"].mean() < s[src == "weborganizer"].mean() - 0.1
+    assert dclm_scores(model, []).shape == (0,)
