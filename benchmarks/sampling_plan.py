@@ -181,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(hdr))
     for row in rows_out:
         n = row["rows"]
-        lib_best = min(row["lib"])
         impls = [("library", row["lib"], row["lib_mem"])]
         if "base" in row:
             impls.append(("baseline", row["base"], row["base_mem"]))

@@ -1,14 +1,17 @@
 """The quadmix code location: every asset, job, sensor and schedule, and the settings resource.
 
 Settings come from the environment (``QUADMIX_CORPUS``, ``QUADMIX_STORAGE``, ``QUADMIX_DATA_DIR``,
-``QUADMIX_PRESET``); see ``quadmix_assets.settings``.
+``QUADMIX_PRESET``); see ``quadmix_assets.settings``. ``QUADMIX_EXECUTOR`` picks how a run executes its
+steps: unset keeps Dagster's default (multiprocess, in-process for ``execute_in_process``);
+``in_process`` or ``multiprocess`` locally; ``k8s`` runs every step in its own Kubernetes Job
+(dagster-k8s ``k8s_job_executor``; pod shapes in ``quadmix_assets.defs.k8s``).
 """
 
 from __future__ import annotations
 
 import os
 
-from dagster import Definitions
+from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
 
 from quadmix_assets.defs.automation import (
     corpus_refresh_schedule,
@@ -38,6 +41,23 @@ ASSETS = [
     mixture_manifest,
 ]
 JOBS = [models_job, shard_job, refresh_job, mixture_job]
+EXECUTORS = ("in_process", "multiprocess", "k8s")
+
+
+def executor_from_env(value: str | None = None) -> ExecutorDefinition | None:
+    """The executor named by ``QUADMIX_EXECUTOR`` (None, the default: Dagster's own default executor)."""
+    name = (os.environ.get("QUADMIX_EXECUTOR", "") if value is None else value).strip().lower()
+    if not name:
+        return None
+    if name == "in_process":
+        return in_process_executor
+    if name == "multiprocess":
+        return multiprocess_executor
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor  # the `k8s` extra; only needed in the cluster
+
+        return k8s_job_executor
+    raise ValueError(f"QUADMIX_EXECUTOR={name!r}: expected one of {', '.join(EXECUTORS)} (or unset)")
 
 
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
@@ -53,6 +73,7 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         sensors=[shard_sensor],
         schedules=[corpus_refresh_schedule],
         resources={"settings": settings},
+        executor=executor_from_env(),
     )
 
 

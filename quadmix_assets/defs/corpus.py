@@ -16,6 +16,7 @@ from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.storage import layout
+from quadmix_assets.defs.k8s import pod_tags
 
 DOCUMENTS_VERSION = "documents-v1"
 
@@ -23,6 +24,7 @@ DOCUMENTS_VERSION = "documents-v1"
 @asset(
     partitions_def=shards_partitions,
     group_name="corpus",
+    op_tags=pod_tags("shard"),
     code_version=DOCUMENTS_VERSION,
     kinds={"parquet"},
     description="One corpus file, normalised: stable id and 64-bit key, text, token estimate, original "

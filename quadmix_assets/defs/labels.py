@@ -21,6 +21,7 @@ from quadmix_assets.scoring.domain_classifier import (
 from quadmix_assets.scoring.fasttext_model import save_model
 from quadmix_assets.scoring.reference_data import load_jsonl_gz, load_reference_corpus
 from quadmix_assets.storage import layout
+from quadmix_assets.defs.k8s import pod_tags
 
 DOMAIN_CLASSIFIER_VERSION = "domain-classifier-v1"
 DOMAIN_LABELS_VERSION = "domain-labels-v1"
@@ -34,6 +35,7 @@ def _markdown_table(header: list[str], rows: list[list]) -> str:
 
 @asset(
     group_name="models",
+    op_tags=pod_tags("model"),
     code_version=DOMAIN_CLASSIFIER_VERSION,
     kinds={"fasttext"},
     description="fastText classifier of the 24 WebOrganizer topics, trained on the bundled labelled web "
@@ -93,6 +95,7 @@ def domain_classifier(context: AssetExecutionContext, settings: QuadmixSettings)
 @asset(
     partitions_def=shards_partitions,
     group_name="labels",
+    op_tags=pod_tags("shard"),
     code_version=DOMAIN_LABELS_VERSION,
     deps=[documents, domain_classifier],
     kinds={"parquet"},

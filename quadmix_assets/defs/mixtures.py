@@ -4,7 +4,6 @@ ranks, and the sampled mixture manifest (document id, shard, row, copies: never 
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AllPartitionMapping,
     AssetDep,
@@ -25,6 +24,7 @@ from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_f
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
+from quadmix_assets.defs.k8s import pod_tags
 
 CONFIGS_VERSION = "mixture-configs-v1"
 SCORES_VERSION = "mixture-scores-v1"
@@ -41,6 +41,7 @@ def load_spec(storage: StorageRoot, mixture_id: str) -> tuple[MixtureSpec, dict]
 
 @asset(
     group_name="mixtures",
+    op_tags=pod_tags("fanin"),
     code_version=CONFIGS_VERSION,
     deps=[domain_classifier],
     kinds={"json"},
@@ -112,6 +113,7 @@ def _load_features(storage: StorageRoot, shards: list[str]) -> pa.Table:
 @asset(
     partitions_def=mixtures_partitions,
     group_name="mixtures",
+    op_tags=pod_tags("fanin"),
     code_version=SCORES_VERSION,
     deps=[
         mixture_configs,
@@ -168,6 +170,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
 @asset(
     partitions_def=mixtures_partitions,
     group_name="mixtures",
+    op_tags=pod_tags("fanin"),
     code_version=MANIFEST_VERSION,
     deps=[mixture_scores],
     kinds={"parquet"},

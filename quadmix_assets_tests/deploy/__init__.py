@@ -1,0 +1,1 @@
+"""Deployment tests: Kubernetes manifests, a real API server, PostgreSQL, an S3-compatible server."""
