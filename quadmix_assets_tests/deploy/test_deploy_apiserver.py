@@ -66,6 +66,9 @@ def cluster(apiserver, tmp_path_factory):
     core = kubernetes.client.CoreV1Api(admin)
     core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=ns)))
     docs = [d for d in yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()) if d]
+    for d in docs:
+        for subject in d.get("subjects", []):
+            subject["namespace"] = ns
     kubernetes.utils.create_from_yaml(admin, yaml_objects=docs, namespace=ns)
     token = core.create_namespaced_service_account_token(
         "dagster", ns, kubernetes.client.AuthenticationV1TokenRequest(
