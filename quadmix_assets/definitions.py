@@ -21,6 +21,7 @@ from quadmix_assets.defs.automation import (
     shard_job,
     shard_sensor,
 )
+from quadmix_assets.defs.checks import CHECKS
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
@@ -69,6 +70,7 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         )
     return Definitions(
         assets=ASSETS,
+        asset_checks=CHECKS,
         jobs=JOBS,
         sensors=[shard_sensor],
         schedules=[corpus_refresh_schedule],

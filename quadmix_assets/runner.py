@@ -31,6 +31,8 @@ class RunSummary:
     shards_failed: dict[str, str] = field(default_factory=dict)
     mixtures_ok: list[str] = field(default_factory=list)
     mixtures_failed: dict[str, str] = field(default_factory=dict)
+    checks_run: int = 0
+    checks_failed: list[str] = field(default_factory=list)  # "check[partition]: severity"
     seconds: float = 0.0
 
     @property
@@ -73,9 +75,16 @@ def run_pipeline(
 
     def execute(job_name: str, partition_key: str | None = None):
         job = defs.resolve_job_def(job_name)
-        return job.execute_in_process(
+        result = job.execute_in_process(
             instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET
         )
+        for evaluation in result.get_asset_check_evaluations():
+            summary.checks_run += 1
+            if not evaluation.passed:
+                where = f"[{partition_key}]" if partition_key else ""
+                summary.checks_failed.append(f"{evaluation.check_name}{where}: {evaluation.severity.value}")
+                log(f"  check {evaluation.check_name}{where} did not pass ({evaluation.severity.value}): {dict(evaluation.metadata)}")
+        return result
 
     t = time.perf_counter()
     result = execute("models_job")
@@ -128,7 +137,8 @@ def run_pipeline(
     summary.seconds = time.perf_counter() - start
     log(
         f"done in {summary.seconds:.0f}s: {len(summary.shards_ok)} shard(s) ok, {len(summary.shards_failed)} failed; "
-        f"{len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed"
+        f"{len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed; "
+        f"{summary.checks_run - len(summary.checks_failed)}/{summary.checks_run} asset checks passed"
     )
     sys.stdout.flush()
     return summary

@@ -102,3 +102,12 @@ def test_same_inputs_same_bytes(demo_run, tmp_path, two_shard_corpus):
     for rel in rels:
         assert a.read_bytes(rel) == b.read_bytes(rel), rel
     assert a.read_bytes(layout.model_file("domain_classifier")) == b.read_bytes(layout.model_file("domain_classifier"))
+
+
+def test_asset_checks_run_with_every_stage_and_pass(demo_run):
+    settings, instance, summary, lines = demo_run
+    # per shard: documents + 4 attribute checks; normaliser: 1; per mixture: 1
+    n_mixtures = len(summary.mixtures_ok)
+    assert summary.checks_run == 2 * 5 + 1 + n_mixtures, lines
+    errors = [f for f in summary.checks_failed if f.endswith("ERROR")]
+    assert not errors, errors

@@ -1,0 +1,132 @@
+"""Asset checks on every stage. Per-shard and per-mixture checks are partitioned: each one reads only
+its own partition's files (column projections, never the text unless it must)."""
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+
+from quadmix_assets.defs.corpus import documents
+from quadmix_assets.defs.labels import domain_labels
+from quadmix_assets.defs.mixtures import mixture_manifest
+from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
+from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
+from quadmix_assets.defs.quality import QUALITY_ASSETS
+from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
+from quadmix_assets.storage import StorageRoot, layout
+
+REQUIRED_DOCUMENT_COLUMNS = ("id", "id_hash", "text", "n_tokens", "row", "record")
+
+
+def _rows(storage: StorageRoot, relpath: str) -> int:
+    return pq.read_metadata(storage.path(relpath), filesystem=storage.fs).num_rows
+
+
+@asset_check(asset=documents, partitions_def=shards_partitions, description="Schema, unique ids, positive token counts, row numbers 0..n-1.")
+def documents_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+    storage = settings.storage()
+    path = layout.documents(context.partition_key)
+    schema = pq.read_schema(storage.path(path), filesystem=storage.fs)
+    missing = [c for c in REQUIRED_DOCUMENT_COLUMNS if c not in schema.names]
+    if missing:
+        return AssetCheckResult(passed=False, metadata={"missing_columns": missing})
+    t = storage.read_parquet(path, columns=["id", "n_tokens", "row"])
+    n = t.num_rows
+    unique_ids = pc.count_distinct(t["id"]).as_py() if n else 0
+    rows_ok = bool(np.array_equal(t["row"].to_numpy(), np.arange(n)))
+    tokens_ok = bool(n == 0 or pc.min(t["n_tokens"]).as_py() > 0)
+    return AssetCheckResult(
+        passed=unique_ids == n and rows_ok and tokens_ok,
+        metadata={"documents": n, "unique_ids": unique_ids, "rows_in_order": rows_ok, "tokens_positive": tokens_ok},
+    )
+
+
+def _attribute_check(asset_def, attribute: str, column: str, low: float, high_of):
+    name = f"{asset_def.key.to_user_string()}_aligned_and_in_range"
+
+    @asset_check(
+        asset=asset_def,
+        name=name,
+        partitions_def=shards_partitions,
+        description=f"One row per document, in order; `{column}` finite and within its range.",
+    )
+    def _check(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+        storage = settings.storage()
+        shard = context.partition_key
+        n_docs = _rows(storage, layout.documents(shard))
+        values = storage.read_parquet(layout.attribute(attribute, shard), columns=[column])[column]
+        v = values.to_numpy(zero_copy_only=False).astype(np.float64)
+        high = high_of(storage)
+        non_finite = int(np.sum(~np.isfinite(v)))
+        out_of_range = int(np.sum((v < low) | (v > high)))
+        return AssetCheckResult(
+            passed=len(v) == n_docs and non_finite == 0 and out_of_range == 0,
+            metadata={"rows": len(v), "documents": n_docs, "non_finite": non_finite, "out_of_range": out_of_range, "range": f"[{low}, {high}]"},
+        )
+
+    return _check
+
+
+def _n_domains_minus_one(storage: StorageRoot) -> float:
+    return float(storage.read_json(layout.model_card("domain_classifier"))["n_domains"] - 1)
+
+
+ATTRIBUTE_CHECKS = [_attribute_check(domain_labels, "domain", "domain", 0.0, _n_domains_minus_one)] + [
+    _attribute_check(QUALITY_ASSETS[c], attribute_name(c), "score", 0.0, lambda s: 1.0) for c in CRITERIA
+]
+
+
+@asset_check(asset=quality_normaliser, description="Every complete shard has ranks in [0, 1], aligned with its documents.")
+def normaliser_ranks_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+    storage = settings.storage()
+    card = storage.read_json(layout.normaliser_card())
+    problems = {}
+    for shard in card["shards"]:
+        t = storage.read_parquet(layout.attribute(RANKS_ATTRIBUTE, shard))
+        if t.num_rows != _rows(storage, layout.documents(shard)):
+            problems[shard] = "row count differs from documents"
+            continue
+        for col in t.column_names:
+            v = t[col].to_numpy()
+            if not np.all((v >= 0) & (v <= 1)):
+                problems[shard] = f"{col} outside [0, 1]"
+    return AssetCheckResult(passed=not problems, metadata={"shards": len(card["shards"]), "problems": problems})
+
+
+@asset_check(
+    asset=mixture_manifest,
+    partitions_def=mixtures_partitions,
+    description="Copies >= 1, rows point at the right documents, the mixture is not empty; warns when a "
+    "corpus domain gets no tokens at all.",
+)
+def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+    storage = settings.storage()
+    m = storage.read_parquet(layout.mixture_manifest(context.partition_key), columns=["id", "shard", "row", "copies", "n_tokens", "domain"])
+    copies_ok = bool(m.num_rows == 0 or pc.min(m["copies"]).as_py() >= 1)
+    pointers_ok = True
+    for shard in pc.unique(m["shard"]).to_pylist():
+        sel = m.filter(pc.equal(m["shard"], shard))
+        ids = storage.read_parquet(layout.documents(shard), columns=["id"])["id"]
+        pointers_ok &= ids.take(sel["row"]).equals(sel["id"])
+    tokens = int(pc.sum(pc.multiply(m["n_tokens"], m["copies"].cast("int64"))).as_py() or 0)
+    scores = storage.read_parquet(layout.mixture_scores(context.partition_key), columns=["domain"])
+    corpus_domains = set(pc.unique(scores["domain"]).to_pylist())
+    mixture_domains = set(pc.unique(m["domain"]).to_pylist())
+    uncovered = sorted(corpus_domains - mixture_domains)
+    passed = copies_ok and pointers_ok and tokens > 0
+    return AssetCheckResult(
+        passed=passed and not uncovered,
+        severity=AssetCheckSeverity.ERROR if not passed else AssetCheckSeverity.WARN,
+        metadata={
+            "tokens": tokens,
+            "copies_at_least_one": copies_ok,
+            "rows_point_at_ids": bool(pointers_ok),
+            "domains_in_corpus": len(corpus_domains),
+            "domains_in_mixture": len(mixture_domains),
+            "domains_without_tokens": uncovered,
+        },
+    )
+
+
+CHECKS = [documents_valid, *ATTRIBUTE_CHECKS, normaliser_ranks_valid, mixture_manifest_valid]
