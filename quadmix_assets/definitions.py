@@ -15,10 +15,13 @@ from dagster import Definitions, ExecutorDefinition, in_process_executor, multip
 
 from quadmix_assets.defs.automation import (
     corpus_refresh_schedule,
+    distill_job,
     mixture_job,
     models_job,
     refresh_job,
+    shard_fast_job,
     shard_job,
+    shard_model_job,
     shard_sensor,
 )
 from quadmix_assets.defs.checks import CHECKS
@@ -26,14 +29,19 @@ from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
 from quadmix_assets.defs.normaliser import quality_normaliser
-from quadmix_assets.defs.quality import QUALITY_ASSETS, criteria_evaluation, dclm_classifier
+from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
+from quadmix_assets.defs.model_scorers import askllm_student, edu_student, edu_teacher
+from quadmix_assets.defs.quality import dclm_classifier
 from quadmix_assets.defs.resources import QuadmixSettings
 
 ASSETS = [
     documents,
     domain_classifier,
     dclm_classifier,
+    edu_teacher,
     domain_labels,
+    edu_student,
+    askllm_student,
     *QUALITY_ASSETS.values(),
     criteria_evaluation,
     quality_normaliser,
@@ -41,7 +49,7 @@ ASSETS = [
     mixture_scores,
     mixture_manifest,
 ]
-JOBS = [models_job, shard_job, refresh_job, mixture_job]
+JOBS = [models_job, shard_fast_job, distill_job, shard_model_job, shard_job, refresh_job, mixture_job]
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 

@@ -22,6 +22,13 @@ class Preset:
     normaliser_sample_size: int  # sample size above that (>= 10,000, QUADMIX.md §2)
     domain_epochs: int  # fastText epochs of the domain classifier
     dclm_epochs: int  # fastText epochs of the DCLM-style quality classifier
+    edu_mode: str = "distill"  # "direct": the Edu teacher scores every document; "distill": a student does
+    askllm_mode: str = "distill"  # likewise for AskLLM
+    edu_train_docs: int = 2800  # LLM-scored documents the Edu head is trained on (at most)
+    edu_max_length: int = 256  # encoder truncation (tokens)
+    edu_sample: int = 1000  # documents the Edu teacher annotates for its student
+    askllm_sample: int = 200  # documents the AskLLM teacher annotates for its student
+    askllm_max_doc_tokens: int = 256  # document truncation inside the AskLLM prompt (tokens)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +58,10 @@ PRESETS: dict[str, Preset] = {
         normaliser_sample_size=100_000,
         domain_epochs=15,
         dclm_epochs=20,
+        edu_mode="direct",
+        edu_max_length=512,
+        askllm_sample=100_000,
+        askllm_max_doc_tokens=512,
     ),
     "test": Preset(
         name="test",
@@ -63,6 +74,11 @@ PRESETS: dict[str, Preset] = {
         normaliser_sample_size=10_000,
         domain_epochs=10,
         dclm_epochs=5,
+        edu_train_docs=160,
+        edu_max_length=96,
+        edu_sample=64,
+        askllm_sample=12,
+        askllm_max_doc_tokens=48,
     ),
 }
 

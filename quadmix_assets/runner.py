@@ -7,6 +7,7 @@ run of its partitioned job, so a bad shard fails alone and the others go on; the
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ def run_pipeline(
 ) -> RunSummary:
     summary = RunSummary()
     start = time.perf_counter()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # model loaders' progress bars; the runner prints progress
     defs = build_definitions(settings)
     refs = settings.shards()
     known = set(instance.get_dynamic_partitions(shards_partitions.name))
@@ -82,8 +84,11 @@ def run_pipeline(
             summary.checks_run += 1
             if not evaluation.passed:
                 where = f"[{partition_key}]" if partition_key else ""
-                summary.checks_failed.append(f"{evaluation.check_name}{where}: {evaluation.severity.value}")
-                log(f"  check {evaluation.check_name}{where} did not pass ({evaluation.severity.value}): {dict(evaluation.metadata)}")
+                severity = evaluation.severity.value
+                summary.checks_failed.append(f"{evaluation.check_name}{where}: {severity}")
+                if severity == "ERROR":
+                    metadata = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in evaluation.metadata.items()}
+                    log(f"  check {evaluation.check_name}{where} FAILED: {metadata}")
         return result
 
     t = time.perf_counter()
@@ -96,19 +101,38 @@ def run_pipeline(
         f"DCLM classifier ready ({time.perf_counter() - t:.1f}s)"
     )
 
-    for i, ref in enumerate(refs, 1):
-        t = time.perf_counter()
-        result = execute("shard_job", ref.key)
-        if result.success:
-            md = _metadata(result, "documents")
-            summary.shards_ok.append(ref.key)
-            log(
-                f"[shard {i}/{len(refs)}] {ref.key}: {md.get('documents')} docs, {md.get('quarantined')} quarantined "
-                f"({time.perf_counter() - t:.1f}s)"
+    def per_shard(job_name: str, stage: str, keys: list[str]) -> None:
+        for i, key in enumerate(keys, 1):
+            t = time.perf_counter()
+            result = execute(job_name, key)
+            if result.success:
+                md = _metadata(result, "documents")
+                what = f"{md.get('documents')} docs, {md.get('quarantined')} quarantined" if md else "scored"
+                log(f"[{stage} {i}/{len(keys)}] {key}: {what} ({time.perf_counter() - t:.1f}s)")
+            else:
+                summary.shards_failed[key] = _failure_message(result)
+                log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.shards_failed[key]}")
+
+    per_shard("shard_fast_job", "shard", [r.key for r in refs])
+    ok_keys = [r.key for r in refs if r.key not in summary.shards_failed]
+
+    t = time.perf_counter()
+    result = execute("distill_job")
+    if not result.success:
+        raise RuntimeError(f"distilling the transformer criteria failed: {_failure_message(result)}")
+    parts = []
+    for name in ("edu_student", "askllm_student"):
+        md = _metadata(result, name)
+        if md.get("mode") == "distill":
+            parts.append(
+                f"{name[:-8]}: teacher {md.get('teacher_docs_per_s', 0):.1f} docs/s on {md.get('sample_docs')} docs, "
+                f"teacher-student rho {md.get('teacher_student_spearman_heldout', float('nan')):.2f}"
             )
         else:
-            summary.shards_failed[ref.key] = _failure_message(result)
-            log(f"[shard {i}/{len(refs)}] {ref.key}: FAILED: {summary.shards_failed[ref.key]}")
+            parts.append(f"{name[:-8]}: direct")
+    log(f"[distill] {'; '.join(parts)} ({time.perf_counter() - t:.1f}s)")
+    per_shard("shard_model_job", "transformer scores", ok_keys)
+    summary.shards_ok = [k for k in ok_keys if k not in summary.shards_failed]
 
     t = time.perf_counter()
     result = execute("refresh_job")
@@ -139,6 +163,7 @@ def run_pipeline(
         f"done in {summary.seconds:.0f}s: {len(summary.shards_ok)} shard(s) ok, {len(summary.shards_failed)} failed; "
         f"{len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed; "
         f"{summary.checks_run - len(summary.checks_failed)}/{summary.checks_run} asset checks passed"
+        + (f" ({sum(f.endswith('WARN') for f in summary.checks_failed)} warnings, see the UI)" if summary.checks_failed else "")
     )
     sys.stdout.flush()
     return summary

@@ -23,20 +23,38 @@ from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.quality import QUALITY_ASSETS, criteria_evaluation, dclm_classifier
+from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
+from quadmix_assets.defs.model_scorers import MODEL_QUALITY_ASSETS, askllm_student, edu_student, edu_teacher
+from quadmix_assets.defs.quality import FAST_QUALITY_ASSETS, dclm_classifier
 from quadmix_assets.defs.resources import QuadmixSettings
 
 MAX_SHARDS_PER_TICK = 16
 
 models_job = define_asset_job(
     "models_job",
-    selection=AssetSelection.assets(domain_classifier, dclm_classifier),
-    description="Train (or import) the domain and DCLM-style classifiers.",
+    selection=AssetSelection.assets(domain_classifier, dclm_classifier, edu_teacher),
+    description="Train (or import) the domain and DCLM-style classifiers and the Edu teacher's head.",
 )
 shard_job = define_asset_job(
     "shard_job",
     selection=AssetSelection.assets(documents, domain_labels, *QUALITY_ASSETS.values()),
-    description="Normalise one shard and write its domain label and quality score attributes.",
+    description="Normalise one shard and write its domain label and every quality score attribute "
+    "(the distilled students must exist: see distill_job).",
+)
+shard_fast_job = define_asset_job(
+    "shard_fast_job",
+    selection=AssetSelection.assets(documents, domain_labels, *FAST_QUALITY_ASSETS.values()),
+    description="Normalise one shard; domain label and the fastText / heuristic quality scores.",
+)
+distill_job = define_asset_job(
+    "distill_job",
+    selection=AssetSelection.assets(edu_student, askllm_student),
+    description="Annotate a seeded corpus sample with the transformer teachers and train their students.",
+)
+shard_model_job = define_asset_job(
+    "shard_model_job",
+    selection=AssetSelection.assets(*MODEL_QUALITY_ASSETS.values()),
+    description="The transformer criteria (teacher or student) of one shard.",
 )
 refresh_job = define_asset_job(
     "refresh_job",

@@ -11,9 +11,9 @@ from quadmix_assets.defs.labels import domain_labels
 from quadmix_assets.defs.mixtures import mixture_manifest
 from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
 from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
-from quadmix_assets.defs.quality import QUALITY_ASSETS
+from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
+from quadmix_assets.scoring.criteria import CRITERIA, SCORE_RANGES, attribute_name
 from quadmix_assets.storage import StorageRoot, layout
 
 REQUIRED_DOCUMENT_COLUMNS = ("id", "id_hash", "text", "n_tokens", "row", "record")
@@ -73,7 +73,8 @@ def _n_domains_minus_one(storage: StorageRoot) -> float:
 
 
 ATTRIBUTE_CHECKS = [_attribute_check(domain_labels, "domain", "domain", 0.0, _n_domains_minus_one)] + [
-    _attribute_check(QUALITY_ASSETS[c], attribute_name(c), "score", 0.0, lambda s: 1.0) for c in CRITERIA
+    _attribute_check(QUALITY_ASSETS[c], attribute_name(c), "score", SCORE_RANGES[c][0], lambda s, c=c: SCORE_RANGES[c][1])
+    for c in CRITERIA
 ]
 
 

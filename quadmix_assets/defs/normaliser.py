@@ -22,7 +22,7 @@ from dagster import (
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.quality import QUALITY_ASSETS
+from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import Normaliser
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name

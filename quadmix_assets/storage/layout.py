@@ -20,6 +20,10 @@ def attribute(name: str, shard: str) -> str:
     return f"attributes/{name}/{shard}.parquet"
 
 
+def model_dir(name: str) -> str:
+    return f"models/{name}"
+
+
 def model_file(name: str) -> str:
     return f"models/{name}/model.bin"
 

@@ -38,3 +38,36 @@ def demo_run(tmp_path_factory, two_shard_corpus):
     summary = run_pipeline(settings, instance, log=lines.append)
     yield settings, instance, summary, lines
     instance.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiny_transformers(tmp_path_factory) -> dict:
+    """Tiny randomly initialised models of the production families, saved like hub models: a BERT
+    encoder (MiniLM's tokenizer) and a LLaMA causal LM (SmolLM2's tokenizer). Configuring them in place
+    of the bundled models exercises the swap-by-config path of the pipeline, and keeps tests fast."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    from quadmix_assets.scoring.askllm import bundled_smollm2
+    from quadmix_assets.scoring.edu_scorer import bundled_minilm_path
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    torch.manual_seed(0)
+    bert_tok = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
+    bert = BertModel(
+        BertConfig(vocab_size=len(bert_tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    )
+    bert.save_pretrained(root / "bert")
+    bert_tok.save_pretrained(root / "bert")
+    folder, gguf = bundled_smollm2()
+    llama_tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf)
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(llama_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+            bos_token_id=llama_tok.bos_token_id, eos_token_id=llama_tok.eos_token_id, pad_token_id=llama_tok.pad_token_id,
+        )
+    )
+    llama.save_pretrained(root / "llama")
+    llama_tok.save_pretrained(root / "llama")
+    return {"edu_encoder": str(root / "bert"), "askllm_model": str(root / "llama")}

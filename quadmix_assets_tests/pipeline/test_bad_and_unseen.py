@@ -15,16 +15,19 @@ from dagster import DagsterInstance
 
 from quadmix_assets import settings as env
 from quadmix_assets.runner import run_pipeline
+from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import layout
 
 from .conftest import CORPUS, make_settings
 
 
-def _imported_models(demo_settings) -> dict:
+def _imported_models(demo_settings, tiny_transformers) -> dict:
+    """The demo run's fastText classifiers, imported by path, and tiny transformer models by config."""
     storage = demo_settings.storage()
     return {
         "domain_model": storage.path(layout.model_file("domain_classifier")),
         "dclm_model": storage.path(layout.model_file("dclm_classifier")),
+        **tiny_transformers,
     }
 
 
@@ -36,7 +39,7 @@ def _run(settings, tmp_path):
     return summary, lines
 
 
-def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tmp_path):
+def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tiny_transformers, tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shutil.copy(CORPUS / "shard-00002.jsonl.gz", corpus / "good.jsonl.gz")
@@ -56,7 +59,7 @@ def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tmp_pat
     pq.write_table(pa.table({"body": ["no text column here"]}), corpus / "notext.parquet")
     (corpus / "empty.jsonl").write_bytes(b"")
 
-    settings = make_settings(str(corpus / "*"), tmp_path / "storage", **_imported_models(demo_run[0]))
+    settings = make_settings(str(corpus / "*"), tmp_path / "storage", **_imported_models(demo_run[0], tiny_transformers))
     summary, lines = _run(settings, tmp_path)
 
     assert set(summary.shards_failed) == {"notext"}, lines
@@ -76,7 +79,7 @@ def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tmp_pat
     assert card["cross_shard_duplicate_ids"] == [json.loads(other_shard_line)["id"]]
 
 
-def test_unseen_parquet_corpus_with_other_text_field_and_no_ids(demo_run, tmp_path):
+def test_unseen_parquet_corpus_with_other_text_field_and_no_ids(demo_run, tiny_transformers, tmp_path):
     rows = list(csv.DictReader(open(f"{env.data_dir()}/labels/fineweb_edu_prompt_scores.csv", encoding="utf-8")))
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -87,11 +90,11 @@ def test_unseen_parquet_corpus_with_other_text_field_and_no_ids(demo_run, tmp_pa
             corpus / f"part-{i}.parquet",
         )
     settings = make_settings(
-        str(corpus / "*.parquet"), tmp_path / "storage", text_field="content", n_configs=2, **_imported_models(demo_run[0])
+        str(corpus / "*.parquet"), tmp_path / "storage", text_field="content", n_configs=2, **_imported_models(demo_run[0], tiny_transformers)
     )
     summary, lines = _run(settings, tmp_path)
     assert summary.ok and sorted(summary.shards_ok) == ["part-0", "part-1"], lines
-    assert len(summary.mixtures_ok) == 2 + 5
+    assert len(summary.mixtures_ok) == 2 + 1 + len(CRITERIA) + 1
     storage = settings.storage()
     docs = storage.read_parquet(layout.documents("part-0"))
     assert docs.num_rows == 75
@@ -99,3 +102,8 @@ def test_unseen_parquet_corpus_with_other_text_field_and_no_ids(demo_run, tmp_pa
     assert "edu_score" in docs.column_names  # original fields kept
     manifest = storage.read_parquet(layout.mixture_manifest(summary.mixtures_ok[0]))
     assert manifest.num_rows > 0 and set(manifest["shard"].to_pylist()) <= {"part-0", "part-1"}
+    # models swapped by config are the ones that scored: the tiny LLaMA and the tiny BERT encoder
+    demo_card = demo_run[0].storage().read_json(layout.model_card("askllm_student"))
+    assert storage.read_json(layout.model_card("askllm_student"))["teacher"] != demo_card["teacher"]
+    assert storage.read_json(layout.model_card("edu_teacher"))["encoder_model"] == tiny_transformers["edu_encoder"]
+

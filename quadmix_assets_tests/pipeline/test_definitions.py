@@ -6,17 +6,28 @@ from __future__ import annotations
 from quadmix_assets.definitions import build_definitions
 from quadmix_assets.defs.resources import QuadmixSettings
 
+ALL_CRITERIA = ("dclm", "heuristic", "langid", "edu", "askllm")
+
 EXPECTED_ASSETS = {
     # key: (group, partitions, upstream keys)
     "documents": ("corpus", "shards", set()),
     "domain_classifier": ("models", None, set()),
     "dclm_classifier": ("models", None, set()),
+    "edu_teacher": ("models", None, set()),
+    "edu_student": ("models", None, {"documents", "edu_teacher"}),
+    "askllm_student": ("models", None, {"documents"}),
     "domain_labels": ("labels", "shards", {"documents", "domain_classifier"}),
     "quality_dclm": ("quality", "shards", {"documents", "dclm_classifier"}),
     "quality_heuristic": ("quality", "shards", {"documents"}),
     "quality_langid": ("quality", "shards", {"documents"}),
-    "criteria_evaluation": ("quality", None, {"dclm_classifier", "quality_dclm", "quality_heuristic", "quality_langid"}),
-    "quality_normaliser": ("normalise", None, {"documents", "quality_dclm", "quality_heuristic", "quality_langid"}),
+    "quality_edu": ("quality", "shards", {"documents", "edu_teacher", "edu_student"}),
+    "quality_askllm": ("quality", "shards", {"documents", "askllm_student"}),
+    "criteria_evaluation": (
+        "quality",
+        None,
+        {"dclm_classifier", "edu_student", "askllm_student", *(f"quality_{c}" for c in ALL_CRITERIA)},
+    ),
+    "quality_normaliser": ("normalise", None, {"documents", *(f"quality_{c}" for c in ALL_CRITERIA)}),
     "mixture_configs": ("mixtures", None, {"domain_classifier"}),
     "mixture_scores": ("mixtures", "mixtures", {"mixture_configs", "quality_normaliser", "domain_labels", "documents"}),
     "mixture_manifest": ("mixtures", "mixtures", {"mixture_scores"}),
@@ -48,6 +59,9 @@ def test_jobs_sensors_schedules(tmp_path):
     repo = defs.get_repository_def()
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
         "models_job",
+        "shard_fast_job",
+        "distill_job",
+        "shard_model_job",
         "shard_job",
         "refresh_job",
         "mixture_job",

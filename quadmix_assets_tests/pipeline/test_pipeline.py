@@ -6,6 +6,7 @@ import numpy as np
 from dagster import AssetKey, DagsterInstance
 
 from quadmix_assets.method import QuadMixParams, draw_copies
+from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.runner import run_pipeline
 from quadmix_assets.storage import layout
 
@@ -17,10 +18,10 @@ def test_run_materializes_every_stage(demo_run):
     assert summary.shards_ok == ["shard-00000", "shard-00001"], lines
     assert not summary.shards_failed and not summary.mixtures_failed, lines
     configs = settings.storage().read_json(layout.mixture_configs())["configs"]
-    # K=4 drawn configs plus 5 baselines (random, 3 single criteria, criteria mean)
-    assert len(configs) == 4 + 5
+    # K=4 drawn configs plus the baselines: random, each criterion alone, the criteria mean
+    assert len(configs) == 4 + 1 + len(CRITERIA) + 1
     assert sorted(summary.mixtures_ok) == sorted(c["mixture_id"] for c in configs)
-    for key in ("documents", "domain_labels", "quality_dclm", "quality_heuristic", "quality_langid"):
+    for key in ("documents", "domain_labels", *(f"quality_{c}" for c in CRITERIA)):
         mats = instance.fetch_materializations(AssetKey(key), limit=10).records
         assert {m.partition_key for m in mats} == {"shard-00000", "shard-00001"}, key
     assert instance.get_latest_materialization_event(AssetKey("quality_normaliser")) is not None
@@ -34,7 +35,7 @@ def test_attributes_align_with_documents(demo_run):
     for shard in ("shard-00000", "shard-00001"):
         n = storage.read_parquet(layout.documents(shard), columns=["id"]).num_rows
         assert n > 800
-        for attr in ("domain", "quality_dclm", "quality_heuristic", "quality_langid", "quality_ranks"):
+        for attr in ("domain", *(f"quality_{c}" for c in CRITERIA), "quality_ranks"):
             t = storage.read_parquet(layout.attribute(attr, shard))
             assert t.num_rows == n, attr
             assert "text" not in t.column_names, "attribute files must not copy the text"
@@ -106,8 +107,8 @@ def test_same_inputs_same_bytes(demo_run, tmp_path, two_shard_corpus):
 
 def test_asset_checks_run_with_every_stage_and_pass(demo_run):
     settings, instance, summary, lines = demo_run
-    # per shard: documents + 4 attribute checks; normaliser: 1; per mixture: 1
+    # per shard: documents + one per attribute (domain + each criterion); normaliser: 1; per mixture: 1
     n_mixtures = len(summary.mixtures_ok)
-    assert summary.checks_run == 2 * 5 + 1 + n_mixtures, lines
+    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 1 + n_mixtures, lines
     errors = [f for f in summary.checks_failed if f.endswith("ERROR")]
     assert not errors, errors
