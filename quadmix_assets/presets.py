@@ -46,6 +46,11 @@ PRESETS: dict[str, Preset] = {
         normaliser_sample_size=100_000,
         domain_epochs=15,
         dclm_epochs=20,
+        edu_train_docs=1000,
+        edu_max_length=256,
+        edu_sample=500,
+        askllm_sample=128,
+        askllm_max_doc_tokens=128,
     ),
     "paper": Preset(
         name="paper",
