@@ -20,7 +20,13 @@ from .aggregation import aggregate
 from .ids import hash_id, hash_ids
 from .params import ParamSpace, QuadMixParams
 from .ranking import Normaliser, worse_than_rank
-from .sampling import draw_copies, sampling_frequency, sampling_plan, seed_to_uint64, uniforms
+from .sampling import (
+    draw_copies,
+    sampling_frequency,
+    sampling_plan,
+    seed_to_uint64,
+    uniforms,
+)
 
 __all__ = [
     "QuadMixParams",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .params import QuadMixParams
+from .ranking import _as_tokens
 
 __all__ = ["aggregate"]
 
@@ -38,24 +39,8 @@ def _check_domains(domains: Any, n: int, n_domains: int) -> np.ndarray:
 
 
 def _check_tokens(tokens: Any, n: int) -> np.ndarray:
-    if tokens is None:
-        return np.ones(n, dtype=np.int64)
-    t = np.asarray(tokens)
-    if t.ndim != 1:
-        raise ValueError(f"tokens must be one-dimensional; got shape {t.shape}")
-    if t.shape[0] != n:
-        raise ValueError(f"tokens has {t.shape[0]} entries for {n} documents")
-    if t.dtype.kind in "iub":
-        t = t.astype(np.int64, copy=False)
-    elif t.dtype.kind == "f":
-        t = t.astype(np.float64, copy=False)
-        if not np.isfinite(t).all():
-            raise ValueError("tokens must be finite (no NaN / inf)")
-    else:
-        raise ValueError(f"tokens must be numbers; got dtype {t.dtype}")
-    if n and t.min() < 0:
-        raise ValueError("tokens must be >= 0")
-    return t
+    """Tokens as int64 / float64, validated (one entry per document, finite, >= 0); None = 1 each."""
+    return _as_tokens(tokens, n)
 
 
 def _check_ranks(ranks: Any, n_criteria: int) -> np.ndarray:

@@ -42,7 +42,7 @@ def _as_tokens(tokens: Any, n: int) -> np.ndarray:
     if t.ndim != 1:
         raise ValueError(f"tokens must be one-dimensional; got shape {t.shape}")
     if t.shape[0] != n:
-        raise ValueError(f"scores and tokens differ in length: {n} vs {t.shape[0]}")
+        raise ValueError(f"tokens and documents differ in length: {t.shape[0]} tokens for {n} documents")
     if t.dtype.kind in "iub":
         t = t.astype(np.int64, copy=False)
     elif t.dtype.kind == "f":

@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from .aggregation import _aggregate_unchecked, _check_domains, _check_ranks, _check_tokens
+from .aggregation import (
+    _aggregate_unchecked,
+    _check_domains,
+    _check_ranks,
+    _check_tokens,
+)
 from .ids import hash_ids
 from .params import QuadMixParams
 

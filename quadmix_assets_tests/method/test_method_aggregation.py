@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quadmix_assets.method import ParamSpace, QuadMixParams, aggregate
-
-
-def _load_reference():
-    name = "quadmix_method_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+from quadmix_assets_tests.method import reference as ref
 
 
 def params_with_alpha(alpha):

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import pathlib
-import sys
 import time
 
 import numpy as np
@@ -15,19 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quadmix_assets.method import ParamSpace, QuadMixParams
-
-
-def _load_reference():
-    name = "quadmix_method_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+from quadmix_assets_tests.method import reference as ref
 
 
 def simple_params(**over):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -14,19 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quadmix_assets.method import Normaliser, worse_than_rank
-
-
-def _load_reference():
-    name = "quadmix_method_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+from quadmix_assets_tests.method import reference as ref
 
 # scores from a few distinct values (many ties) or arbitrary finite floats (incl. +-inf)
 few_values = st.sampled_from([-2.5, -0.0, 0.0, 0.1, 0.7, 3.0, 1e300])

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
-import sys
 import warnings
 
 import numpy as np
@@ -23,19 +20,7 @@ from quadmix_assets.method import (
     sampling_plan,
 )
 from quadmix_assets.method.sampling import seed_to_uint64, uniforms
-
-
-def _load_reference():
-    name = "quadmix_method_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+from quadmix_assets_tests.method import reference as ref
 
 
 def one_domain(lam, omega, eta, eps, n_criteria=1):
