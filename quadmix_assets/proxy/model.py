@@ -1,0 +1,344 @@
+"""K independent LLaMA-style proxy models stacked in one module.
+
+Every weight has a leading K dimension; the forward pass is batched over K (einsum / batched matmul,
+attention on a (K*B, H, T, hd) tensor), so K proxies train together on one (K, B, T) batch. Proxies never
+interact: each has its own init seed, its own loss term (the total loss is the *sum* of per-proxy
+means, so d total / d theta_k = d loss_k / d theta_k), its own gradient-norm clip and its own AdamW
+state (element-wise). Architecture = ``transformers.LlamaForCausalLM`` (RMSNorm eps 1e-5, SwiGLU MLP,
+rotate-half RoPE with theta 10000, no biases, MHA); verified by a test that copies weights between the two.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 64
+    d_ff: int = 128
+    vocab_size: int = 4096
+    seq_len: int = 128
+    lr: float = 3e-3
+    warmup_steps: int = 10
+    batch_size: int = 16
+    steps: int = 60
+    seed: int = 0
+    tie_embeddings: bool = True
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    rms_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    init_std: float = 0.02
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+PRESETS: dict[str, ProxyConfig] = {
+    # fits K=8 proxies x ~120k tokens each in seconds on 2 CPU cores
+    "cpu-tiny": ProxyConfig(n_layers=2, n_heads=4, d_model=64, d_ff=128, vocab_size=4096, seq_len=128,
+                            lr=3e-3, warmup_steps=10, batch_size=16, steps=60),
+    # RegMix tinyllama_1M: 2 layers, 8 heads, width 256, FFN 512, ctx 2048, const LR 4e-4 after 100
+    # warm-up steps, batch 512 x 2048, 1000 steps (vocab of the TinyLlama/GPT-NeoX tokenizer)
+    "regmix-1m": ProxyConfig(n_layers=2, n_heads=8, d_model=256, d_ff=512, vocab_size=50432, seq_len=2048,
+                             lr=4e-4, warmup_steps=100, batch_size=512, steps=1000, tie_embeddings=False),
+}
+
+
+def preset(name: str, **overrides) -> ProxyConfig:
+    return replace(PRESETS[name], **overrides)
+
+
+def _param_shapes(c: ProxyConfig) -> dict[str, tuple[int, ...]]:
+    D, F_, V = c.d_model, c.d_ff, c.vocab_size
+    s: dict[str, tuple[int, ...]] = {"embed": (V, D), "norm_f": (D,)}
+    for i in range(c.n_layers):
+        s |= {f"l{i}.norm1": (D,), f"l{i}.wq": (D, D), f"l{i}.wk": (D, D), f"l{i}.wv": (D, D),
+              f"l{i}.wo": (D, D), f"l{i}.norm2": (D,), f"l{i}.w_gate": (D, F_), f"l{i}.w_up": (D, F_),
+              f"l{i}.w_down": (F_, D)}
+    if not c.tie_embeddings:
+        s["lm_head"] = (D, V)
+    return s
+
+
+def init_params(c: ProxyConfig, seeds: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Stacked (K, ...) float32 parameters; proxy k drawn from its own ``torch.Generator(seeds[k])``
+    (so proxy k's init does not depend on K or on the other proxies)."""
+    shapes = _param_shapes(c)
+    per_k = []
+    for sd in seeds:
+        g = torch.Generator().manual_seed(int(sd))
+        p = {}
+        for n, shp in shapes.items():
+            if n.split(".")[-1].startswith("norm"):
+                p[n] = torch.ones(shp)
+            else:
+                std = c.init_std / math.sqrt(2 * c.n_layers) if n.endswith(("wo", "w_down")) else c.init_std
+                p[n] = torch.randn(shp, generator=g) * std
+        per_k.append(p)
+    return {n: torch.stack([p[n] for p in per_k]) for n in shapes}
+
+
+def _rms(x, w, eps):  # x (K,B,T,D), w (K,D)
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return w[:, None, None, :] * xf.to(x.dtype)
+
+
+def _rope(T, hd, theta, device):
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd))
+    f = torch.outer(torch.arange(T, device=device, dtype=torch.float32), inv)
+    emb = torch.cat([f, f], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def _rot(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat([-b, a], dim=-1)
+
+
+def forward(params: Mapping[str, torch.Tensor], c: ProxyConfig, tokens: torch.Tensor) -> torch.Tensor:
+    """tokens (K, B, T) int64 -> logits (K, B, T, V)."""
+    K, B, T = tokens.shape
+    H, hd = c.n_heads, c.head_dim
+    emb = params["embed"]
+    x = torch.gather(emb, 1, tokens.reshape(K, B * T, 1).expand(K, B * T, c.d_model)).reshape(K, B, T, -1)
+    cos, sin = _rope(T, hd, c.rope_theta, tokens.device)
+    for i in range(c.n_layers):
+        p = lambda n: params[f"l{i}.{n}"]  # noqa: E731
+        h = _rms(x, p("norm1"), c.rms_eps)
+        q = torch.einsum("kbtd,kde->kbte", h, p("wq")).reshape(K * B, T, H, hd).transpose(1, 2)
+        k_ = torch.einsum("kbtd,kde->kbte", h, p("wk")).reshape(K * B, T, H, hd).transpose(1, 2)
+        v = torch.einsum("kbtd,kde->kbte", h, p("wv")).reshape(K * B, T, H, hd).transpose(1, 2)
+        q = q * cos.to(q.dtype) + _rot(q) * sin.to(q.dtype)
+        k_ = k_ * cos.to(k_.dtype) + _rot(k_) * sin.to(k_.dtype)
+        a = F.scaled_dot_product_attention(q, k_, v, is_causal=True)
+        a = a.transpose(1, 2).reshape(K, B, T, c.d_model)
+        x = x + torch.einsum("kbtd,kde->kbte", a, p("wo"))
+        h = _rms(x, p("norm2"), c.rms_eps)
+        g = torch.einsum("kbtd,kdf->kbtf", h, p("w_gate"))
+        u = torch.einsum("kbtd,kdf->kbtf", h, p("w_up"))
+        x = x + torch.einsum("kbtf,kfd->kbtd", F.silu(g) * u, p("w_down"))
+    x = _rms(x, params["norm_f"], c.rms_eps)
+    if c.tie_embeddings:
+        return torch.einsum("kbtd,kvd->kbtv", x, emb)
+    return torch.einsum("kbtd,kdv->kbtv", x, params["lm_head"])
+
+
+def per_proxy_loss(params, c, seqs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """seqs (K, B, T+1) -> mean next-token loss per proxy (K,). ``mask`` (K, B, T) weights target tokens."""
+    logits = forward(params, c, seqs[..., :-1])
+    tgt = seqs[..., 1:]
+    nll = F.cross_entropy(logits.float().flatten(0, 2), tgt.flatten(), reduction="none").view(tgt.shape)
+    if mask is None:
+        return nll.mean(dim=(1, 2))
+    m = mask.to(nll.dtype)
+    return (nll * m).sum(dim=(1, 2)) / m.sum(dim=(1, 2)).clamp_min(1)
+
+
+@dataclass
+class ProxyRunResult:
+    config: ProxyConfig
+    seeds: list[int]
+    lrs: list[float]
+    loss_curves: np.ndarray  # (K, steps) float64, NaN after divergence
+    final_train_loss: np.ndarray  # (K,) mean of the last 10% of steps' losses (NaN if diverged)
+    finite: np.ndarray  # (K,) bool
+    tokens_per_s: float  # all K together
+    wall_s: float
+    device: str
+    state: dict = field(repr=False, default_factory=dict)  # {"config": dict, "params": {name: (K,...)}}
+
+    @property
+    def K(self) -> int:
+        return len(self.seeds)
+
+
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """glibc returns every freed large block (the (K, B, T, V) logits and their grads, hundreds of MB)
+    to the OS, so each step page-faults them back in: half the CPU time went to the kernel. Keep freed
+    memory in the heap instead (M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = their maxima). Linux/glibc only;
+    a no-op elsewhere. Only changes memory reuse, never results."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
+        if not libc.mallopt(-3, 2**30):  # M_MMAP_THRESHOLD; older glibc caps it at 32 MiB
+            libc.mallopt(-3, 32 * 1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
+def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Sequence[int] | None = None,
+                  lrs: Sequence[float] | None = None, threads: int | None = None,
+                  group_size: int | None = None) -> ProxyRunResult:
+    """Train K proxies, proxy k on ``token_batches[k]`` ((K, n_seqs, seq_len+1) array or tensor).
+
+    Step s uses sequences ``[(s*B) % n, ...)`` (wrapping) of each proxy's own array, the same positions
+    for every k. Seeds default to ``config.seed + k``; lrs default to ``config.lr`` (linear warm-up then
+    constant). AdamW (beta 0.9/0.95, eps 1e-8) implemented element-wise on the stacked tensors; gradient
+    clipping by each proxy's own norm. A proxy whose loss or gradient becomes non-finite is flagged and
+    frozen (lr 0, grads zeroed); the others go on. bf16 autocast on CUDA.
+
+    ``group_size``: train the K proxies in stacked groups of at most this many, one group after another,
+    and concatenate (same results, proxies are independent); on CPU 16 keeps each (K, B, T, V) logits
+    tensor small enough to be reused by malloc (K=64 cpu-tiny: ~2x faster than one group of 64)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cpu":
+        _tune_malloc()
+    data = torch.as_tensor(np.asarray(token_batches).astype(np.int64)).to(dev)
+    K, n, L = data.shape
+    seeds = [config.seed + k for k in range(K)] if seeds is None else [int(s) for s in seeds]
+    lrs = [config.lr] * K if lrs is None else [float(x) for x in lrs]
+    if group_size and K > group_size:
+        parts = [train_proxies(config, data[i:i + group_size].cpu().numpy(), device=device,
+                               seeds=seeds[i:i + group_size], lrs=lrs[i:i + group_size])
+                 for i in range(0, K, int(group_size))]
+        wall = sum(p.wall_s for p in parts)
+        return ProxyRunResult(
+            config=config, seeds=seeds, lrs=lrs, loss_curves=np.concatenate([p.loss_curves for p in parts]),
+            final_train_loss=np.concatenate([p.final_train_loss for p in parts]),
+            finite=np.concatenate([p.finite for p in parts]),
+            tokens_per_s=K * config.steps * config.batch_size * config.seq_len / max(wall, 1e-9), wall_s=wall,
+            device=parts[0].device,
+            state={"config": asdict(config),
+                   "params": {n_: torch.cat([p.state["params"][n_] for p in parts]) for n_ in parts[0].state["params"]}})
+    if L != config.seq_len + 1:
+        raise ValueError(f"token_batches last dim {L} != seq_len + 1 = {config.seq_len + 1}")
+    if len(seeds) != K or len(lrs) != K:
+        raise ValueError("seeds and lrs need one entry per proxy")
+    params = {k_: v.to(dev).requires_grad_(True) for k_, v in init_params(config, seeds).items()}
+    m1 = {k_: torch.zeros_like(v) for k_, v in params.items()}
+    m2 = {k_: torch.zeros_like(v) for k_, v in params.items()}
+    lr_k = torch.tensor(lrs, dtype=torch.float32, device=dev)
+    alive = torch.ones(K, dtype=torch.bool, device=dev)
+    curves = np.full((K, config.steps), np.nan)
+    b1, b2, eps = 0.9, 0.95, 1e-8
+    B = config.batch_size
+    use_amp = dev.type == "cuda"
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    losses_hist = []
+    for step in range(config.steps):
+        idx = (torch.arange(B, device=dev) + step * B) % n
+        batch = data[:, idx]
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss_k = per_proxy_loss(params, config, batch)
+        ok = torch.isfinite(loss_k) & alive
+        total = torch.where(ok, loss_k, torch.zeros_like(loss_k)).sum()
+        grads = torch.autograd.grad(total, list(params.values()))
+        with torch.no_grad():
+            sq = torch.zeros(K, device=dev)
+            for g in grads:
+                sq += g.float().pow(2).flatten(1).sum(1)
+            gnorm = sq.sqrt()
+            ok = ok & torch.isfinite(gnorm)
+            alive &= ok
+            scale = torch.where(ok, (config.grad_clip / (gnorm + 1e-6)).clamp(max=1.0), torch.zeros_like(gnorm))
+            warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+            lr_now = lr_k * warm * ok
+            bc1, bc2 = 1 - b1 ** (step + 1), 1 - b2 ** (step + 1)
+            for (name, p), g in zip(params.items(), grads):
+                shp = (K,) + (1,) * (p.dim() - 1)
+                g = torch.nan_to_num(g.float()) * scale.view(shp)
+                m1[name].mul_(b1).add_(g, alpha=1 - b1)
+                m2[name].mul_(b2).addcmul_(g, g, value=1 - b2)
+                upd = (m1[name] / bc1) / ((m2[name] / bc2).sqrt() + eps)
+                if config.weight_decay:
+                    upd = upd + config.weight_decay * p
+                p.sub_(lr_now.view(shp) * upd)
+            losses_hist.append(torch.where(alive, loss_k.detach().float(), torch.full_like(loss_k, float("nan"))))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    if losses_hist:
+        curves = torch.stack(losses_hist, 1).cpu().double().numpy()
+    finite = alive.cpu().numpy() & np.isfinite(curves).all(1)
+    tail = max(1, config.steps // 10)
+    final = np.where(finite, curves[:, -tail:].mean(1) if config.steps else np.nan, np.nan)
+    state = {"config": asdict(config), "params": {k_: v.detach().cpu() for k_, v in params.items()}}
+    return ProxyRunResult(config=config, seeds=seeds, lrs=lrs, loss_curves=curves, final_train_loss=final,
+                          finite=finite, tokens_per_s=K * config.steps * B * config.seq_len / max(wall, 1e-9),
+                          wall_s=wall, device=str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+                          state=state)
+
+
+def _state_parts(model_state):
+    if isinstance(model_state, ProxyRunResult):
+        model_state = model_state.state
+    return ProxyConfig(**model_state["config"]), model_state["params"]
+
+
+def _pad(seqs, max_len):
+    rows = [np.asarray(s, dtype=np.int64)[:max_len] for s in seqs]
+    rows = [r for r in rows if len(r) >= 2]
+    T = max(len(r) for r in rows)
+    arr = np.zeros((len(rows), T), np.int64)
+    mask = np.zeros((len(rows), T - 1), bool)
+    for i, r in enumerate(rows):
+        arr[i, : len(r)] = r
+        mask[i, : len(r) - 1] = True
+    return torch.as_tensor(arr), torch.as_tensor(mask)
+
+
+@torch.no_grad()
+def evaluate_losses(model_state, token_seqs, *, batch_size: int = 64, device=None) -> dict[str, np.ndarray]:
+    """Mean token loss of every proxy on each target set: ``{name: (K,)}``. ``token_seqs`` is
+    ``{name: 2-D array or list of 1-D token arrays}`` (or one such value, named ``"target"``);
+    sequences longer than seq_len+1 are truncated; loss is token-weighted over the set."""
+    c, params = _state_parts(model_state)
+    dev = torch.device(device or "cpu")
+    params = {k: v.to(dev) for k, v in params.items()}
+    K = params["embed"].shape[0]
+    if not isinstance(token_seqs, Mapping):
+        token_seqs = {"target": token_seqs}
+    out = {}
+    for name, seqs in token_seqs.items():
+        seqs = list(seqs)
+        tot = torch.zeros(K, dtype=torch.float64)
+        cnt = 0
+        for i in range(0, len(seqs), batch_size):
+            arr, mask = _pad(seqs[i:i + batch_size], c.seq_len + 1)
+            arr = arr.to(dev)[None].expand(K, -1, -1)
+            mask = mask.to(dev)[None].expand(K, -1, -1)
+            ntok = int(mask[0].sum())
+            tot += per_proxy_loss(params, c, arr, mask).double().cpu() * ntok
+            cnt += ntok
+        out[name] = (tot / max(cnt, 1)).numpy()
+    return out
+
+
+def evaluate_loss(model_state, k: int, token_seqs, **kw) -> dict[str, float]:
+    """Mean loss of proxy ``k`` per target set (see :func:`evaluate_losses`)."""
+    c, params = _state_parts(model_state)
+    one = {"config": asdict(c), "params": {n: v[k:k + 1] for n, v in params.items()}}
+    return {name: float(v[0]) for name, v in evaluate_losses(one, token_seqs, **kw).items()}
