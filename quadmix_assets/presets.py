@@ -48,8 +48,8 @@ PRESETS: dict[str, Preset] = {
         dclm_epochs=20,
         edu_train_docs=1000,
         edu_max_length=256,
-        edu_sample=500,
-        askllm_sample=128,
+        edu_sample=800,
+        askllm_sample=384,
         askllm_max_doc_tokens=128,
     ),
     "paper": Preset(
