@@ -73,3 +73,15 @@ def domain_trained(topic_docs, topic_labels):
     return train_domain_classifier(
         [d["text"] for d in topic_docs], [topic_labels[d["id"]] for d in topic_docs], [d["id"] for d in topic_docs]
     )
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch intra-op thread for a test module (the machine is small and shared; OpenMP spin-waits
+    make more threads slower), restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -27,15 +27,7 @@ from quadmix_assets.scoring.evaluation import spearman  # noqa: E402
 N_HEAD_DOCS = 320  # small subset of the 2,800 LLM-scored documents: keeps the test fast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine is small and shared; OpenMP spin-waits make more threads slower."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
