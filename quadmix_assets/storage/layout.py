@@ -54,3 +54,43 @@ def mixture_scores(mixture_id: str) -> str:
 
 def mixture_manifest(mixture_id: str) -> str:
     return f"mixtures/{mixture_id}/manifest.parquet"
+
+
+def searched_configs() -> str:
+    """Mixture specs registered by the parameter search (appended; never rewritten by mixture_configs)."""
+    return "mixtures/searched.json"
+
+
+def target_examples() -> str:
+    """Every target-set example with its half (``target`` / ``heldout``), choices and gold answer."""
+    return "targets/examples.parquet"
+
+
+def target_card() -> str:
+    return "targets/targets.json"
+
+
+def tokenizer_file() -> str:
+    return "models/proxy_tokenizer/tokenizer.json"
+
+
+def proxy_run(mixture_id: str) -> str:
+    """One proxy run's record: losses per target set, loss curve, tokens/s, versions (JSON)."""
+    return f"proxies/{mixture_id}/run.json"
+
+
+def regressor_model() -> str:
+    return "regressor/model.txt"
+
+
+def regressor_report() -> str:
+    return "regressor/report.json"
+
+
+def search_result() -> str:
+    return "search/result.json"
+
+
+def export_dir(mixture_id: str) -> str:
+    """Training-ready export of one mixture: text/part-*.parquet, tokens.bin, index.npy, manifest.json."""
+    return f"exports/{mixture_id}"
