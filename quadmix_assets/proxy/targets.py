@@ -169,3 +169,33 @@ def split_target(examples: Sequence, name: str) -> tuple[list, list]:
         text = ex.text if isinstance(ex, TargetExample) else str(ex)
         (heldout if _heldout(name, i, text) else target).append(ex)
     return target, heldout
+
+
+def target_table(sets: dict[str, TargetSet]):
+    """All examples of ``sets`` as one Arrow table, one row per example, with its half by
+    :func:`split_target`: columns ``set``, ``index`` (position in its set), ``half`` ("target" or
+    "heldout"), ``text``, ``prefix`` (MC: shared context, else null), ``choices`` (list, null unless MC),
+    ``gold`` (int, null unless MC), ``multiple_choice`` (bool, per set)."""
+    import pyarrow as pa
+
+    cols: dict[str, list] = {k: [] for k in ("set", "index", "half", "text", "prefix", "choices", "gold", "multiple_choice")}
+    for name, ts in sets.items():
+        for i, ex in enumerate(ts.examples):
+            cols["set"].append(name)
+            cols["index"].append(i)
+            cols["half"].append("heldout" if _heldout(name, i, ex.text) else "target")
+            cols["text"].append(ex.text)
+            cols["prefix"].append(ex.prefix)
+            cols["choices"].append(list(ex.choices) if ex.choices is not None else None)
+            cols["gold"].append(ex.gold)
+            cols["multiple_choice"].append(bool(ts.multiple_choice))
+    return pa.table({
+        "set": pa.array(cols["set"], pa.string()),
+        "index": pa.array(cols["index"], pa.int64()),
+        "half": pa.array(cols["half"], pa.string()),
+        "text": pa.array(cols["text"], pa.string()),
+        "prefix": pa.array(cols["prefix"], pa.string()),
+        "choices": pa.array(cols["choices"], pa.list_(pa.string())),
+        "gold": pa.array(cols["gold"], pa.int64()),
+        "multiple_choice": pa.array(cols["multiple_choice"], pa.bool_()),
+    })
