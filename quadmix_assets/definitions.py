@@ -14,11 +14,16 @@ import os
 from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
 
 from quadmix_assets.defs.automation import (
+    automation_sensor,
     corpus_refresh_schedule,
     distill_job,
+    export_job,
     mixture_job,
     models_job,
+    proxy_job,
+    proxy_setup_job,
     refresh_job,
+    search_job,
     shard_fast_job,
     shard_job,
     shard_model_job,
@@ -27,7 +32,12 @@ from quadmix_assets.defs.automation import (
 from quadmix_assets.defs.checks import CHECKS
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
+from quadmix_assets.defs.export import mixture_export
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
+from quadmix_assets.defs.proxies import proxy_run
+from quadmix_assets.defs.regressor import mixture_regressor
+from quadmix_assets.defs.search import mixture_search
+from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
 from quadmix_assets.defs.model_scorers import askllm_student, edu_student, edu_teacher
@@ -48,8 +58,15 @@ ASSETS = [
     mixture_configs,
     mixture_scores,
     mixture_manifest,
+    target_sets,
+    proxy_tokenizer,
+    proxy_run,
+    mixture_regressor,
+    mixture_search,
+    mixture_export,
 ]
-JOBS = [models_job, shard_fast_job, distill_job, shard_model_job, shard_job, refresh_job, mixture_job]
+JOBS = [models_job, shard_fast_job, distill_job, shard_model_job, shard_job, refresh_job, mixture_job,
+        proxy_setup_job, proxy_job, search_job, export_job]
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 
@@ -80,7 +97,7 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=JOBS,
-        sensors=[shard_sensor],
+        sensors=[shard_sensor, automation_sensor],
         schedules=[corpus_refresh_schedule],
         resources={"settings": settings},
         executor=executor_from_env(),

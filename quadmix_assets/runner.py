@@ -34,18 +34,27 @@ class RunSummary:
     mixtures_failed: dict[str, str] = field(default_factory=dict)
     checks_run: int = 0
     checks_failed: list[str] = field(default_factory=list)  # "check[partition]: severity"
+    proxies_ok: list[str] = field(default_factory=list)
+    proxies_failed: dict[str, str] = field(default_factory=dict)
+    regressor: dict = field(default_factory=dict)  # regressor metadata (spearman_heldout, cv_spearman, ...)
+    optimum: str | None = None  # mixture id of the search result
+    optimum_blocked: str | None = None  # why the search did not promote an optimum
+    export: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return bool(self.mixtures_ok) and not self.mixtures_failed
+        return bool(self.mixtures_ok) and not self.mixtures_failed and not self.proxies_failed
 
 
 def _failure_message(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data
-            return data.error.message.strip().splitlines()[0] if data and data.error else "step failed"
+            error = data.error if data else None
+            while error is not None and error.cause is not None:  # the user code's own exception, not Dagster's wrapper
+                error = error.cause
+            return error.message.strip().splitlines()[0] if error is not None else "step failed"
     return "run failed"
 
 
@@ -75,10 +84,10 @@ def run_pipeline(
     log(f"quadmix: {len(refs)} shard(s) from {settings.corpus_glob}")
     log(f"         storage {settings.storage_root}, preset {preset.name} (K={preset.n_configs}), instance {instance.root_directory}")
 
-    def execute(job_name: str, partition_key: str | None = None):
+    def execute(job_name: str, partition_key: str | None = None, tags: dict | None = None):
         job = defs.resolve_job_def(job_name)
         result = job.execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET
+            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET, tags=tags
         )
         for evaluation in result.get_asset_check_evaluations():
             summary.checks_run += 1
@@ -158,12 +167,128 @@ def run_pipeline(
         else:
             summary.mixtures_failed[cfg["mixture_id"]] = _failure_message(result)
             log(f"[mixture {i}/{len(configs)}] {cfg['mixture_id']}: FAILED: {summary.mixtures_failed[cfg['mixture_id']]}")
+    if summary.mixtures_ok:
+        _optimise(settings, instance, summary, execute, log)
     summary.seconds = time.perf_counter() - start
     log(
         f"done in {summary.seconds:.0f}s: {len(summary.shards_ok)} shard(s) ok, {len(summary.shards_failed)} failed; "
         f"{len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed; "
         f"{summary.checks_run - len(summary.checks_failed)}/{summary.checks_run} asset checks passed"
         + (f" ({sum(f.endswith('WARN') for f in summary.checks_failed)} warnings, see the UI)" if summary.checks_failed else "")
+        + (f"; optimum {summary.optimum} exported to {summary.export.get('path')}" if summary.export else "")
     )
     sys.stdout.flush()
     return summary
+
+
+def _contiguous_ranges(ordered: list[str], wanted: set[str], size: int) -> list[list[str]]:
+    """Runs of at most ``size`` consecutive partition keys (in the instance's order) that are all wanted:
+    one backfill-style run each, so their proxies train stacked."""
+    out, cur = [], []
+    for key in ordered:
+        if key in wanted and len(cur) < size:
+            cur.append(key)
+            continue
+        if cur:
+            out.append(cur)
+        cur = [key] if key in wanted else []
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _train_proxies(keys: list[str], instance, summary: RunSummary, execute, log, group_size: int, stage: str) -> None:
+    from quadmix_assets.defs.partitions import mixtures_partitions
+
+    ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
+    groups = _contiguous_ranges(ordered, set(keys), group_size)
+    for i, group in enumerate(groups, 1):
+        t = time.perf_counter()
+        if len(group) == 1:
+            result = execute("proxy_job", group[0])
+        else:
+            result = execute("proxy_job", tags={"dagster/asset_partition_range_start": group[0],
+                                                "dagster/asset_partition_range_end": group[-1]})
+        if not result.success:
+            msg = _failure_message(result)
+            summary.proxies_failed.update({k: msg for k in group})
+            log(f"[{stage} {i}/{len(groups)}] {len(group)} proxies FAILED: {msg}")
+            continue
+        md = _metadata(result, "proxy_run")
+        for key, r in md.get("results", {}).items():
+            (summary.proxies_ok.append(key) if r["status"] == "ok" else summary.proxies_failed.__setitem__(key, r["status"]))
+        losses = [r["target_loss"] for r in md.get("results", {}).values() if r["target_loss"] is not None]
+        span = f"target loss {min(losses):.4f}..{max(losses):.4f}" if losses else "no finite proxy"
+        log(f"[{stage} {i}/{len(groups)}] {len(group)} proxies stacked, {md.get('tokens_per_s', 0):,.0f} tokens/s, {span} "
+            f"({time.perf_counter() - t:.1f}s)")
+
+
+def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute, log) -> None:
+    """Proxies on every mixture, the regressor, the search, and the optimum's mixture, proxy and export."""
+    preset = settings.run_preset()
+    storage = settings.storage()
+    t = time.perf_counter()
+    result = execute("proxy_setup_job")
+    if not result.success:
+        raise RuntimeError(f"target sets / tokenizer failed: {_failure_message(result)}")
+    tg = _metadata(result, "target_sets")
+    tk = _metadata(result, "proxy_tokenizer")
+    log(f"[targets] {tg.get('sets')} sets, {tg.get('target_examples')} target / {tg.get('heldout_examples')} held-out examples; "
+        f"tokenizer vocab {tk.get('vocab_size')} ({time.perf_counter() - t:.1f}s)")
+    _train_proxies(summary.mixtures_ok, instance, summary, execute, log, preset.proxy_group_size, "proxies")
+
+    t = time.perf_counter()
+    result = execute("search_job")
+    summary.regressor = _metadata(result, "mixture_regressor")
+    reg = summary.regressor
+    if reg:
+        log(f"[regressor] {reg.get('configs')} configs: held-out Spearman {reg.get('spearman_heldout', float('nan')):.3f} "
+            f"(n={reg.get('n_valid')}), 5-fold CV Spearman {reg.get('cv_spearman', float('nan')):.3f}, held-out MAE "
+            f"{reg.get('mae_heldout', float('nan')):.4f} vs constant {reg.get('mae_constant_predictor', float('nan')):.4f}")
+    search = _metadata(result, "mixture_search")
+    if not search:
+        floor = preset.regressor_min_spearman
+        summary.optimum_blocked = (_failure_message(result) if not result.success else
+                                   f"regressor held-out Spearman below the floor {floor}: search not promoted")
+        log(f"[search] no optimum: {summary.optimum_blocked}")
+        return
+    summary.optimum = search["mixture_id"]
+    log(f"[search] {search['searched_configs']:,} configs ranked, optimum {summary.optimum} ({search['name']}), "
+        f"predicted target loss {search['predicted_loss_of_optimum']:.4f} ({time.perf_counter() - t:.1f}s)")
+
+    t = time.perf_counter()
+    result = execute("mixture_job", summary.optimum)
+    if not result.success:
+        summary.mixtures_failed[summary.optimum] = _failure_message(result)
+        log(f"[optimum] mixture FAILED: {summary.mixtures_failed[summary.optimum]}")
+        return
+    summary.mixtures_ok.append(summary.optimum)
+    _train_proxies([summary.optimum], instance, summary, execute, log, 1, "optimum proxy")
+    result = execute("export_job", summary.optimum)
+    if not result.success:
+        summary.mixtures_failed[summary.optimum] = f"export: {_failure_message(result)}"
+        log(f"[export] FAILED: {summary.mixtures_failed[summary.optimum]}")
+        return
+    summary.export = _metadata(result, "mixture_export")
+    _report_optimum(storage, summary, log)
+    log(f"[export] {summary.export.get('occurrences')} documents (with copies), {summary.export.get('tokens')} tokens "
+        f"({summary.export.get('token_dtype')}) -> {summary.export.get('path')} ({time.perf_counter() - t:.1f}s)")
+
+
+def _report_optimum(storage, summary: RunSummary, log) -> None:
+    """One line: the optimum's proxy target loss against the random draws and the baselines."""
+    import json as _json
+
+    runs = {}
+    for key in summary.proxies_ok:
+        path = layout.proxy_run(key)
+        if storage.exists(path):
+            runs[key] = storage.read_json(path)
+    best = runs.get(summary.optimum)
+    if not best:
+        return
+    draws = sorted(r["target_loss"] for r in runs.values() if r["origin"] == "random_draw")
+    rank = sum(v < best["target_loss"] for v in draws) + 1
+    base = {r["name"]: round(r["target_loss"], 4) for r in runs.values() if r["origin"] == "baseline"}
+    log(f"[optimum] proxy target loss {best['target_loss']:.4f}: rank {rank} of {len(draws) + 1} among the random draws "
+        f"(best draw {draws[0]:.4f}, median {draws[len(draws) // 2]:.4f}); baselines {_json.dumps(base)}")

@@ -1,26 +1,50 @@
-"""Jobs, the shard sensor (new or changed corpus files -> shard partitions and runs) and the refresh schedule."""
+"""Jobs, the shard sensor (new or changed corpus files -> shard partitions and runs), the automation
+condition sensor (``defs/conditions.py``: labels, scores and mixtures kept current) and the refresh
+schedule (the normaliser and mixture configs, refitted when stale).
+
+A new corpus file, with ``dagster dev`` (or the daemon) running and nothing else done: the shard
+sensor adds its ``shards`` partition and runs ``shard_job`` (documents, domain label, every quality
+score); automation then re-evaluates the criteria; the next refresh refits the normaliser over every
+complete shard, and automation re-scores and re-draws every mixture from it.
+
+Intervals and the refresh cron come from the environment (read when the code location loads):
+``QUADMIX_SENSOR_INTERVAL`` (shard sensor, seconds, default 60), ``QUADMIX_AUTOMATION_INTERVAL``
+(automation sensor, default 30), ``QUADMIX_REFRESH_CRON`` (default ``0 3 * * *``, nightly).
+"""
 
 
 import json
+import os
 
 from dagster import (
+    AssetKey,
     AssetRecordsFilter,
     AssetSelection,
+    AutomationConditionSensorDefinition,
+    DagsterInvariantViolationError,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
-    ScheduleDefinition,
+    RunsFilter,
+    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     define_asset_job,
+    schedule,
     sensor,
 )
 
 from quadmix_assets.corpus import file_fingerprint
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
+from quadmix_assets.defs.export import mixture_export
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
+from quadmix_assets.defs.proxies import proxy_run
+from quadmix_assets.defs.regressor import mixture_regressor
+from quadmix_assets.defs.search import mixture_search
+from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
@@ -29,6 +53,11 @@ from quadmix_assets.defs.quality import FAST_QUALITY_ASSETS, dclm_classifier
 from quadmix_assets.defs.resources import QuadmixSettings
 
 MAX_SHARDS_PER_TICK = 16
+#: content hashes per tick (a file whose size or mtime changed is hashed; a bulk `touch` is spread over ticks)
+MAX_HASHES_PER_TICK = 64
+SENSOR_INTERVAL_S = int(os.environ.get("QUADMIX_SENSOR_INTERVAL", "60"))
+AUTOMATION_INTERVAL_S = int(os.environ.get("QUADMIX_AUTOMATION_INTERVAL", "30"))
+REFRESH_CRON = os.environ.get("QUADMIX_REFRESH_CRON", "0 3 * * *")
 
 models_job = define_asset_job(
     "models_job",
@@ -67,6 +96,28 @@ mixture_job = define_asset_job(
     description="Aggregate scores and draw the sampled mixture of one config.",
 )
 
+proxy_setup_job = define_asset_job(
+    "proxy_setup_job",
+    selection=AssetSelection.assets(target_sets, proxy_tokenizer),
+    description="Split the target sets into target / held-out halves and train (or import) the proxies' tokenizer.",
+)
+proxy_job = define_asset_job(
+    "proxy_job",
+    selection=AssetSelection.assets(proxy_run),
+    description="Train the proxy of one mixture, or (over a partition range) of several mixtures stacked.",
+)
+search_job = define_asset_job(
+    "search_job",
+    selection=AssetSelection.assets(mixture_regressor, mixture_search),
+    description="Refit the regressor on every finished proxy run; if its held-out Spearman passes the "
+    "blocking check, search for the optimum and register it as a new mixture.",
+)
+export_job = define_asset_job(
+    "export_job",
+    selection=AssetSelection.assets(mixture_export),
+    description="Write one mixture for training: text shards with copies expanded, tokens.bin + index.",
+)
+
 
 def _materialized_fingerprint(instance, shard_key: str) -> str | None:
     """The source fingerprint recorded by the latest `documents` materialization of a shard, if any."""
@@ -87,10 +138,11 @@ def _file_stamp(fs, path: str) -> str:
 
 @sensor(
     job=shard_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=DefaultSensorStatus.RUNNING,
     description="Discovers new or changed corpus files, adds `shards` partitions and requests their runs "
-    f"(at most {MAX_SHARDS_PER_TICK} per tick; the cursor remembers each file's content hash).",
+    f"(at most {MAX_SHARDS_PER_TICK} runs and {MAX_HASHES_PER_TICK} content hashes per tick; the cursor "
+    "remembers each file's size, mtime and content hash, so a restart re-hashes nothing it has seen).",
 )
 def shard_sensor(context: SensorEvaluationContext, settings: QuadmixSettings):
     import fsspec
@@ -98,22 +150,27 @@ def shard_sensor(context: SensorEvaluationContext, settings: QuadmixSettings):
     cursor: dict[str, dict[str, str]] = json.loads(context.cursor) if context.cursor else {}
     known = set(context.instance.get_dynamic_partitions(shards_partitions.name))
     fs, _ = fsspec.core.url_to_fs(settings.corpus_glob)
-    new_keys, requests = [], []
+    new_keys, requests, hashed, more = [], [], 0, False
     for ref in settings.shards():
-        if len(requests) >= MAX_SHARDS_PER_TICK:
-            break
         stamp = _file_stamp(fs, ref.path)
         seen = cursor.get(ref.key, {})
         if seen.get("stamp") == stamp and ref.key in known:
             continue
+        if len(requests) >= MAX_SHARDS_PER_TICK or hashed >= MAX_HASHES_PER_TICK:
+            more = True  # the rest waits for the next tick (the cursor keeps what this one did)
+            break
         fingerprint = file_fingerprint(ref.path)
+        hashed += 1
         cursor[ref.key] = {"stamp": stamp, "fingerprint": fingerprint}
         previous = seen.get("fingerprint") or (_materialized_fingerprint(context.instance, ref.key) if ref.key in known else None)
         if previous == fingerprint and ref.key in known:
-            continue
+            continue  # touched, same content
         if ref.key not in known:
             new_keys.append(ref.key)
-        requests.append(RunRequest(run_key=f"{ref.key}:{fingerprint}", partition_key=ref.key))
+        # run keys dedupe a re-evaluated tick; (previous -> new) keeps a file reverted to old content distinct
+        requests.append(RunRequest(run_key=f"{ref.key}:{previous}->{fingerprint}", partition_key=ref.key))
+    if more:
+        context.log.info(f"more corpus files to check: the next tick goes on ({len(requests)} requested, {hashed} hashed)")
     return SensorResult(
         run_requests=requests,
         skip_reason=None if requests else SkipReason("no new or changed corpus files"),
@@ -122,10 +179,102 @@ def shard_sensor(context: SensorEvaluationContext, settings: QuadmixSettings):
     )
 
 
-corpus_refresh_schedule = ScheduleDefinition(
-    name="corpus_refresh_schedule",
-    job=refresh_job,
-    cron_schedule="0 3 * * *",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Nightly: refit the normaliser over the current shards and re-register mixture configs.",
+automation_sensor = AutomationConditionSensorDefinition(
+    "quadmix_automation_sensor",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=AUTOMATION_INTERVAL_S,
+    description="Evaluates the assets' automation conditions (defs/conditions.py): new shard scores -> "
+    "criteria evaluation; a refitted normaliser or new configs -> every mixture's scores and manifest; a "
+    "changed model or code version -> what it feeds. Models, proxies, regressor, search and export are "
+    "never requested here. Defined explicitly because Dagster's implicit default sensor starts stopped.",
 )
+
+#: refresh_job's assets that the refresh schedule keeps current (criteria_evaluation is automation's)
+REFRESHED = (quality_normaliser, mixture_configs)
+#: jobs whose runs write the normaliser's inputs
+SHARD_JOBS = (shard_job.name, shard_fast_job.name, shard_model_job.name)
+IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def _planned_storage_id(instance, record) -> int:
+    """Where the run that wrote ``record`` was created (its planned-materialization event): anything a
+    parent wrote after that may not have been read. Runless events: the record itself."""
+    run_id = record.event_log_entry.run_id
+    if run_id:
+        planned = instance.fetch_planned_materializations(
+            AssetRecordsFilter(asset_key=record.asset_key, before_storage_id=record.storage_id), limit=20
+        ).records
+        for p in planned:
+            if p.event_log_entry.run_id == run_id:
+                return p.storage_id
+    return record.storage_id
+
+
+def _refreshed_nodes(repository_def=None) -> dict:
+    """asset key -> (code version, parent keys) of the refreshed assets, from the loaded definitions
+    when given (what the code location serves), else from the asset definitions themselves."""
+    if repository_def is not None:
+        graph = repository_def.asset_graph
+        return {a.key: (graph.get(a.key).code_version, set(graph.get(a.key).parent_keys)) for a in REFRESHED}
+    return {a.key: (a.code_versions_by_key.get(a.key), set(a.asset_deps[a.key])) for a in REFRESHED}
+
+
+def stale_reasons(instance, repository_def=None) -> dict[str, str]:
+    """For each refreshed asset that is stale, why: never materialized, a new code version, or a parent
+    (any partition) materialized after the run that last wrote it started."""
+    out: dict[str, str] = {}
+    for key, (code_version, parents) in _refreshed_nodes(repository_def).items():
+        name = key.to_user_string()
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1).records
+        if not records:
+            out[name] = "never materialized"
+            continue
+        record = records[0]
+        recorded = (record.asset_materialization.tags or {}).get("dagster/code_version")
+        if code_version and recorded != code_version:
+            out[name] = f"code version {recorded} -> {code_version}"
+            continue
+        since = _planned_storage_id(instance, record)
+        for parent in sorted(parents, key=lambda k: k.to_user_string()):
+            if instance.fetch_materializations(AssetRecordsFilter(asset_key=parent, after_storage_id=since), limit=1).records:
+                out[name] = f"{parent.to_user_string()} materialized since"
+                break
+    return out
+
+
+def inputs_in_flight(instance, repository_def=None) -> list[str]:
+    """Runs in flight that write a parent of the refreshed assets (a refit now would leave their shards out)."""
+    parents = set().union(*(p for _, p in _refreshed_nodes(repository_def).values()))
+    busy = []
+    for run in instance.get_runs(RunsFilter(statuses=IN_FLIGHT), limit=200):
+        selection = run.asset_selection
+        if (selection is not None and selection & parents) or (selection is None and run.job_name in SHARD_JOBS):
+            busy.append(run.run_id)
+    return busy
+
+
+@schedule(
+    job=refresh_job,
+    cron_schedule=REFRESH_CRON,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="The corpus refresh (nightly by default, QUADMIX_REFRESH_CRON): refit the normaliser and "
+    "re-register the mixture configs, each only when stale (never materialized, new code version, or new "
+    "shard data since); skipped while shard runs are in flight. Automation then updates every mixture.",
+)
+def corpus_refresh_schedule(context: ScheduleEvaluationContext):
+    try:
+        repository_def = context.repository_def  # the definitions the code location serves
+    except DagsterInvariantViolationError:  # a bare context built without them
+        repository_def = None
+    busy = inputs_in_flight(context.instance, repository_def)
+    if busy:
+        return SkipReason(f"{len(busy)} run(s) writing shard data are in flight ({', '.join(busy[:3])}): refresh at the next tick")
+    stale = stale_reasons(context.instance, repository_def)
+    if not stale:
+        return SkipReason("nothing stale: the normaliser and mixture configs are current")
+    context.log.info(f"refreshing: {stale}")
+    return RunRequest(
+        asset_selection=[AssetKey.from_user_string(k) for k in stale],
+        tags={"quadmix/refresh": ",".join(sorted(stale))},
+    )

@@ -8,7 +8,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_labels
+from quadmix_assets.defs.export import mixture_export
 from quadmix_assets.defs.mixtures import mixture_manifest
+from quadmix_assets.defs.proxies import proxy_run
+from quadmix_assets.defs.regressor import regressor_fit_quality
 from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
 from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS
@@ -130,4 +133,43 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
     )
 
 
-CHECKS = [documents_valid, *ATTRIBUTE_CHECKS, normaliser_ranks_valid, mixture_manifest_valid]
+@asset_check(
+    asset=proxy_run,
+    partitions_def=mixtures_partitions,
+    description="Every proxy of the run trained to the end with finite losses on every target set (failed "
+    "runs are left out of the regressor); run over a backfill range it judges each mixture of the range.",
+)
+def proxy_loss_finite(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+    storage = settings.storage()
+    keys = list(context.partition_keys)
+    status = {k: storage.read_json(layout.proxy_run(k))["status"] for k in keys}
+    failed = {k: v for k, v in status.items() if v != "ok"}
+    return AssetCheckResult(passed=not failed, metadata={"mixtures": len(keys), "failed": failed})
+
+
+@asset_check(
+    asset=mixture_export,
+    partitions_def=mixtures_partitions,
+    description="The export is complete and consistent: every listed file has its recorded size and "
+    "checksum, the index ends at the token count, text rows = occurrences.",
+)
+def mixture_export_complete(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+    storage = settings.storage()
+    folder = layout.export_dir(context.partition_key)
+    doc = storage.read_json(f"{folder}/manifest.json")
+    bad_files = [rel for rel, f in doc["files"].items() if storage.file_sha256(f"{folder}/{rel}") != f["sha256"]]
+    with storage.local_file(f"{folder}/index.npy") as path:
+        index = np.load(path)
+    itemsize = np.dtype(doc["token_dtype"]).itemsize
+    tokens_ok = int(index[-1]) == doc["tokens"] == doc["files"]["tokens.bin"]["bytes"] // itemsize
+    rows = sum(_rows(storage, f"{folder}/{p}") for p in doc["text_parts"])
+    passed = not bad_files and tokens_ok and rows == doc["occurrences"] == len(index) - 1
+    return AssetCheckResult(
+        passed=passed,
+        metadata={"files_mismatched": bad_files, "index_matches_tokens": tokens_ok, "text_rows": rows,
+                  "occurrences": doc["occurrences"]},
+    )
+
+
+CHECKS = [documents_valid, *ATTRIBUTE_CHECKS, normaliser_ranks_valid, mixture_manifest_valid, proxy_loss_finite,
+          mixture_export_complete, regressor_fit_quality]

@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from quadmix_assets.corpus import ShardError, file_fingerprint, read_shard
+from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -26,6 +27,7 @@ DOCUMENTS_VERSION = "documents-v1"
     group_name="corpus",
     op_tags=pod_tags("shard"),
     code_version=DOCUMENTS_VERSION,
+    automation_condition=conditions.DOCUMENTS,
     kinds={"parquet"},
     description="One corpus file, normalised: stable id and 64-bit key, text, token estimate, original "
     "fields kept. Bad records go to a quarantine file with the reason per record.",

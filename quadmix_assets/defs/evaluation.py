@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from quadmix_assets.defs import conditions
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.labels import _markdown_table
 from quadmix_assets.defs.model_scorers import MODEL_QUALITY_ASSETS, askllm_student, criterion_scorer, edu_student
@@ -30,6 +31,7 @@ QUALITY_ASSETS = {c: {**FAST_QUALITY_ASSETS, **MODEL_QUALITY_ASSETS}[c] for c in
     group_name="quality",
     op_tags=pod_tags("gpu"),
     code_version=EVALUATION_VERSION,
+    automation_condition=conditions.CRITERIA,
     deps=[dclm_classifier, edu_student, askllm_student]
     + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],
     kinds={"json"},

@@ -10,6 +10,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.models import import_model_file, load_stored_model
+from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
@@ -97,6 +98,7 @@ def domain_classifier(context: AssetExecutionContext, settings: QuadmixSettings)
     group_name="labels",
     op_tags=pod_tags("shard"),
     code_version=DOMAIN_LABELS_VERSION,
+    automation_condition=conditions.SHARD_ATTRIBUTE,
     deps=[documents, domain_classifier],
     kinds={"parquet"},
     description="Domain id (0..M-1) and confidence of every document of a shard, aligned with its documents.",

@@ -17,6 +17,7 @@ from dagster import (
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import _markdown_table, domain_classifier, domain_labels
 from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
+from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -25,18 +26,36 @@ from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, glob
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
 
 CONFIGS_VERSION = "mixture-configs-v1"
 SCORES_VERSION = "mixture-scores-v1"
 MANIFEST_VERSION = "mixture-manifest-v1"
 
 
+def searched_specs(storage: StorageRoot) -> list[dict]:
+    """Spec dicts registered by the parameter search (empty before the first search)."""
+    if not storage.exists(layout.searched_configs()):
+        return []
+    return storage.read_json(layout.searched_configs())["configs"]
+
+
+def all_spec_dicts(storage: StorageRoot) -> list[dict]:
+    """Drawn configs and baselines (mixture_configs), then search results."""
+    return storage.read_json(layout.mixture_configs())["configs"] + searched_specs(storage)
+
+
 def load_spec(storage: StorageRoot, mixture_id: str) -> tuple[MixtureSpec, dict]:
+    """The spec of one mixture partition (drawn, baseline or search result) and the configs document
+    (whose ``preset`` fixes the draw seed)."""
     doc = storage.read_json(layout.mixture_configs())
-    for d in doc["configs"]:
+    for d in doc["configs"] + searched_specs(storage):
         if d["mixture_id"] == mixture_id:
             return MixtureSpec.from_dict(d), doc
-    raise KeyError(f"mixture {mixture_id!r} is not in {layout.mixture_configs()}; rematerialize mixture_configs")
+    raise KeyError(
+        f"mixture {mixture_id!r} is in neither {layout.mixture_configs()} nor {layout.searched_configs()}; "
+        "rematerialize mixture_configs (or mixture_search)"
+    )
 
 
 @asset(
@@ -110,11 +129,33 @@ def _load_features(storage: StorageRoot, shards: list[str]) -> pa.Table:
     return pa.concat_tables(parts)
 
 
+def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params, card: dict) -> dict:
+    """What the lineage report reads back from the event log: the config's numbers, the shards with
+    their fingerprints, how a search result was found, and the sampling curve per domain."""
+    domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
+    md = {
+        "params": MetadataValue.json(spec.params.to_dict()),
+        "param_axes": MetadataValue.json({"domains": list(domain_names), "criteria": list(CRITERIA)}),
+        "shards": MetadataValue.json(card["shard_fingerprints"]),
+    }
+    if spec.origin == "search":
+        found = next((d.get("found_by") for d in searched_specs(storage) if d["mixture_id"] == spec.mixture_id), None)
+        if found:
+            md["found_by"] = MetadataValue.json(found)
+            md["regressor_version"] = str(found.get("regressor_version"))
+    names = domain_names if spec.domain_aware else ["all documents (one global rank)"]
+    curve = try_png_markdown(lambda: sampling_curves_png(params, names), f"sampling curve {spec.name}", context.log.warning)
+    if curve:
+        md["sampling_curve"] = MetadataValue.md(curve)
+    return md
+
+
 @asset(
     partitions_def=mixtures_partitions,
     group_name="mixtures",
     op_tags=pod_tags("fanin"),
     code_version=SCORES_VERSION,
+    automation_condition=conditions.MIXTURE_SCORES,
     deps=[
         mixture_configs,
         quality_normaliser,
@@ -162,9 +203,31 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "documents": table.num_rows,
             "expected_tokens": float(np.dot(expected, tokens)),
             "normaliser_version": card["version"],
+            **_scores_lineage_metadata(context, storage, spec, params, card),
         },
         data_version=DataVersion(content_hash(prov)),
     )
+
+
+def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names, before, after) -> dict:
+    """Domain shares before/after sampling, and the lineage story read from the instance's event log."""
+    md = {}
+    shares = try_png_markdown(
+        lambda: domain_shares_png(names, before, after), f"domain shares {spec.name}", context.log.warning
+    )
+    if shares:
+        md["domain_shares"] = MetadataValue.md(shares)
+    try:
+        from quadmix_assets.lineage import lineage_markdown, mixture_lineage
+
+        try:
+            graph = context.repository_def.asset_graph
+        except Exception:  # noqa: BLE001 - no repository on in-process runs: the lineage module builds the graph
+            graph = None
+        md["lineage"] = MetadataValue.md(lineage_markdown(mixture_lineage(context.instance, spec.mixture_id, asset_graph=graph)))
+    except Exception as exc:  # noqa: BLE001 - the story is informative; it never fails the manifest
+        context.log.warning(f"lineage not recorded: {type(exc).__name__}: {exc}")
+    return md
 
 
 @asset(
@@ -172,6 +235,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
     group_name="mixtures",
     op_tags=pod_tags("fanin"),
     code_version=MANIFEST_VERSION,
+    automation_condition=conditions.MIXTURE_MANIFEST,
     deps=[mixture_scores],
     kinds={"parquet"},
     description="The sampled mixture: (document id, shard, row, copies) for every selected document, "
@@ -218,6 +282,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
                 _markdown_table(["domain", "tokens before", "share", "tokens after", "share"], rows)
             ),
             "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
+            **_manifest_pictures(context, spec, names, before, after),
         },
         data_version=DataVersion(content_hash(prov)),
     )

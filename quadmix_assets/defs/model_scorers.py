@@ -24,6 +24,7 @@ from dagster import (
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.models import local_model_dir, upload_model_dir
+from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
@@ -215,6 +216,7 @@ def _quality_asset(criterion: str, student_asset, teacher_dep):
         partitions_def=shards_partitions,
         group_name="quality",
         code_version=version,
+        automation_condition=conditions.SHARD_ATTRIBUTE,
         deps=[documents, student_asset] + ([teacher_dep] if teacher_dep else []),
         kinds={"parquet"},
         op_tags=pod_tags("gpu"),

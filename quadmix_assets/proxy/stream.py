@@ -9,6 +9,14 @@ import numpy as np
 from .tokenizer import eos_id, token_dtype
 
 
+def occurrence_order(copies, seed) -> np.ndarray:
+    """Manifest row of every document occurrence (row i repeated ``copies[i]`` times), shuffled with
+    ``np.random.default_rng(seed).permutation``: the order documents are trained on and exported in."""
+    copies = np.asarray(copies).astype(np.int64)
+    occ = np.repeat(np.arange(len(copies)), np.maximum(copies, 0))
+    return occ[np.random.default_rng(seed).permutation(len(occ))]
+
+
 def manifest_token_stream(manifest_table, read_texts: Callable[[str, Sequence[int]], list[str]], tokenizer,
                           *, seed: int, budget_tokens: int, seq_len: int, batch_docs: int = 256) -> np.ndarray:
     """``(n_seqs, seq_len + 1)`` token ids packed from a manifest (pyarrow Table / pandas-like with columns
@@ -22,8 +30,7 @@ def manifest_token_stream(manifest_table, read_texts: Callable[[str, Sequence[in
     shard = cols["shard"].astype(str)
     row = cols["row"].astype(np.int64)
     copies = cols["copies"].astype(np.int64)
-    occ = np.repeat(np.arange(len(row)), np.maximum(copies, 0))
-    order = occ[np.random.default_rng(seed).permutation(len(occ))]
+    order = occurrence_order(copies, seed)
     width = int(seq_len) + 1
     n_seqs = int(budget_tokens) // width
     need = n_seqs * width

@@ -31,6 +31,24 @@ EXPECTED_ASSETS = {
     "mixture_configs": ("mixtures", None, {"domain_classifier"}),
     "mixture_scores": ("mixtures", "mixtures", {"mixture_configs", "quality_normaliser", "domain_labels", "documents"}),
     "mixture_manifest": ("mixtures", "mixtures", {"mixture_scores"}),
+    "target_sets": ("proxies", None, set()),
+    "proxy_tokenizer": ("proxies", None, {"documents"}),
+    "proxy_run": ("proxies", "mixtures", {"mixture_manifest", "target_sets", "proxy_tokenizer"}),
+    "mixture_regressor": ("optimisation", None, {"mixture_configs", "proxy_run"}),
+    "mixture_search": ("optimisation", None, {"mixture_regressor", "mixture_configs"}),
+    "mixture_export": ("export", "mixtures", {"mixture_manifest", "proxy_tokenizer"}),
+}
+
+EXPECTED_CHECKS = {
+    # asset: {check name: (partitioned, blocking)}
+    "documents": {"documents_valid": (True, False)},
+    "domain_labels": {"domain_labels_aligned_and_in_range": (True, False)},
+    **{f"quality_{c}": {f"quality_{c}_aligned_and_in_range": (True, False)} for c in ALL_CRITERIA},
+    "quality_normaliser": {"normaliser_ranks_valid": (False, False)},
+    "mixture_manifest": {"mixture_manifest_valid": (True, False)},
+    "proxy_run": {"proxy_loss_finite": (True, False)},
+    "mixture_regressor": {"regressor_fit_quality": (False, True)},
+    "mixture_export": {"mixture_export_complete": (True, False)},
 }
 
 
@@ -54,6 +72,19 @@ def test_asset_graph_snapshot(tmp_path):
     assert actual == EXPECTED_ASSETS
 
 
+def test_asset_checks_snapshot(tmp_path):
+    defs = _defs(tmp_path)
+    graph = defs.resolve_asset_graph()
+    actual: dict[str, dict] = {}
+    for key in graph.asset_check_keys:
+        node = graph.get(key)
+        spec = node.spec if hasattr(node, "spec") else node
+        actual.setdefault(key.asset_key.to_user_string(), {})[key.name] = (
+            getattr(spec, "partitions_def", None) is not None, bool(getattr(spec, "blocking", False))
+        )
+    assert actual == EXPECTED_CHECKS
+
+
 def test_jobs_sensors_schedules(tmp_path):
     defs = _defs(tmp_path)
     repo = defs.get_repository_def()
@@ -65,10 +96,40 @@ def test_jobs_sensors_schedules(tmp_path):
         "shard_job",
         "refresh_job",
         "mixture_job",
+        "proxy_setup_job",
+        "proxy_job",
+        "search_job",
+        "export_job",
     }
-    assert [s.name for s in repo.sensor_defs] == ["shard_sensor"]
-    assert [s.name for s in repo.schedule_defs] == ["corpus_refresh_schedule"]
+    # the automation sensor is declared (running) so Dagster adds no implicit, stopped default one
+    assert sorted((s.name, s.default_status.value) for s in repo.sensor_defs) == [
+        ("quadmix_automation_sensor", "RUNNING"),
+        ("shard_sensor", "RUNNING"),
+    ]
+    assert [(s.name, s.default_status.value) for s in repo.schedule_defs] == [("corpus_refresh_schedule", "RUNNING")]
     assert repo.get_schedule_def("corpus_refresh_schedule").cron_schedule == "0 3 * * *"
+
+
+EXPECTED_AUTOMATION = {
+    # asset: automation condition label (defs/conditions.py); every other asset has none: the models,
+    # normaliser, configs and the optimisation loop are run deliberately or by the refresh schedule
+    "documents": "documents_code_changed",
+    "domain_labels": "shard_attribute_current",
+    **{f"quality_{c}": "shard_attribute_current" for c in ALL_CRITERIA},
+    "criteria_evaluation": "criteria_current",
+    "mixture_scores": "mixture_scores_current",
+    "mixture_manifest": "mixture_manifest_current",
+}
+
+
+def test_automation_conditions_snapshot(tmp_path):
+    graph = _defs(tmp_path).resolve_asset_graph()
+    actual = {}
+    for key in graph.get_all_asset_keys():
+        condition = graph.get(key).automation_condition
+        if condition is not None:
+            actual[key.to_user_string()] = condition.get_label()
+    assert actual == EXPECTED_AUTOMATION
 
 
 def test_code_location_loads_from_workspace_module():

@@ -20,7 +20,9 @@ def test_run_materializes_every_stage(demo_run):
     configs = settings.storage().read_json(layout.mixture_configs())["configs"]
     # K=4 drawn configs plus the baselines: random, each criterion alone, the criteria mean
     assert len(configs) == 4 + 1 + len(CRITERIA) + 1
-    assert sorted(summary.mixtures_ok) == sorted(c["mixture_id"] for c in configs)
+    # ... and the search optimum, registered as one more mixture
+    searched = settings.storage().read_json(layout.searched_configs())["configs"]
+    assert sorted(summary.mixtures_ok) == sorted(c["mixture_id"] for c in configs + searched)
     for key in ("documents", "domain_labels", *(f"quality_{c}" for c in CRITERIA)):
         mats = instance.fetch_materializations(AssetKey(key), limit=10).records
         assert {m.partition_key for m in mats} == {"shard-00000", "shard-00001"}, key
@@ -103,12 +105,21 @@ def test_same_inputs_same_bytes(demo_run, tmp_path, two_shard_corpus):
     for rel in rels:
         assert a.read_bytes(rel) == b.read_bytes(rel), rel
     assert a.read_bytes(layout.model_file("domain_classifier")) == b.read_bytes(layout.model_file("domain_classifier"))
+    # the optimisation half: proxy runs, the regressor, the search result, the export, tokenizer and targets
+    others = [r for prefix in ("proxies/", "regressor/", "search/", "exports/", "targets/", "models/proxy_tokenizer/")
+              for r in a.list(prefix) if not r.endswith(".parquet")] + [layout.searched_configs()]
+    assert len(others) > 15
+    for rel in others:
+        assert a.read_bytes(rel) == b.read_bytes(rel), rel
 
 
 def test_asset_checks_run_with_every_stage_and_pass(demo_run):
     settings, instance, summary, lines = demo_run
     # per shard: documents + one per attribute (domain + each criterion); normaliser: 1; per mixture: 1
+    # per proxy run (a stacked group of mixtures, then the optimum alone): 1; regressor: 1; export: 1
     n_mixtures = len(summary.mixtures_ok)
-    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 1 + n_mixtures, lines
+    group = settings.run_preset().proxy_group_size
+    proxy_runs = -(-(n_mixtures - 1) // group) + 1
+    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 1 + n_mixtures + proxy_runs + 2, lines
     errors = [f for f in summary.checks_failed if f.endswith("ERROR")]
     assert not errors, errors

@@ -51,3 +51,36 @@ def test_sensor_trusts_the_event_log_for_shards_already_materialized(demo_run):
     result = shard_sensor(ctx)
     assert not result.run_requests and result.skip_reason is not None, result
     assert set(json.loads(result.cursor)) == {"shard-00000", "shard-00001"}  # hashes remembered
+
+
+def test_sensor_bounds_work_per_tick_and_a_replayed_tick_is_idempotent(tmp_path, monkeypatch):
+    """At most MAX_SHARDS_PER_TICK runs per tick, the rest on the next; a tick evaluated again from the
+    same cursor (the daemon restarted before committing it) asks for the same run keys, which Dagster
+    deduplicates; a touched file with unchanged content is not run again."""
+    import os
+
+    from quadmix_assets.defs import automation
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a", "b", "c"):
+        _write(corpus / f"{name}.jsonl.gz", [{"id": name, "text": f"text {name}"}])
+    settings = QuadmixSettings.from_env(corpus_glob=str(corpus / "*.jsonl.gz"), storage_root=str(tmp_path / "s"))
+    monkeypatch.setattr(automation, "MAX_SHARDS_PER_TICK", 2)
+    with DagsterInstance.ephemeral() as instance:
+        def tick(cursor=None):
+            return shard_sensor(build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings}))
+
+        first = tick()
+        assert [r.partition_key for r in first.run_requests] == ["a", "b"]
+        replay = tick()
+        assert [r.run_key for r in replay.run_requests] == [r.run_key for r in first.run_requests]
+        instance.add_dynamic_partitions("shards", ["a", "b"])
+        second = tick(first.cursor)
+        assert [r.partition_key for r in second.run_requests] == ["c"]
+        instance.add_dynamic_partitions("shards", ["c"])
+
+        st = os.stat(corpus / "a.jsonl.gz")
+        os.utime(corpus / "a.jsonl.gz", (st.st_atime + 10, st.st_mtime + 10))  # touched, same bytes
+        third = tick(second.cursor)
+        assert not third.run_requests and third.skip_reason is not None

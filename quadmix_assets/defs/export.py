@@ -1,0 +1,79 @@
+"""Stage 7: a mixture written for large-scale training (any mixture partition; the runner exports the
+search optimum): Parquet text shards with copies expanded, a tokenized flat binary with its index, and a
+manifest naming every input. Files are written aside and moved into place; ``manifest.json`` goes last,
+so an export folder with a manifest is complete."""
+
+
+import tempfile
+from pathlib import Path
+
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+
+from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.defs.mixtures import load_spec, mixture_manifest
+from quadmix_assets.defs.partitions import mixtures_partitions
+from quadmix_assets.defs.provenance import provenance
+from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.targets import load_proxy_tokenizer, proxy_tokenizer
+from quadmix_assets.export import export_mixture
+from quadmix_assets.storage import content_hash, layout
+from quadmix_assets.storage.texts import ShardTexts
+
+EXPORT_VERSION = "mixture-export-v1"
+
+
+@asset(
+    partitions_def=mixtures_partitions,
+    group_name="export",
+    op_tags=pod_tags("fanin"),
+    code_version=EXPORT_VERSION,
+    deps=[mixture_manifest, proxy_tokenizer],
+    kinds={"parquet"},
+    description="Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), tokens.bin "
+    "(uint16/uint32 by vocabulary) + index.npy offsets, and manifest.json naming every input.",
+)
+def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+    storage = settings.storage()
+    key = context.partition_key
+    spec, configs = load_spec(storage, key)
+    manifest_path = layout.mixture_manifest(key)
+    manifest = storage.read_parquet(manifest_path, columns=["id", "shard", "row", "copies"])
+    tokenizer, tok_card = load_proxy_tokenizer(storage)
+    seed = f"export:{key}:{configs['preset']['seed']}"
+    folder = layout.export_dir(key)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = export_mixture(manifest, ShardTexts(storage), tokenizer, tmp, seed=seed)
+        for rel in summary.files:
+            storage.write_file(f"{folder}/{rel}", Path(tmp) / rel)
+    shards = sorted(set(manifest["shard"].to_pylist()))
+    doc = {
+        "mixture_id": key,
+        "name": spec.name,
+        "origin": spec.origin,
+        "params": spec.params.to_dict(),
+        **summary.to_dict(),
+        "order_seed": seed,
+        "inputs": {
+            "mixture_manifest": {"path": manifest_path, "sha256": storage.file_sha256(manifest_path),
+                                 "provenance": storage.provenance(manifest_path)},
+            "documents": {s: storage.provenance(layout.documents(s)).get("inputs", {}) for s in shards},
+            "tokenizer": {"version": tok_card["version"], "vocab_size": tok_card["vocab_size"], "source": tok_card["source"]},
+        },
+        "provenance": provenance(context, EXPORT_VERSION, params={"order_seed": seed}),
+    }
+    uri = storage.write_json(f"{folder}/manifest.json", doc)
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(storage.uri(folder)),
+            "manifest": MetadataValue.path(uri),
+            "name": spec.name,
+            "documents": summary.documents,
+            "occurrences": summary.occurrences,
+            "tokens": summary.tokens,
+            "token_dtype": summary.token_dtype,
+            "text_parts": len(summary.text_parts),
+            "bytes": sum(f["bytes"] for f in summary.files.values()),
+            "tokenizer_version": tok_card["version"],
+        },
+        data_version=DataVersion(content_hash(doc)),
+    )

@@ -1,0 +1,153 @@
+"""Write a mixture for large-scale training, streaming.
+
+Layout of one export folder:
+
+* ``text/part-00000.parquet`` ...: one row per document *occurrence* (a document drawn with 3 copies
+  appears 3 times), in the deterministic shuffled order of :func:`occurrence_order`; columns ``id``,
+  ``shard``, ``row``, ``copy`` (0-based occurrence number of that document), ``text``.
+* ``tokens.bin``: every occurrence's token ids, each followed by the end-of-text id, concatenated;
+  little-endian uint16 when the vocabulary fits, else uint32 (named in the summary).
+* ``index.npy``: int64 offsets into ``tokens.bin``, one per occurrence plus the end (``n + 1`` values):
+  occurrence ``i`` is ``tokens[index[i]:index[i + 1]]`` (its EOS included), same order as the text parts.
+
+Nothing is held in memory beyond one batch of documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from quadmix_assets.proxy.stream import occurrence_order
+from quadmix_assets.proxy.tokenizer import eos_id, token_dtype
+
+TEXT_SCHEMA = pa.schema(
+    [("id", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("copy", pa.int32()), ("text", pa.string())]
+)
+
+
+@dataclass
+class ExportSummary:
+    documents: int  # distinct documents
+    occurrences: int  # documents x copies
+    tokens: int  # tokens in tokens.bin, EOS included
+    token_dtype: str
+    vocab_size: int
+    eos_id: int
+    text_parts: list[str] = field(default_factory=list)
+    files: dict[str, dict] = field(default_factory=dict)  # relative path -> {"bytes", "sha256"}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_mixture(
+    manifest: pa.Table,
+    read_texts: Callable[[str, Sequence[int]], list[str]],
+    tokenizer,
+    out_dir: str | Path,
+    *,
+    seed: int | str,
+    rows_per_part: int = 50_000,
+    batch_docs: int = 2048,
+) -> ExportSummary:
+    """Export ``manifest`` (columns id, shard, row, copies) into ``out_dir`` (a local folder, created).
+    ``seed`` fixes the occurrence order; same inputs -> same bytes in every file."""
+    for c in ("id", "shard", "row", "copies"):
+        if c not in manifest.column_names:
+            raise ValueError(f"manifest has no {c!r} column (columns: {manifest.column_names})")
+    if rows_per_part < 1 or batch_docs < 1:
+        raise ValueError("rows_per_part and batch_docs must be >= 1")
+    out = Path(out_dir)
+    (out / "text").mkdir(parents=True, exist_ok=True)
+    ids = manifest["id"].to_numpy(zero_copy_only=False).astype(str)
+    shards = manifest["shard"].to_numpy(zero_copy_only=False).astype(str)
+    rows = manifest["row"].to_numpy().astype(np.int64)
+    copies = manifest["copies"].to_numpy().astype(np.int64)
+    if isinstance(seed, str):
+        seed = int.from_bytes(hashlib.blake2b(seed.encode(), digest_size=8).digest(), "little")
+    order = occurrence_order(copies, seed)
+    vocab = int(tokenizer.get_vocab_size())
+    dtype = np.dtype(token_dtype(vocab)).newbyteorder("<")
+    eos = eos_id(tokenizer)
+    seen = np.zeros(len(rows), dtype=np.int32)
+    offsets = [np.zeros(1, dtype=np.int64)]
+    total = 0
+    parts: list[str] = []
+    writer = None
+    part_rows = 0
+
+    def open_part():
+        name = f"text/part-{len(parts):05d}.parquet"
+        parts.append(name)
+        return pq.ParquetWriter(out / name, TEXT_SCHEMA, compression="zstd")
+
+    with open(out / "tokens.bin", "wb") as bin_fh:
+        for start in range(0, len(order), batch_docs):
+            chunk = order[start:start + batch_docs]
+            uniq = np.unique(chunk)
+            texts: dict[int, str] = {}
+            for s in np.unique(shards[uniq]):
+                sel = uniq[shards[uniq] == s]
+                for i, t in zip(sel, read_texts(str(s), [int(r) for r in rows[sel]])):
+                    texts[int(i)] = t
+            batch_texts = [texts[int(i)] for i in chunk]
+            occ_copy = np.empty(len(chunk), dtype=np.int32)
+            for j, i in enumerate(chunk):  # k-th occurrence of each document, in export order
+                occ_copy[j] = seen[i]
+                seen[i] += 1
+            encs = tokenizer.encode_batch(batch_texts)
+            lens = np.fromiter((len(e.ids) + 1 for e in encs), dtype=np.int64, count=len(encs))
+            flat = np.fromiter((t for e in encs for t in (*e.ids, eos)), dtype=np.int64, count=int(lens.sum()))
+            if flat.size and int(flat.max()) >= vocab:
+                raise ValueError(f"token id {int(flat.max())} >= vocabulary size {vocab}")
+            bin_fh.write(flat.astype(dtype).tobytes())
+            offsets.append(total + np.cumsum(lens))
+            total += int(lens.sum())
+            table = pa.table(
+                {"id": ids[chunk], "shard": shards[chunk], "row": rows[chunk], "copy": occ_copy, "text": batch_texts},
+                schema=TEXT_SCHEMA,
+            )
+            pos = 0
+            while pos < table.num_rows:
+                if writer is None or part_rows >= rows_per_part:
+                    if writer is not None:
+                        writer.close()
+                    writer, part_rows = open_part(), 0
+                take = min(rows_per_part - part_rows, table.num_rows - pos)
+                writer.write_table(table.slice(pos, take))
+                part_rows += take
+                pos += take
+    if writer is not None:
+        writer.close()
+    np.save(out / "index.npy", np.concatenate(offsets))
+    files = {}
+    for rel in [*parts, "tokens.bin", "index.npy"]:
+        p = out / rel
+        files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    return ExportSummary(
+        documents=int((copies > 0).sum()), occurrences=int(len(order)), tokens=int(total),
+        token_dtype=dtype.name, vocab_size=vocab, eos_id=int(eos), text_parts=parts, files=files,
+    )
+
+
+def read_tokenized(folder: str | Path, token_dtype_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens, index)`` of an export folder, the tokens memory-mapped."""
+    folder = Path(folder)
+    tokens = np.memmap(folder / "tokens.bin", dtype=np.dtype(token_dtype_name).newbyteorder("<"), mode="r")
+    index = np.load(folder / "index.npy")
+    return tokens, index
