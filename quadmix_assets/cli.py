@@ -1,4 +1,5 @@
-"""The ``quadmix`` command: ``quadmix run`` materializes the graph in-process; ``quadmix ui`` opens Dagster."""
+"""The ``quadmix`` command: ``quadmix run`` materializes the graph in-process; ``quadmix ui`` opens Dagster;
+``quadmix lineage`` tells where a mixture came from (read from the instance's event log)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,47 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=child_env, cwd=str(env.REPO_ROOT))
 
 
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """Print a mixture's lineage (or the mixtures a shard fed), read from the instance's event log."""
+    home = os.path.abspath(args.dagster_home or env.default_dagster_home())
+    if not os.path.isdir(home):
+        print(f"quadmix lineage: no Dagster instance at {home}; run `quadmix run` first (or pass --dagster-home)", file=sys.stderr)
+        return 2
+    if bool(args.mixture) == bool(args.shard):
+        print("quadmix lineage: give a MIXTURE_ID or --shard SHARD (not both)", file=sys.stderr)
+        return 2
+    prepare_dagster_home(home)
+    from dagster import DagsterInstance
+
+    from quadmix_assets import lineage
+
+    with DagsterInstance.get() as instance:
+        try:
+            if args.shard:
+                rows = lineage.shard_lineage(instance, args.shard)
+                text = json.dumps(rows, indent=2) + "\n" if args.json else lineage.shard_lineage_text(args.shard, rows)
+            else:
+                story = lineage.mixture_lineage(instance, lineage.resolve_mixture(instance, args.mixture))
+                text = json.dumps(story, indent=2) + "\n" if args.json else lineage.lineage_text(story)
+            sys.stdout.write(text)
+        except KeyError as exc:
+            print(f"quadmix lineage: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Paper-style table: one evaluation model per selection method, judged on the held-out half."""
+    from quadmix_assets.selection.stored import compare_command
+
+    storage = os.path.abspath(args.storage) if args.storage and "://" not in args.storage else args.storage
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    return compare_command(storage or env.default_storage_root(), eval_preset=args.eval_preset,
+                           budget_tokens=args.budget_tokens, methods=methods, max_examples=args.max_examples or None,
+                           seed=args.seed, regmix_proxies=args.regmix_proxies, device=args.device, threads=args.threads,
+                           out=args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quadmix", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +128,25 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--dagster-home", default=None)
     ui.set_defaults(func=cmd_ui)
+    lin = sub.add_parser("lineage", help="the full story of a mixture (or, with --shard, the mixtures a shard fed)")
+    lin.add_argument("mixture", nargs="?", default=None, metavar="MIXTURE_ID", help="mixture id, unique id prefix or mixture name")
+    lin.add_argument("--shard", default=None, help="list the mixtures this shard (partition key) fed")
+    lin.add_argument("--json", action="store_true", help="print JSON instead of text")
+    lin.add_argument("--dagster-home", default=None, help="the instance `quadmix run` wrote (default: $DAGSTER_HOME or .quadmix/dagster_home)")
+    lin.set_defaults(func=cmd_lineage)
+    cmp_ = sub.add_parser("compare", help="one evaluation model per selection method (random, criteria, DSIR, RegMix, "
+                          "QuaDMix) at one token budget; held-out loss and multiple-choice accuracy")
+    cmp_.add_argument("--storage", default=None, help="storage root a `quadmix run` wrote (default: $QUADMIX_STORAGE or .quadmix/storage)")
+    cmp_.add_argument("--eval-preset", default="cpu-eval", help="evaluation model (a quadmix_assets.proxy.model preset: cpu-eval, gpu-eval)")
+    cmp_.add_argument("--budget-tokens", type=int, default=None, help="training tokens per model (default: the preset's steps x batch x (seq_len+1))")
+    cmp_.add_argument("--methods", default=None, help="comma-separated subset (default: random, each <criterion>-only, criteria-mean, dsir, regmix, quadmix)")
+    cmp_.add_argument("--max-examples", type=int, default=100, help="held-out examples per set (seeded subset; 0: all)")
+    cmp_.add_argument("--seed", type=int, default=None, help="data order, subsets, DSIR/RegMix draws and model init (default: the run preset's seed)")
+    cmp_.add_argument("--regmix-proxies", type=int, default=None, help="RegMix proxy runs (default: the run preset's number of configs)")
+    cmp_.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    cmp_.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 can be faster on a busy machine)")
+    cmp_.add_argument("--out", default=None, help="folder to write selection_table.md and selection_table.json")
+    cmp_.set_defaults(func=cmd_compare)
     args = parser.parse_args(argv)
     return args.func(args)
 

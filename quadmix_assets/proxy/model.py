@@ -57,6 +57,16 @@ PRESETS: dict[str, ProxyConfig] = {
     # warm-up steps, batch 512 x 2048, 1000 steps (vocab of the TinyLlama/GPT-NeoX tokenizer)
     "regmix-1m": ProxyConfig(n_layers=2, n_heads=8, d_model=256, d_ff=512, vocab_size=50432, seq_len=2048,
                              lr=4e-4, warmup_steps=100, batch_size=512, steps=1000, tie_embeddings=False),
+    # evaluation model of `quadmix compare` on a 2-core CPU: ~1.3M parameters at vocab 4096 (larger than
+    # cpu-tiny's ~0.3M); 480 steps x 4 x 257 = ~0.49M tokens per model. Batch and lr picked on the final
+    # *training* loss of the random baseline's stream (batch 16/8/4 at lr 2e-3: 6.70/6.34/6.14; batch 4 at
+    # lr 1e-3/2e-3/3e-3: 6.20/6.14/6.30), never on held-out data
+    "cpu-eval": ProxyConfig(n_layers=4, n_heads=4, d_model=128, d_ff=320, vocab_size=4096, seq_len=256,
+                            lr=2e-3, warmup_steps=48, batch_size=4, steps=480),
+    # evaluation model of `quadmix compare` on one GPU: ~28M parameters at vocab 4096 (~52M at vocab
+    # 50432); 2000 steps x 64 x 1025 = ~131M tokens per model
+    "gpu-eval": ProxyConfig(n_layers=8, n_heads=8, d_model=512, d_ff=1408, vocab_size=4096, seq_len=1024,
+                            lr=1e-3, warmup_steps=200, batch_size=64, steps=2000),
 }
 
 

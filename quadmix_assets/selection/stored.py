@@ -1,0 +1,309 @@
+"""The comparison read from a pipeline's storage root (what ``quadmix compare`` runs; no Dagster).
+
+Inputs, all written by ``quadmix run`` (see :mod:`quadmix_assets.storage.layout`):
+
+* the pool: ``documents/<shard>.parquet`` (id, row, n_tokens) with ``attributes/domain/<shard>.parquet``;
+* the baselines: ``mixtures/configs.json`` entries named ``random``, ``<criterion>-only``,
+  ``criteria-mean`` and their ``mixtures/<id>/manifest.parquet``;
+* the QuaDMix optimum: the last ``origin == "search"`` entry of ``mixtures/searched.json`` and its
+  manifest (absent: the row is left out and a message says so);
+* ``targets/examples.parquet`` (target half for DSIR and RegMix, held-out half for judging),
+  ``models/proxy_tokenizer/tokenizer.json``, ``models/domain_classifier/model.json`` (domain names).
+
+DSIR and RegMix select as many ``n_tokens`` as the stored ``random`` baseline holds (the run's
+``baseline_keep_fraction`` of the pool), so every method selects a pool of the same size; the evaluation
+models then all train on the same number of tokens drawn from their pools.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, fields, replace
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
+from quadmix_assets.proxy.model import ProxyConfig, preset as model_preset
+from quadmix_assets.proxy.tokenizer import eos_id
+from quadmix_assets.storage import StorageRoot, layout
+from quadmix_assets.storage.texts import ShardTexts
+
+from .compare import Comparison, compare_methods
+from .dsir import dsir_select
+from .regmix import regmix_select
+
+SELECTED = ("dsir", "regmix", "quadmix")
+
+
+class CompareError(RuntimeError):
+    """The comparison cannot run as asked (reported as a message, exit code 2)."""
+
+
+class MissingInput(CompareError):
+    """A stored file the comparison needs is not there."""
+
+
+def _need(storage: StorageRoot, rel: str, what: str) -> None:
+    if not storage.exists(rel):
+        raise MissingInput(f"{storage.uri(rel)} is missing ({what}); run `quadmix run` on this storage root first")
+
+
+def run_preset(storage: StorageRoot) -> Preset:
+    """The preset the stored run used (its recorded values over the named preset's defaults)."""
+    doc = storage.read_json(layout.mixture_configs())
+    stored = doc.get("preset") or {}
+    base = get_preset(stored.get("name", DEFAULT_PRESET))
+    known = {f.name for f in fields(Preset)}
+    return replace(base, **{k: v for k, v in stored.items() if k in known and k != "name"})
+
+
+def pool_table(storage: StorageRoot) -> pa.Table:
+    """Every stored document: id, shard, row, n_tokens, domain (0 where no domain attribute exists)."""
+    parts = []
+    for rel in storage.list("documents", ".parquet"):
+        shard = rel.rsplit("/", 1)[-1][: -len(".parquet")]
+        docs = storage.read_parquet(rel, columns=["id", "row", "n_tokens"])
+        dom_rel = layout.attribute("domain", shard)
+        if storage.exists(dom_rel):
+            dom = storage.read_parquet(dom_rel, columns=["domain"])["domain"]
+            if len(dom) != docs.num_rows:
+                raise ValueError(f"{dom_rel}: {len(dom)} rows, documents have {docs.num_rows}")
+        else:
+            dom = pa.array(np.zeros(docs.num_rows, np.int16))
+        parts.append(pa.table({"id": docs["id"].cast(pa.string()), "shard": pa.array([shard] * docs.num_rows, pa.string()),
+                               "row": docs["row"].cast(pa.int64()), "n_tokens": docs["n_tokens"].cast(pa.int64()),
+                               "domain": pc.cast(dom, pa.int16())}))
+    if not parts:
+        raise MissingInput(f"no documents under {storage.uri('documents')}; run `quadmix run` first")
+    return pa.concat_tables(parts)
+
+
+def domain_names(storage: StorageRoot, n_domains: int) -> list[str]:
+    rel = layout.model_card("domain_classifier")
+    if storage.exists(rel):
+        names = storage.read_json(rel).get("domain_names")
+        if names and len(names) == n_domains:
+            return [str(n) for n in names]
+    return [f"domain_{m}" for m in range(n_domains)]
+
+
+def baseline_entries(storage: StorageRoot) -> dict[str, dict]:
+    """Stored baseline specs in table order: random, each ``<criterion>-only``, criteria-mean."""
+    doc = storage.read_json(layout.mixture_configs())
+    by_name = {d["name"]: d for d in doc["configs"] if d.get("origin") == "baseline"}
+    order = ["random"] + [n for n in by_name if n.endswith("-only")] + ["criteria-mean"]
+    return {n: by_name[n] for n in order if n in by_name}
+
+
+def searched_entry(storage: StorageRoot) -> tuple[dict | None, str]:
+    """The QuaDMix optimum (last ``search`` entry of searched.json), or None and why not."""
+    rel = layout.searched_configs()
+    if not storage.exists(rel):
+        why = "the search asset has not run"
+        if storage.exists(layout.regressor_report()):
+            rep = storage.read_json(layout.regressor_report())
+            why = (f"the search did not register an optimum; the stored regressor {rep.get('regressor_version', '?')} has "
+                   f"held-out Spearman {rep.get('spearman', float('nan')):.3f} on {rep.get('n_valid', '?')} configs "
+                   f"(the search refuses to promote below the preset's regressor_min_spearman)")
+        return None, f"no QuaDMix optimum: {storage.uri(rel)} does not exist ({why})"
+    entries = [d for d in storage.read_json(rel).get("configs", []) if d.get("origin") == "search"]
+    if not entries:
+        return None, f"no QuaDMix optimum: {storage.uri(rel)} holds no entry with origin 'search'"
+    entry = entries[-1]
+    if not storage.exists(layout.mixture_manifest(entry["mixture_id"])):
+        return None, (f"no QuaDMix optimum manifest: {entry['name']} ({entry['mixture_id']}) is registered in searched.json "
+                      f"but {layout.mixture_manifest(entry['mixture_id'])} has not been materialized")
+    return entry, ""
+
+
+def manifest_tokens(table: pa.Table) -> int:
+    return int((table["n_tokens"].to_numpy().astype(np.int64) * table["copies"].to_numpy().astype(np.int64)).sum())
+
+
+def target_half_texts(target_table: pa.Table, *, max_per_set: int | None = None, seed: int = 0) -> dict[str, list[str]]:
+    """Texts of the *target* half per set (optionally a seeded subset of ``max_per_set``)."""
+    t = target_table.filter(pc.equal(target_table["half"], "target"))
+    out = {}
+    for name in sorted(set(t["set"].to_pylist())):
+        texts = pc.filter(t["text"], pc.equal(t["set"], name)).to_pylist()
+        if max_per_set is not None and len(texts) > max_per_set:
+            pick = np.sort(np.random.default_rng(seed).choice(len(texts), max_per_set, replace=False))
+            texts = [texts[i] for i in pick]
+        out[name] = texts
+    return out
+
+
+def token_seqs(tokenizer, texts: Sequence[str]) -> list[np.ndarray]:
+    """EOS + token ids of each text (as the proxy runs score the target sets)."""
+    eos = eos_id(tokenizer)
+    return [np.asarray([eos, *e.ids], dtype=np.int64) for e in tokenizer.encode_batch(list(texts))]
+
+
+def proxy_config_of(preset: Preset, vocab_size: int) -> ProxyConfig:
+    """The run's proxy model (as the pipeline's proxy_run asset builds it)."""
+    overrides = {"vocab_size": int(vocab_size), "seed": int(preset.seed) % (2**31)}
+    if preset.proxy_steps is not None:
+        overrides["steps"] = int(preset.proxy_steps)
+    if preset.proxy_batch_size is not None:
+        overrides["batch_size"] = int(preset.proxy_batch_size)
+    return model_preset(preset.proxy_model, **overrides)
+
+
+def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfig = "cpu-eval", budget_tokens: int | None = None,
+                          methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
+                          regmix_proxies: int | None = None, group_size: int | None = None, device=None,
+                          threads: int | None = None, log: Callable[[str], None] = print) -> tuple[Comparison, dict]:
+    """Build DSIR and RegMix selections, collect the stored baselines and the QuaDMix optimum, train one
+    evaluation model per method and judge them on the held-out half. Returns the comparison and a report
+    (method sources, selection info, messages, wall time per phase)."""
+    from tokenizers import Tokenizer
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for rel, what in ((layout.mixture_configs(), "mixture specs"), (layout.target_examples(), "target sets"),
+                      (layout.tokenizer_file(), "proxy tokenizer")):
+        _need(storage, rel, what)
+    preset = run_preset(storage)
+    seed = int(preset.seed if seed is None else seed) % (2**31)
+    with storage.local_file(layout.tokenizer_file()) as p:
+        tokenizer = Tokenizer.from_file(str(p))
+    targets = storage.read_parquet(layout.target_examples())
+    pool = pool_table(storage)
+    n_domains = int(pool["domain"].to_numpy().max()) + 1 if pool.num_rows else 1
+    names = domain_names(storage, max(n_domains, 1))
+    if len(names) > n_domains:
+        n_domains = len(names)
+    texts = ShardTexts(storage, max_shards=64)
+    baselines = baseline_entries(storage)
+    wanted = list(methods) if methods else list(baselines) + list(SELECTED)
+    unknown = [m for m in wanted if m not in baselines and m not in SELECTED]
+    if unknown:
+        raise CompareError(f"unknown methods {unknown}; available: {list(baselines) + list(SELECTED)}")
+    messages: list[str] = []
+    manifests: dict[str, pa.Table] = {}
+    sources: dict[str, dict] = {}
+    for name in wanted:
+        if name in baselines:
+            mid = baselines[name]["mixture_id"]
+            rel = layout.mixture_manifest(mid)
+            if not storage.exists(rel):
+                messages.append(f"left out {name}: {rel} has not been materialized")
+                continue
+            manifests[name] = storage.read_parquet(rel, columns=["id", "shard", "row", "n_tokens", "domain", "copies"])
+            sources[name] = {"mixture_id": mid, "origin": "baseline", "description": baselines[name].get("description", "")}
+        elif name == "quadmix":
+            entry, why = searched_entry(storage)
+            if entry is None:
+                messages.append(f"left out quadmix: {why}")
+                continue
+            rel = layout.mixture_manifest(entry["mixture_id"])
+            manifests[name] = storage.read_parquet(rel, columns=["id", "shard", "row", "n_tokens", "domain", "copies"])
+            sources[name] = {"mixture_id": entry["mixture_id"], "origin": "search", "name": entry["name"],
+                             "description": entry.get("description", ""), "found_by": entry.get("found_by")}
+    if "random" in baselines and storage.exists(layout.mixture_manifest(baselines["random"]["mixture_id"])):
+        sel_budget = manifest_tokens(storage.read_parquet(layout.mixture_manifest(baselines["random"]["mixture_id"]),
+                                                          columns=["n_tokens", "copies"]))
+    else:
+        sel_budget = int(preset.baseline_keep_fraction * pool["n_tokens"].to_numpy().sum())
+    phases["load"] = time.perf_counter() - t0
+    log(f"pool: {pool.num_rows:,} documents, {int(pool['n_tokens'].to_numpy().sum()):,} tokens; selections of "
+        f"{sel_budget:,} tokens (the random baseline's size); seed {seed}")
+    if "dsir" in wanted:
+        t = time.perf_counter()
+        res = dsir_select(pool, texts, target_half_texts(targets), budget_tokens=sel_budget, seed=seed)
+        manifests["dsir"] = res.manifest
+        sources["dsir"] = res.info
+        phases["dsir"] = time.perf_counter() - t
+        log(f"dsir: {res.info['selected_documents']:,} documents, {res.info['selected_tokens']:,} tokens in {phases['dsir']:.0f}s")
+    if "regmix" in wanted:
+        t = time.perf_counter()
+        pcfg = proxy_config_of(preset, tokenizer.get_vocab_size())
+        tseqs = {s: token_seqs(tokenizer, tx) for s, tx in
+                 target_half_texts(targets, max_per_set=preset.target_examples, seed=preset.seed).items()}
+        res = regmix_select(pool, texts, tokenizer, tseqs, pcfg, n_proxies=int(regmix_proxies or preset.n_configs),
+                            final_budget_tokens=sel_budget, seed=seed, n_domains=n_domains, domain_names=names,
+                            n_search=preset.search_samples, top_k=preset.search_top_k,
+                            group_size=preset.proxy_group_size, valid_fraction=preset.regressor_valid_fraction,
+                            device=device, log=log)
+        manifests["regmix"] = res.manifest
+        sources["regmix"] = res.info
+        phases["regmix"] = time.perf_counter() - t
+        r = res.info["regressor"]
+        log(f"regmix: {res.info['n_proxies']} proxies; regressor held-out Spearman {r['spearman']:.3f}, MAE {r['mae']:.4f} "
+            f"(constant predictor {r['mae_constant']:.4f}); in {phases['regmix']:.0f}s")
+        floor = preset.regressor_min_spearman
+        if floor is not None and not (r["spearman"] >= floor):
+            messages.append(f"regmix kept, but its regressor's held-out Spearman {r['spearman']:.3f} (n={r['n_valid']}) is "
+                            f"below the run's floor {floor} that the QuaDMix search applies: its weights are barely "
+                            f"better informed than a random draw")
+    for m in messages:
+        log(m)
+    ordered = {m: manifests[m] for m in wanted if m in manifests}
+    cfg = replace(eval_preset, seed=seed) if isinstance(eval_preset, ProxyConfig) else model_preset(eval_preset, seed=seed)
+    t = time.perf_counter()
+    comp = compare_methods(ordered, texts, tokenizer, targets, cfg, budget_tokens=budget_tokens,
+                           max_examples=max_examples, seed=seed, group_size=group_size, device=device, log=log)
+    phases["compare"] = time.perf_counter() - t
+    for k, v in comp.timings.items():
+        phases[f"compare.{k}"] = v
+    phases["total"] = time.perf_counter() - t0
+    for name in ordered:
+        sources.setdefault(name, {})["selected_tokens"] = manifest_tokens(ordered[name])
+    report = {"storage": storage.url, "eval_preset": eval_preset if isinstance(eval_preset, str) else "custom",
+              "eval_config": asdict(comp.config),
+              "budget_tokens": comp.budget_tokens, "selection_tokens": sel_budget, "seed": seed,
+              "run_preset": preset.to_dict(), "methods": sources, "messages": messages, "phases_s": phases,
+              **comp.info}
+    return comp, report
+
+
+def phases_text(phases: dict[str, float]) -> str:
+    return "\n".join(f"  {k:<26} {v:8.1f} s" for k, v in phases.items())
+
+
+def compare_command(storage_url: str, *, eval_preset: str = "cpu-eval", budget_tokens: int | None = None,
+                    methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
+                    regmix_proxies: int | None = None, group_size: int | None = None, device=None,
+                    threads: int | None = None, out: str | None = None, log: Callable[[str], None] = print) -> int:
+    """``quadmix compare``: run the stored comparison, print the tables and the wall time per phase, and
+    write ``<out>/selection_table.md`` and ``.json`` when ``out`` is given. Returns an exit code."""
+    import json
+    from pathlib import Path
+
+    from .compare import markdown_tables
+
+    storage = StorageRoot(storage_url)
+    try:
+        comp, report = run_stored_comparison(storage, eval_preset=eval_preset, budget_tokens=budget_tokens,
+                                             methods=methods, max_examples=max_examples, seed=seed,
+                                             regmix_proxies=regmix_proxies, group_size=group_size, device=device,
+                                             threads=threads, log=log)
+    except CompareError as exc:
+        log(f"quadmix compare: {exc}")
+        return 2
+    c = comp.config
+    header = (f"Selection comparison on {storage.url}: {len(comp.rows) - 1} methods, one {eval_preset} model each "
+              f"({report['parameters_per_model'] / 1e6:.2f}M parameters, {c.n_layers} layers, d_model {c.d_model}), "
+              f"{comp.budget_tokens:,} training tokens each, judged on the held-out half only "
+              f"(at most {max_examples} examples per set); device {report['device']}")
+    text = header + "\n\n" + markdown_tables(comp)
+    if report["messages"]:
+        text += "\nNotes:\n" + "\n".join(f"- {m}" for m in report["messages"]) + "\n"
+    text += "\nWall time per phase:\n" + phases_text(report["phases_s"]) + "\n"
+    log("")
+    log(text)
+    if out:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "selection_table.md").write_text(text)
+        (d / "selection_table.json").write_text(json.dumps({"rows": comp.rows, "sets": comp.sets, "mc_sets": comp.mc_sets,
+                                                            **report}, indent=2, default=str) + "\n")
+        log(f"wrote {d / 'selection_table.md'} and {d / 'selection_table.json'}")
+    return 0
