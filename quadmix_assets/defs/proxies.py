@@ -29,23 +29,13 @@ from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.targets import load_proxy_tokenizer, proxy_tokenizer, target_sets
 from quadmix_assets.presets import Preset
 from quadmix_assets.reporting.plots import loss_curves_png, png_markdown
-from quadmix_assets.proxy.model import ProxyConfig, evaluate_losses, preset as model_preset, train_proxies
+from quadmix_assets.proxy.model import evaluate_losses, run_proxy_config, train_proxies
 from quadmix_assets.proxy.stream import manifest_token_stream
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
 PROXY_VERSION = "proxy-run-v1"
 MAX_GROUP = 64  # partitions per run in a backfill; the preset's proxy_group_size stacks within a run
-
-
-def proxy_config(preset: Preset, vocab_size: int) -> ProxyConfig:
-    """The proxy model of ``preset`` sized to the tokenizer's vocabulary."""
-    overrides = {"vocab_size": int(vocab_size), "seed": int(preset.seed) % (2**31)}
-    if preset.proxy_steps is not None:
-        overrides["steps"] = int(preset.proxy_steps)
-    if preset.proxy_batch_size is not None:
-        overrides["batch_size"] = int(preset.proxy_batch_size)
-    return model_preset(preset.proxy_model, **overrides)
 
 
 def target_token_seqs(storage: StorageRoot, tokenizer, preset: Preset, half: str = "target") -> tuple[dict[str, list], dict]:
@@ -91,7 +81,7 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
     preset = settings.run_preset()
     keys = list(context.partition_keys)
     tokenizer, tok_card = load_proxy_tokenizer(storage)
-    cfg = proxy_config(preset, tok_card["vocab_size"])
+    cfg = run_proxy_config(preset, tok_card["vocab_size"])
     seqs, target_card = target_token_seqs(storage, tokenizer, preset)
     objective = target_card["objective_sets"]
     texts = ShardTexts(storage)

@@ -74,6 +74,18 @@ def preset(name: str, **overrides) -> ProxyConfig:
     return replace(PRESETS[name], **overrides)
 
 
+def run_proxy_config(run_preset, vocab_size: int) -> ProxyConfig:
+    """The proxy model a pipeline preset trains (``proxy_model`` with its step and batch overrides and
+    the preset's seed), sized to the tokenizer's vocabulary. ``run_preset`` is a
+    :class:`quadmix_assets.presets.Preset`; the proxy_run asset and ``quadmix compare`` both call this."""
+    overrides = {"vocab_size": int(vocab_size), "seed": int(run_preset.seed) % (2**31)}
+    if run_preset.proxy_steps is not None:
+        overrides["steps"] = int(run_preset.proxy_steps)
+    if run_preset.proxy_batch_size is not None:
+        overrides["batch_size"] = int(run_preset.proxy_batch_size)
+    return preset(run_preset.proxy_model, **overrides)
+
+
 def _param_shapes(c: ProxyConfig) -> dict[str, tuple[int, ...]]:
     D, F_, V = c.d_model, c.d_ff, c.vocab_size
     s: dict[str, tuple[int, ...]] = {"embed": (V, D), "norm_f": (D,)}

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
-from quadmix_assets.proxy.model import ProxyConfig, preset as model_preset
+from quadmix_assets.proxy.model import ProxyConfig, run_proxy_config, preset as model_preset
 from quadmix_assets.proxy.tokenizer import eos_id
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts
@@ -142,16 +142,6 @@ def token_seqs(tokenizer, texts: Sequence[str]) -> list[np.ndarray]:
     return [np.asarray([eos, *e.ids], dtype=np.int64) for e in tokenizer.encode_batch(list(texts))]
 
 
-def proxy_config_of(preset: Preset, vocab_size: int) -> ProxyConfig:
-    """The run's proxy model (as the pipeline's proxy_run asset builds it)."""
-    overrides = {"vocab_size": int(vocab_size), "seed": int(preset.seed) % (2**31)}
-    if preset.proxy_steps is not None:
-        overrides["steps"] = int(preset.proxy_steps)
-    if preset.proxy_batch_size is not None:
-        overrides["batch_size"] = int(preset.proxy_batch_size)
-    return model_preset(preset.proxy_model, **overrides)
-
-
 def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfig = "cpu-eval", budget_tokens: int | None = None,
                           methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
                           regmix_proxies: int | None = None, group_size: int | None = None, device=None,
@@ -224,7 +214,7 @@ def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfi
         log(f"dsir: {res.info['selected_documents']:,} documents, {res.info['selected_tokens']:,} tokens in {phases['dsir']:.0f}s")
     if "regmix" in wanted:
         t = time.perf_counter()
-        pcfg = proxy_config_of(preset, tokenizer.get_vocab_size())
+        pcfg = run_proxy_config(preset, tokenizer.get_vocab_size())
         tseqs = {s: token_seqs(tokenizer, tx) for s, tx in
                  target_half_texts(targets, max_per_set=preset.target_examples, seed=preset.seed).items()}
         res = regmix_select(pool, texts, tokenizer, tseqs, pcfg, n_proxies=int(regmix_proxies or preset.n_configs),
