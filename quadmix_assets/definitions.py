@@ -22,7 +22,10 @@ from quadmix_assets.defs.automation import (
     models_job,
     proxy_job,
     proxy_setup_job,
+    noise_job,
     refresh_job,
+    regressor_job,
+    rounds_job,
     search_job,
     shard_fast_job,
     shard_job,
@@ -34,9 +37,9 @@ from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.export import mixture_export
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
-from quadmix_assets.defs.proxies import proxy_run
+from quadmix_assets.defs.proxies import proxy_noise, proxy_run
 from quadmix_assets.defs.regressor import mixture_regressor
-from quadmix_assets.defs.search import mixture_search
+from quadmix_assets.defs.search import mixture_rounds, mixture_search
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
@@ -61,12 +64,14 @@ ASSETS = [
     target_sets,
     proxy_tokenizer,
     proxy_run,
+    proxy_noise,
     mixture_regressor,
+    mixture_rounds,
     mixture_search,
     mixture_export,
 ]
 JOBS = [models_job, shard_fast_job, distill_job, shard_model_job, shard_job, refresh_job, mixture_job,
-        proxy_setup_job, proxy_job, search_job, export_job]
+        proxy_setup_job, proxy_job, noise_job, regressor_job, rounds_job, search_job, export_job]
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 

@@ -238,7 +238,7 @@ def _origin(instance: DagsterInstance, mixture_id: str, scores_md: dict[str, Any
                 "run_id": s["run_id"],
                 "time": s["time"],
                 "data_version": s["data_version"],
-                **{k: md[k] for k in ("regressor_spearman_heldout", "searched_configs", "top_k", "predicted_loss_of_optimum") if k in md},
+                **{k: md[k] for k in ("regressor_cv_spearman", "searched_configs", "top_k", "predicted_loss_of_optimum") if k in md},
             }
         origin["regressor_version"] = regressor
         if found:
@@ -509,8 +509,8 @@ def _origin_line(story: dict[str, Any]) -> str:
     if o.get("kind") == "search":
         line += f" (regressor {o.get('regressor_version') or 'unknown'}"
         s = o.get("search") or {}
-        if s.get("regressor_spearman_heldout") is not None:
-            line += f", held-out Spearman {_fmt(s['regressor_spearman_heldout'], 3)}"
+        if s.get("regressor_cv_spearman") is not None:
+            line += f", CV Spearman {_fmt(s['regressor_cv_spearman'], 3)}"
         if s.get("predicted_loss_of_optimum") is not None:
             line += f", predicted loss {_fmt(s['predicted_loss_of_optimum'])}"
         line += ")"

@@ -34,13 +34,22 @@ class Preset:
     proxy_steps: int | None = None  # override the model preset's optimiser steps (token budget = steps x batch x seq_len)
     proxy_batch_size: int | None = None  # override the model preset's sequences per step
     proxy_group_size: int = 16  # proxies trained together in one stacked model (and one run)
+    proxy_workers: int | None = None  # worker processes training proxy groups, one torch thread each (None: every core)
+    noise_repeats: int = 16  # drawn configs whose proxy is retrained under a second seed (the noise ceiling)
     tokenizer_vocab: int = 4096  # byte-level BPE vocabulary trained on the corpus
     tokenizer_train_docs: int = 4000  # corpus documents (seeded sample) the tokenizer is trained on
     target_examples: int | None = 128  # target-half examples per set scored per proxy (None: all)
     regressor_valid_fraction: float = 0.2  # configs held out to judge the regressor
-    regressor_min_spearman: float | None = 0.3  # blocking floor on the held-out Spearman (None: no floor)
+    regressor_min_spearman: float | None = 0.3  # blocking floor on the CV Spearman when no noise ceiling is measured
+    regressor_ceiling_share: float | None = 0.5  # blocking: CV Spearman >= this share of the repeat Spearman (None: off)
+    regressor_cv_folds: int = 5
+    regressor_cv_repeats: int = 5  # repeated K-fold CV picks the model and feature set and judges it
+    feature_docs: int | None = 4096  # documents (seeded sample) the mixture statistics are computed on (None: all)
     search_samples: int = 100_000  # fresh configs the regressor ranks
     search_top_k: int = 10  # the optimum is the element-wise mean of the top k
+    search_rounds: int = 1  # rounds of proxies: 1 = the K random draws only; each later round adds round_size configs
+    round_size: int = 16  # configs proposed per later round
+    round_explore_share: float = 0.25  # share of a round drawn fresh from the space (the rest near the predicted best)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,8 +77,9 @@ PRESETS: dict[str, Preset] = {
         proxy_steps=120,
         proxy_batch_size=16,
         target_examples=48,
-        # the cpu demo's 64 configs give 13 held-out configs: only a ranking in the right direction is required
         regressor_min_spearman=0.0,
+        search_rounds=3,
+        round_size=16,
     ),
     "paper": Preset(
         name="paper",
@@ -117,6 +127,11 @@ PRESETS: dict[str, Preset] = {
         tokenizer_train_docs=300,
         target_examples=8,
         regressor_min_spearman=None,
+        regressor_ceiling_share=None,
+        regressor_cv_repeats=2,
+        noise_repeats=4,
+        search_rounds=2,
+        round_size=4,
         search_samples=2000,
     ),
 }

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from dagster import DagsterInstance
 
 from quadmix_assets.defs.partitions import shards_partitions
+from quadmix_assets.defs.proxies import MAX_GROUP as MAX_PROXY_RUN
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
 from quadmix_assets.storage import layout
@@ -39,6 +40,7 @@ class RunSummary:
     regressor: dict = field(default_factory=dict)  # regressor metadata (spearman_heldout, cv_spearman, ...)
     optimum: str | None = None  # mixture id of the search result
     optimum_blocked: str | None = None  # why the search did not promote an optimum
+    optimum_rank: dict = field(default_factory=dict)  # the optimum's measured rank among all measured configs
     export: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -154,19 +156,7 @@ def run_pipeline(
 
     storage = settings.storage()
     configs = storage.read_json(layout.mixture_configs())["configs"]
-    for i, cfg in enumerate(configs, 1):
-        t = time.perf_counter()
-        result = execute("mixture_job", cfg["mixture_id"])
-        if result.success:
-            md = _metadata(result, "mixture_manifest")
-            summary.mixtures_ok.append(cfg["mixture_id"])
-            log(
-                f"[mixture {i}/{len(configs)}] {cfg['mixture_id']} {cfg['name']}: {md.get('documents_selected')} docs, "
-                f"{md.get('tokens_after')} tokens ({time.perf_counter() - t:.1f}s)"
-            )
-        else:
-            summary.mixtures_failed[cfg["mixture_id"]] = _failure_message(result)
-            log(f"[mixture {i}/{len(configs)}] {cfg['mixture_id']}: FAILED: {summary.mixtures_failed[cfg['mixture_id']]}")
+    _mixtures([c["mixture_id"] for c in configs], summary, execute, log, "mixture")
     if summary.mixtures_ok:
         _optimise(settings, instance, summary, execute, log)
     summary.seconds = time.perf_counter() - start
@@ -219,12 +209,48 @@ def _train_proxies(keys: list[str], instance, summary: RunSummary, execute, log,
             (summary.proxies_ok.append(key) if r["status"] == "ok" else summary.proxies_failed.__setitem__(key, r["status"]))
         losses = [r["target_loss"] for r in md.get("results", {}).values() if r["target_loss"] is not None]
         span = f"target loss {min(losses):.4f}..{max(losses):.4f}" if losses else "no finite proxy"
-        log(f"[{stage} {i}/{len(groups)}] {len(group)} proxies stacked, {md.get('tokens_per_s', 0):,.0f} tokens/s, {span} "
+        log(f"[{stage} {i}/{len(groups)}] {len(group)} proxies, {md.get('tokens_per_s', 0):,.0f} tokens/s, {span} "
             f"({time.perf_counter() - t:.1f}s)")
 
 
+def _new_partitions(instance, before: set[str]) -> list[str]:
+    from quadmix_assets.defs.partitions import mixtures_partitions
+
+    return [k for k in instance.get_dynamic_partitions(mixtures_partitions.name) if k not in before]
+
+
+def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) -> list[str]:
+    ok = []
+    for i, key in enumerate(keys, 1):
+        t = time.perf_counter()
+        result = execute("mixture_job", key)
+        if result.success:
+            md = _metadata(result, "mixture_manifest")
+            summary.mixtures_ok.append(key)
+            ok.append(key)
+            log(f"[{stage} {i}/{len(keys)}] {key} {md.get('name')}: {md.get('documents_selected')} docs, "
+                f"{md.get('tokens_after')} tokens ({time.perf_counter() - t:.1f}s)")
+        else:
+            summary.mixtures_failed[key] = _failure_message(result)
+            log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.mixtures_failed[key]}")
+    return ok
+
+
+def _log_regressor(reg: dict, log) -> None:
+    if reg:
+        log(f"[regressor] {reg.get('configs')} configs (rounds {reg.get('rounds')}): {reg.get('chosen')} chosen by repeated "
+            f"5-fold CV, Spearman {reg.get('cv_spearman', float('nan')):.3f} ± {reg.get('cv_spearman_sd', float('nan')):.3f}, "
+            f"MAE {reg.get('cv_mae', float('nan')):.4f} vs constant {reg.get('cv_mae_constant_predictor', float('nan')):.4f}; "
+            f"noise ceiling (repeat Spearman) {reg.get('noise_ceiling_repeat_spearman', float('nan')):.3f}")
+
+
 def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute, log) -> None:
-    """Proxies on every mixture, the regressor, the search, and the optimum's mixture, proxy and export."""
+    """Proxies on every mixture, the noise ceiling, the search rounds (regressor -> proposals -> their
+    mixtures and proxies), the final regressor and search, and the optimum's mixture, proxy and export. When
+    the regressor is not trustworthy the best *measured* config is exported instead, labelled as such."""
+    from quadmix_assets.defs.export import SELECTED_AS_TAG
+    from quadmix_assets.proxy.optimise import best_measured, measured_rank
+
     preset = settings.run_preset()
     storage = settings.storage()
     t = time.perf_counter()
@@ -235,36 +261,70 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
     tk = _metadata(result, "proxy_tokenizer")
     log(f"[targets] {tg.get('sets')} sets, {tg.get('target_examples')} target / {tg.get('heldout_examples')} held-out examples; "
         f"tokenizer vocab {tk.get('vocab_size')} ({time.perf_counter() - t:.1f}s)")
-    _train_proxies(summary.mixtures_ok, instance, summary, execute, log, preset.proxy_group_size, "proxies")
+    _train_proxies(summary.mixtures_ok, instance, summary, execute, log, MAX_PROXY_RUN, "proxies")
+
+    t = time.perf_counter()
+    result = execute("noise_job")
+    noise = _metadata(result, "proxy_noise")
+    if result.success:
+        log(f"[noise] {noise.get('configs_repeated')} configs retrained under a second seed: repeat Spearman "
+            f"{noise.get('repeat_spearman', float('nan')):.3f}, noise SD {noise.get('noise_sd', float('nan')):.4f} vs SD across "
+            f"configs {noise.get('loss_sd_across_configs', float('nan')):.4f} ({time.perf_counter() - t:.1f}s)")
+    else:
+        log(f"[noise] FAILED: {_failure_message(result)} (the regressor is judged against the preset's fixed floor)")
+
+    from quadmix_assets.defs.partitions import mixtures_partitions
+
+    for _ in range(2, preset.search_rounds + 1):
+        t = time.perf_counter()
+        result = execute("regressor_job")
+        if not result.success:
+            log(f"[rounds] regressor FAILED: {_failure_message(result)}")
+            break
+        _log_regressor(_metadata(result, "mixture_regressor"), log)
+        before = set(instance.get_dynamic_partitions(mixtures_partitions.name))
+        result = execute("rounds_job")
+        md = _metadata(result, "mixture_rounds")
+        if not result.success or not md.get("proposed"):
+            log(f"[rounds] no new round: {md.get('why') if result.success else _failure_message(result)}")
+            break
+        keys = _new_partitions(instance, before)
+        log(f"[round {md.get('round')}] {md.get('proposed')} configs proposed (best predicted loss "
+            f"{md.get('best_predicted_loss', float('nan')):.4f}, best measured {md.get('best_measured_loss', float('nan')):.4f}) "
+            f"({time.perf_counter() - t:.1f}s)")
+        ok = _mixtures(keys, summary, execute, log, f"round {md.get('round')} mixture")
+        _train_proxies(ok, instance, summary, execute, log, MAX_PROXY_RUN, f"round {md.get('round')} proxies")
 
     t = time.perf_counter()
     result = execute("search_job")
     summary.regressor = _metadata(result, "mixture_regressor")
-    reg = summary.regressor
-    if reg:
-        log(f"[regressor] {reg.get('configs')} configs: held-out Spearman {reg.get('spearman_heldout', float('nan')):.3f} "
-            f"(n={reg.get('n_valid')}), 5-fold CV Spearman {reg.get('cv_spearman', float('nan')):.3f}, held-out MAE "
-            f"{reg.get('mae_heldout', float('nan')):.4f} vs constant {reg.get('mae_constant_predictor', float('nan')):.4f}")
+    _log_regressor(summary.regressor, log)
     search = _metadata(result, "mixture_search")
-    if not search:
-        floor = preset.regressor_min_spearman
-        summary.optimum_blocked = (_failure_message(result) if not result.success else
-                                   f"regressor held-out Spearman below the floor {floor}: search not promoted")
-        log(f"[search] no optimum: {summary.optimum_blocked}")
-        return
-    summary.optimum = search["mixture_id"]
-    log(f"[search] {search['searched_configs']:,} configs ranked, optimum {summary.optimum} ({search['name']}), "
-        f"predicted target loss {search['predicted_loss_of_optimum']:.4f} ({time.perf_counter() - t:.1f}s)")
-
-    t = time.perf_counter()
-    result = execute("mixture_job", summary.optimum)
-    if not result.success:
-        summary.mixtures_failed[summary.optimum] = _failure_message(result)
-        log(f"[optimum] mixture FAILED: {summary.mixtures_failed[summary.optimum]}")
-        return
-    summary.mixtures_ok.append(summary.optimum)
-    _train_proxies([summary.optimum], instance, summary, execute, log, 1, "optimum proxy")
-    result = execute("export_job", summary.optimum)
+    selected_as = "search optimum"
+    if search:
+        summary.optimum = search["mixture_id"]
+        log(f"[search] {search['searched_configs']:,} configs ranked, optimum {summary.optimum} ({search['name']}), "
+            f"predicted target loss {search['predicted_loss_of_optimum']:.4f} ({time.perf_counter() - t:.1f}s)")
+        t = time.perf_counter()
+        ok = _mixtures([summary.optimum], summary, execute, log, "optimum mixture")
+        if not ok:
+            return
+        _train_proxies([summary.optimum], instance, summary, execute, log, 1, "optimum proxy")
+    else:
+        gate = summary.regressor.get("gate") or (_failure_message(result) if not result.success else "the search did not run")
+        best, loss = best_measured(storage)
+        if best is None:
+            summary.optimum_blocked = f"no optimum and no measured config to fall back on ({gate})"
+            log(f"[search] {summary.optimum_blocked}")
+            return
+        summary.optimum_blocked = (f"the regressor's pick was not promoted because its {gate}; exporting the best measured "
+                                   f"config instead")
+        summary.optimum = best
+        selected_as = f"best measured config (proxy loss {loss:.4g}); regressor not promoted: {gate}"
+        log(f"[search] {summary.optimum_blocked}: {best} (proxy target loss {loss:.4f})")
+        t = time.perf_counter()
+    summary.optimum_rank = measured_rank(storage, summary.optimum)
+    result = execute("export_job", summary.optimum, tags={SELECTED_AS_TAG: selected_as})
     if not result.success:
         summary.mixtures_failed[summary.optimum] = f"export: {_failure_message(result)}"
         log(f"[export] FAILED: {summary.mixtures_failed[summary.optimum]}")
@@ -276,19 +336,18 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
 
 
 def _report_optimum(storage, summary: RunSummary, log) -> None:
-    """One line: the optimum's proxy target loss against the random draws and the baselines."""
+    """One line: the optimum's proxy target loss, its rank among every measured config, the baselines."""
     import json as _json
 
-    runs = {}
+    r = summary.optimum_rank
+    if not r:
+        return
+    base = {}
     for key in summary.proxies_ok:
         path = layout.proxy_run(key)
         if storage.exists(path):
-            runs[key] = storage.read_json(path)
-    best = runs.get(summary.optimum)
-    if not best:
-        return
-    draws = sorted(r["target_loss"] for r in runs.values() if r["origin"] == "random_draw")
-    rank = sum(v < best["target_loss"] for v in draws) + 1
-    base = {r["name"]: round(r["target_loss"], 4) for r in runs.values() if r["origin"] == "baseline"}
-    log(f"[optimum] proxy target loss {best['target_loss']:.4f}: rank {rank} of {len(draws) + 1} among the random draws "
-        f"(best draw {draws[0]:.4f}, median {draws[len(draws) // 2]:.4f}); baselines {_json.dumps(base)}")
+            run = storage.read_json(path)
+            if run.get("origin") == "baseline" and run.get("target_loss") is not None:
+                base[run["name"]] = round(run["target_loss"], 4)
+    log(f"[optimum] proxy target loss {r['loss']:.4f}: rank {r['rank']} of {r['of']} measured configs (top "
+        f"{r['percentile']:.0%}; best measured {r['best_measured']:.4f}, median {r['median_measured']:.4f}); baselines {_json.dumps(base)}")

@@ -41,9 +41,9 @@ from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.export import mixture_export
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
-from quadmix_assets.defs.proxies import proxy_run
+from quadmix_assets.defs.proxies import proxy_noise, proxy_run
 from quadmix_assets.defs.regressor import mixture_regressor
-from quadmix_assets.defs.search import mixture_search
+from quadmix_assets.defs.search import mixture_rounds, mixture_search
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.partitions import shards_partitions
@@ -106,11 +106,26 @@ proxy_job = define_asset_job(
     selection=AssetSelection.assets(proxy_run),
     description="Train the proxy of one mixture, or (over a partition range) of several mixtures stacked.",
 )
+noise_job = define_asset_job(
+    "noise_job",
+    selection=AssetSelection.assets(proxy_noise),
+    description="Retrain a seeded subset of the drawn configs' proxies under a second seed: the noise ceiling.",
+)
+regressor_job = define_asset_job(
+    "regressor_job",
+    selection=AssetSelection.assets(mixture_regressor),
+    description="Refit the regressor on the configs of every registered round.",
+)
+rounds_job = define_asset_job(
+    "rounds_job",
+    selection=AssetSelection.assets(mixture_rounds),
+    description="Propose the next search round's configs from the current regressor.",
+)
 search_job = define_asset_job(
     "search_job",
     selection=AssetSelection.assets(mixture_regressor, mixture_search),
-    description="Refit the regressor on every finished proxy run; if its held-out Spearman passes the "
-    "blocking check, search for the optimum and register it as a new mixture.",
+    description="Refit the regressor on every round's finished proxy runs; if its CV Spearman passes the "
+    "blocking check against the noise ceiling, search for the optimum and register it as a new mixture.",
 )
 export_job = define_asset_job(
     "export_job",

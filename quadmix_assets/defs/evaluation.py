@@ -8,7 +8,7 @@ from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, Materi
 
 from quadmix_assets.defs import conditions
 from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.labels import _markdown_table
+from quadmix_assets.reporting import markdown_table
 from quadmix_assets.defs.model_scorers import MODEL_QUALITY_ASSETS, askllm_student, criterion_scorer, edu_student
 from quadmix_assets.defs.models import load_stored_model
 from quadmix_assets.defs.provenance import provenance
@@ -78,7 +78,7 @@ def criteria_evaluation(context: AssetExecutionContext, settings: QuadmixSetting
     return MaterializeResult(
         metadata={
             **{f"roc_auc_{c}": auc[c] for c in CRITERIA},
-            "roc_auc": MetadataValue.md(_markdown_table(["criterion", "ROC-AUC (human votes)", "what"], rows)),
+            "roc_auc": MetadataValue.md(markdown_table(["criterion", "ROC-AUC (human votes)", "what"], rows)),
             "spearman_corpus": MetadataValue.json(rho),
             "n_human_labels": len(labels),
         }

@@ -10,7 +10,8 @@ from pathlib import Path
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.mixtures import load_spec, mixture_manifest
+from quadmix_assets.defs.mixtures import mixture_manifest
+from quadmix_assets.mixing.catalog import load_spec
 from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -20,6 +21,7 @@ from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
 EXPORT_VERSION = "mixture-export-v1"
+SELECTED_AS_TAG = "quadmix/selected_as"
 
 
 @asset(
@@ -46,10 +48,14 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
         for rel in summary.files:
             storage.write_file(f"{folder}/{rel}", Path(tmp) / rel)
     shards = sorted(set(manifest["shard"].to_pylist()))
+    # why this mixture is exported: the search optimum, or (tagged by the runner) the best measured config
+    # when the regressor's pick was not promoted
+    selected_as = context.run.tags.get(SELECTED_AS_TAG, "search optimum" if spec.origin == "search" else "requested")
     doc = {
         "mixture_id": key,
         "name": spec.name,
         "origin": spec.origin,
+        "selected_as": selected_as,
         "params": spec.params.to_dict(),
         **summary.to_dict(),
         "order_seed": seed,
@@ -67,6 +73,7 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "path": MetadataValue.path(storage.uri(folder)),
             "manifest": MetadataValue.path(uri),
             "name": spec.name,
+            "selected_as": selected_as,
             "documents": summary.documents,
             "occurrences": summary.occurrences,
             "tokens": summary.tokens,

@@ -23,15 +23,10 @@ from quadmix_assets.scoring.fasttext_model import save_model
 from quadmix_assets.scoring.reference_data import load_jsonl_gz, load_reference_corpus
 from quadmix_assets.storage import layout
 from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.reporting import markdown_table
 
 DOMAIN_CLASSIFIER_VERSION = "domain-classifier-v1"
 DOMAIN_LABELS_VERSION = "domain-labels-v1"
-
-
-def _markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 @asset(
@@ -86,7 +81,7 @@ def domain_classifier(context: AssetExecutionContext, settings: QuadmixSettings)
                 "n_train": int(report["n_train"]),
                 "n_test": int(report["n_test"]),
                 "per_class_f1": MetadataValue.md(
-                    _markdown_table(["domain", "F1"], [[k, f"{v:.3f}"] for k, v in per_class.items()])
+                    markdown_table(["domain", "F1"], [[k, f"{v:.3f}"] for k, v in per_class.items()])
                 ),
             }
         )

@@ -15,14 +15,16 @@ from dagster import (
 )
 
 from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.labels import _markdown_table, domain_classifier, domain_labels
-from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
+from quadmix_assets.reporting import markdown_table
+from quadmix_assets.defs.labels import domain_classifier, domain_labels
+from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_frequency
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
+from quadmix_assets.mixing.catalog import document_features, load_spec, searched_specs
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
@@ -31,31 +33,6 @@ from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_pn
 CONFIGS_VERSION = "mixture-configs-v1"
 SCORES_VERSION = "mixture-scores-v1"
 MANIFEST_VERSION = "mixture-manifest-v1"
-
-
-def searched_specs(storage: StorageRoot) -> list[dict]:
-    """Spec dicts registered by the parameter search (empty before the first search)."""
-    if not storage.exists(layout.searched_configs()):
-        return []
-    return storage.read_json(layout.searched_configs())["configs"]
-
-
-def all_spec_dicts(storage: StorageRoot) -> list[dict]:
-    """Drawn configs and baselines (mixture_configs), then search results."""
-    return storage.read_json(layout.mixture_configs())["configs"] + searched_specs(storage)
-
-
-def load_spec(storage: StorageRoot, mixture_id: str) -> tuple[MixtureSpec, dict]:
-    """The spec of one mixture partition (drawn, baseline or search result) and the configs document
-    (whose ``preset`` fixes the draw seed)."""
-    doc = storage.read_json(layout.mixture_configs())
-    for d in doc["configs"] + searched_specs(storage):
-        if d["mixture_id"] == mixture_id:
-            return MixtureSpec.from_dict(d), doc
-    raise KeyError(
-        f"mixture {mixture_id!r} is in neither {layout.mixture_configs()} nor {layout.searched_configs()}; "
-        "rematerialize mixture_configs (or mixture_search)"
-    )
 
 
 @asset(
@@ -97,36 +74,10 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
             "drawn": preset.n_configs,
             "baselines": len(specs) - preset.n_configs,
             "new_partitions": len(new),
-            "table": MetadataValue.md(_markdown_table(["mixture_id", "name", "origin", "per domain"], rows)),
+            "table": MetadataValue.md(markdown_table(["mixture_id", "name", "origin", "per domain"], rows)),
         },
         data_version=DataVersion(content_hash(doc["configs"])),
     )
-
-
-def _load_features(storage: StorageRoot, shards: list[str]) -> pa.Table:
-    """Key, tokens, domain and criterion ranks of every document of ``shards`` (no text is read)."""
-    parts = []
-    for key in shards:
-        docs = storage.read_parquet(layout.documents(key), columns=["id", "id_hash", "n_tokens"])
-        dom = storage.read_parquet(layout.attribute("domain", key), columns=["domain"])
-        ranks = storage.read_parquet(layout.attribute(RANKS_ATTRIBUTE, key), columns=[f"s_{c}" for c in CRITERIA])
-        if not docs.num_rows == dom.num_rows == ranks.num_rows:
-            raise ValueError(f"shard {key}: documents/domain/ranks are not aligned")
-        n = docs.num_rows
-        t = pa.table(
-            {
-                "shard": pa.array([key] * n, pa.string()),
-                "row": pa.array(np.arange(n, dtype=np.int64)),
-                "id": docs["id"],
-                "id_hash": docs["id_hash"],
-                "n_tokens": docs["n_tokens"],
-                "domain": dom["domain"],
-            }
-        )
-        for c in CRITERIA:
-            t = t.append_column(f"s_{c}", ranks[f"s_{c}"])
-        parts.append(t)
-    return pa.concat_tables(parts)
 
 
 def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params, card: dict) -> dict:
@@ -170,7 +121,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
     storage = settings.storage()
     spec, _ = load_spec(storage, context.partition_key)
     card = storage.read_json(layout.normaliser_card())
-    features = _load_features(storage, card["shards"])
+    features = document_features(storage, card["shards"], CRITERIA)
     ranks = np.column_stack([features[f"s_{c}"].to_numpy() for c in CRITERIA])
     tokens = features["n_tokens"].to_numpy()
     if spec.domain_aware:
@@ -279,7 +230,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
             "tokens_before": int(total_before),
             "tokens_after": int(total_after),
             "tokens_per_domain": MetadataValue.md(
-                _markdown_table(["domain", "tokens before", "share", "tokens after", "share"], rows)
+                markdown_table(["domain", "tokens before", "share", "tokens after", "share"], rows)
             ),
             "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
             **_manifest_pictures(context, spec, names, before, after),

@@ -31,7 +31,7 @@ from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.reporting.plots import score_histograms_png, try_png_markdown
 
 NORMALISER_VERSION = "normaliser-v1"
-RANKS_ATTRIBUTE = "quality_ranks"
+RANKS_ATTRIBUTE = layout.RANKS_ATTRIBUTE
 
 
 def cross_shard_duplicates(ids: pa.ChunkedArray) -> list[str]:

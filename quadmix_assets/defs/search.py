@@ -1,24 +1,95 @@
-"""Stage 6b: the search (QUADMIX.md §5): rank fresh configs from the same space with the regressor, take
-the element-wise mean of the top k, and register it as a new `mixtures` partition that says how it was
-found. Refuses to promote when the regressor's held-out Spearman rho is below the floor."""
+"""Stage 6b: the search rounds and the optimum.
+
+``mixture_rounds`` proposes the next round's configs around the regressor's predicted best (plus fresh
+exploration) and registers them as `mixtures` partitions (origin ``round``, with their round number); it
+proposes nothing once ``search_rounds`` rounds exist or when the predicted gain is below the measured proxy
+noise. ``mixture_search`` (QUADMIX.md §5) takes the element-wise mean of the top k of fresh configs ranked
+by the final regressor and registers it as a new partition that says how it was found; the blocking
+regressor check keeps it from running when the regressor is not trustworthy.
+"""
 
 
-from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.labels import _markdown_table
-from quadmix_assets.defs.mixtures import mixture_configs, searched_specs
+from quadmix_assets.defs.mixtures import mixture_configs
 from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.regressor import below_floor, mixture_regressor, spearman_floor
+from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.method import ParamSpace
 from quadmix_assets.mixing import MixtureSpec
-from quadmix_assets.proxy.regressor import load_booster, search
+from quadmix_assets.mixing.catalog import last_round, register_specs
+from quadmix_assets.proxy.optimise import document_table, propose_round, search, space_of, training_set
+from quadmix_assets.proxy.surrogate import Surrogate
+from quadmix_assets.reporting import markdown_table
 from quadmix_assets.storage import content_hash, layout
 
-SEARCH_VERSION = "mixture-search-v1"
+SEARCH_VERSION = "mixture-search-v2"
+ROUNDS_VERSION = "mixture-rounds-v1"
 SEARCH_SEED_OFFSET = 1  # fresh configs: never the seed the K training configs were drawn with
+
+
+def _surrogate(storage):
+    return Surrogate.from_json(storage.read_bytes(layout.surrogate_model()).decode("utf-8")), storage.read_json(layout.regressor_report())
+
+
+def _add_partitions(context: AssetExecutionContext, ids: list[str]) -> None:
+    known = set(context.instance.get_dynamic_partitions(mixtures_partitions.name))
+    new = [i for i in ids if i not in known]
+    if new:
+        context.instance.add_dynamic_partitions(mixtures_partitions.name, new)
+
+
+@asset(
+    group_name="optimisation",
+    op_tags=pod_tags("fanin"),
+    code_version=ROUNDS_VERSION,
+    deps=[mixture_regressor, mixture_configs],
+    kinds={"json"},
+    description="The next search round: `round_size` configs near the regressor's predicted best plus fresh "
+    "exploration, registered as mixture partitions with their round; nothing once `search_rounds` rounds "
+    "exist or when the predicted gain is below the measured proxy noise.",
+)
+def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+    storage = settings.storage()
+    preset = settings.run_preset()
+    current = last_round(storage)
+    sur, report = _surrogate(storage)
+    ts = training_set(storage)
+    best_measured = float(ts.y.min())
+    noise = storage.read_json(layout.proxy_noise()) if storage.exists(layout.proxy_noise()) else {}
+    if current >= preset.search_rounds:
+        return MaterializeResult(metadata={"round": current, "proposed": 0, "why": f"{current} of {preset.search_rounds} rounds exist"},
+                                 data_version=DataVersion(f"rounds-{current}"))
+    nxt = current + 1
+    docs, _, _ = document_table(storage, preset.feature_docs, preset.seed)
+    seed = preset.seed + 1000 * nxt
+    configs, predicted, info = propose_round(sur, docs, space_of(storage), n=preset.round_size,
+                                             explore_share=preset.round_explore_share,
+                                             pool=max(preset.round_size, min(preset.search_samples, 20_000)), seed=seed)
+    gain = best_measured - info["best_predicted_loss"]
+    noise_sd = noise.get("noise_sd")
+    if noise_sd is not None and gain < noise_sd:
+        why = (f"predicted gain {gain:.4f} over the best measured loss {best_measured:.4f} is below the proxy noise "
+               f"(SD {noise_sd:.4f}): no round {nxt}")
+        return MaterializeResult(metadata={"round": current, "proposed": 0, "why": why}, data_version=DataVersion(f"rounds-{current}-stopped"))
+    entries = []
+    for i, (p, pred) in enumerate(zip(configs, predicted)):
+        kind = "near the predicted best" if i < info["exploit"] else "fresh exploration"
+        spec = MixtureSpec(name=f"round{nxt}-{i:04d}", origin="round", params=p,
+                           description=f"round {nxt}: {kind} (regressor {report['regressor_version'][:8]}, predicted loss {pred:.4f})")
+        entries.append(spec.to_dict() | {"round": nxt, "predicted_loss": float(pred), "kind": kind,
+                                         "proposed_by": {"regressor_version": report["regressor_version"], **info}})
+    uri = register_specs(storage, entries)
+    _add_partitions(context, [e["mixture_id"] for e in entries])
+    rows = [[e["mixture_id"], e["name"], e["kind"], f"{e['predicted_loss']:.4g}"] for e in entries]
+    return MaterializeResult(
+        metadata={"path": MetadataValue.path(uri), "round": nxt, "proposed": len(entries),
+                  "regressor_version": report["regressor_version"], "best_measured_loss": best_measured,
+                  "best_predicted_loss": info["best_predicted_loss"], "mixtures": MetadataValue.json([e["mixture_id"] for e in entries]),
+                  "configs": MetadataValue.md(markdown_table(["mixture", "name", "kind", "predicted loss"], rows))},
+        data_version=DataVersion(content_hash(entries)),
+    )
 
 
 @asset(
@@ -33,40 +104,28 @@ SEARCH_SEED_OFFSET = 1  # fresh configs: never the seed the K training configs w
 def mixture_search(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
     preset = settings.run_preset()
-    report = storage.read_json(layout.regressor_report())
-    floor = spearman_floor(settings)
-    if below_floor(report["spearman"], floor):
-        raise Failure(
-            description=f"not promoting a search result: regressor {report['regressor_version']} has held-out "
-            f"Spearman rho {report['spearman']} < floor {floor} (regressor_min_spearman)",
-            metadata={"spearman_heldout": report["spearman"], "floor": floor},
-        )
-    space_doc = storage.read_json(layout.mixture_configs())["space"]
-    space = ParamSpace(space_doc["n_domains"], len(space_doc["criteria"]), omega_max=space_doc["omega_max"],
-                       lambda_scale=space_doc["lambda_scale"])
-    with storage.local_file(layout.regressor_model()) as path:
-        booster = load_booster(path)
+    sur, report = _surrogate(storage)
+    docs, _, _ = document_table(storage, preset.feature_docs, preset.seed)
     seed = preset.seed + SEARCH_SEED_OFFSET
-    best, info = search(booster, space, n=preset.search_samples, seed=seed, top_k=preset.search_top_k)
-    found_by = {"regressor_version": report["regressor_version"], "regressor_spearman_heldout": report["spearman"],
-                "regressor_configs": len(report["mixture_ids"]), **info}
+    best, info = search(sur, docs, space_of(storage), n=preset.search_samples, top_k=preset.search_top_k, seed=seed)
+    found_by = {"regressor_version": report["regressor_version"], "regressor_cv_spearman": report["cv_spearman"],
+                "regressor_model": report["chosen"], "regressor_configs": len(report["mixture_ids"]),
+                "regressor_rounds": report["rounds"], **info}
     spec = MixtureSpec(
         name=f"search-{report['regressor_version'][:8]}",
         origin="search",
         params=best,
         description=f"mean of the top {info['top_k']} of {info['n']:,} fresh configs (seed {seed}) ranked by regressor "
-        f"{report['regressor_version']} (held-out Spearman {report['spearman']:.3f}); predicted target loss {info['predicted_loss_of_mean']:.4f}",
+        f"{report['regressor_version'][:8]} ({report['chosen']}, CV Spearman {report['cv_spearman']:.3f}); "
+        f"predicted target loss {info['predicted_loss_of_mean']:.4f}",
     )
     entry = spec.to_dict() | {"found_by": found_by}
-    previous = [d for d in searched_specs(storage) if d["mixture_id"] != spec.mixture_id]
-    storage.write_json(layout.searched_configs(), {"configs": previous + [entry]})
+    register_specs(storage, [entry])
     result = {"mixture_id": spec.mixture_id, "spec": entry,
               "provenance": provenance(context, SEARCH_VERSION, params={"n": info["n"], "top_k": info["top_k"], "seed": seed},
                                        models={"regressor": report["regressor_version"]})}
     uri = storage.write_json(layout.search_result(), result)
-    known = set(context.instance.get_dynamic_partitions(mixtures_partitions.name))
-    if spec.mixture_id not in known:
-        context.instance.add_dynamic_partitions(mixtures_partitions.name, [spec.mixture_id])
+    _add_partitions(context, [spec.mixture_id])
     p = best
     rows = [[m, f"{p.lam[m]:.3g}", f"{p.omega[m]:.3f}", f"{p.eta[m]:.3f}", f"{p.eps[m]:.4f}",
              " ".join(f"{a:.2f}" for a in p.alpha[m])] for m in range(p.n_domains)]
@@ -77,13 +136,13 @@ def mixture_search(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "name": spec.name,
             "origin": "search",
             "regressor_version": report["regressor_version"],
-            "regressor_spearman_heldout": report["spearman"],
+            "regressor_cv_spearman": report["cv_spearman"],
             "searched_configs": info["n"],
             "top_k": info["top_k"],
             "predicted_loss_of_optimum": info["predicted_loss_of_mean"],
             "predicted_loss_top_k": MetadataValue.json(info["top_predicted_losses"]),
             "median_predicted_loss": info["median_predicted_loss"],
-            "params": MetadataValue.md(_markdown_table(["domain", "lambda", "omega", "eta", "eps", "alpha"], rows)),
+            "params": MetadataValue.md(markdown_table(["domain", "lambda", "omega", "eta", "eps", "alpha"], rows)),
         },
         data_version=DataVersion(content_hash(entry)),
     )

@@ -18,9 +18,10 @@ from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, DataVe
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.labels import _markdown_table
+from quadmix_assets.reporting import markdown_table
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.proxy.runs import load_proxy_tokenizer  # noqa: F401 (re-exported for the export asset)
 from quadmix_assets.proxy.targets import load_target_sets, target_table
 from quadmix_assets.proxy.tokenizer import eos_id, load_tokenizer, train_bpe_tokenizer
 from quadmix_assets.storage import StorageRoot, content_hash, layout
@@ -77,7 +78,7 @@ def target_sets(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
             "heldout_examples": sum(c["heldout"] for c in counts.values()),
             "objective_sets": MetadataValue.json(objective),
             "targets_version": version,
-            "table": MetadataValue.md(_markdown_table(["set", "target half", "held-out half", "multiple choice", "in objective"], rows)),
+            "table": MetadataValue.md(markdown_table(["set", "target half", "held-out half", "multiple choice", "in objective"], rows)),
         },
         data_version=DataVersion(version),
     )
@@ -103,15 +104,6 @@ def _training_sample(storage: StorageRoot, shards: list[str], n_docs: int) -> li
         for j, t in zip(sel, col.take(pa.array(loc[pick[sel], 1])).to_pylist()):
             texts[j] = t
     return texts
-
-
-def load_proxy_tokenizer(storage: StorageRoot):
-    """The stored tokenizer and its card (version, vocab size, eos id, source)."""
-    from tokenizers import Tokenizer
-
-    with storage.local_file(layout.tokenizer_file()) as path:
-        tok = Tokenizer.from_file(str(path))
-    return tok, storage.read_json(layout.model_card("proxy_tokenizer"))
 
 
 @asset(

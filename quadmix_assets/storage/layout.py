@@ -15,6 +15,9 @@ def quarantine(shard: str) -> str:
     return f"quarantine/{shard}.parquet"
 
 
+RANKS_ATTRIBUTE = "quality_ranks"  # the normaliser's per-shard worse-than ranks s_<criterion>
+
+
 def attribute(name: str, shard: str) -> str:
     """Per-shard attribute columns of one labeller/scorer (``domain``, ``quality_dclm``, ``ranks``...)."""
     return f"attributes/{name}/{shard}.parquet"
@@ -79,10 +82,6 @@ def proxy_run(mixture_id: str) -> str:
     return f"proxies/{mixture_id}/run.json"
 
 
-def regressor_model() -> str:
-    return "regressor/model.txt"
-
-
 def regressor_report() -> str:
     return "regressor/report.json"
 
@@ -94,3 +93,18 @@ def search_result() -> str:
 def export_dir(mixture_id: str) -> str:
     """Training-ready export of one mixture: text/part-*.parquet, tokens.bin, index.npy, manifest.json."""
     return f"exports/{mixture_id}"
+
+
+def proxy_repeat(mixture_id: str, repeat: int) -> str:
+    """A proxy retrained on the same mixture under the ``repeat``-th other seed (the noise ceiling)."""
+    return f"proxies/{mixture_id}/repeat-{int(repeat)}.json"
+
+
+def proxy_noise() -> str:
+    """Repeat Spearman of the proxy losses and every repeated config's loss spread (JSON)."""
+    return "proxies/noise.json"
+
+
+def surrogate_model() -> str:
+    """The chosen regressor (model + feature set) in JSON, and how it was chosen."""
+    return "regressor/surrogate.json"

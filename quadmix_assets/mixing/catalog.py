@@ -1,0 +1,100 @@
+"""The one reader/writer of stored mixture specs: drawn configs and baselines (``mixtures/configs.json``,
+written by ``mixture_configs``), then every spec registered later (``mixtures/searched.json``: the
+configs of later search rounds and the promoted optimum). Every consumer (assets, lineage, the
+comparison) reads specs through these functions, never the files.
+
+A spec entry is :meth:`MixtureSpec.to_dict` plus ``round`` (1 for the random draws, 2, 3, ... for the
+rounds proposed around the regressor's best, none for baselines and the optimum) and, for search results,
+``found_by``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from quadmix_assets.storage import StorageRoot, layout
+
+from .specs import MixtureSpec
+
+TRAINING_ORIGINS = ("random_draw", "round")  # the configs the regressor learns from
+
+
+def configs_doc(storage: StorageRoot) -> dict:
+    return storage.read_json(layout.mixture_configs())
+
+
+def searched_specs(storage: StorageRoot) -> list[dict]:
+    """Spec entries registered after ``mixture_configs`` (search rounds, optimum); empty before."""
+    if not storage.exists(layout.searched_configs()):
+        return []
+    return storage.read_json(layout.searched_configs())["configs"]
+
+
+def all_spec_dicts(storage: StorageRoot) -> list[dict]:
+    """Every spec entry: drawn configs and baselines, then the later ones, in registration order."""
+    return configs_doc(storage)["configs"] + searched_specs(storage)
+
+
+def spec_entry(storage: StorageRoot, mixture_id: str) -> dict:
+    for d in all_spec_dicts(storage):
+        if d["mixture_id"] == mixture_id:
+            return d
+    raise KeyError(
+        f"mixture {mixture_id!r} is in neither {layout.mixture_configs()} nor {layout.searched_configs()}; "
+        "rematerialize mixture_configs (or mixture_search)"
+    )
+
+
+def load_spec(storage: StorageRoot, mixture_id: str) -> tuple[MixtureSpec, dict]:
+    """The spec of one mixture partition and the configs document (whose ``preset`` fixes the seeds)."""
+    return MixtureSpec.from_dict(spec_entry(storage, mixture_id)), configs_doc(storage)
+
+
+def round_of(entry: dict) -> int | None:
+    if "round" in entry:
+        return int(entry["round"])
+    return 1 if entry.get("origin") == "random_draw" else None
+
+
+def register_specs(storage: StorageRoot, entries: list[dict]) -> str:
+    """Add (or replace, by mixture id) entries in ``searched.json``; returns its URI."""
+    ids = {e["mixture_id"] for e in entries}
+    kept = [d for d in searched_specs(storage) if d["mixture_id"] not in ids]
+    return storage.write_json(layout.searched_configs(), {"configs": kept + list(entries)})
+
+
+def training_entries(storage: StorageRoot, up_to_round: int | None = None) -> list[dict]:
+    """The configs the regressor learns from: random draws (round 1) and later rounds' proposals, up to
+    ``up_to_round``; never baselines (no domains) nor the promoted optimum (judged, not learned from)."""
+    out = []
+    for d in all_spec_dicts(storage):
+        r = round_of(d)
+        if d.get("origin") in TRAINING_ORIGINS and d.get("domain_aware", True) and r is not None:
+            if up_to_round is None or r <= up_to_round:
+                out.append(d)
+    return out
+
+
+def last_round(storage: StorageRoot) -> int:
+    rounds = [round_of(d) for d in all_spec_dicts(storage)]
+    return max([r for r in rounds if r is not None], default=0)
+
+
+def document_features(storage: StorageRoot, shards: list[str], criteria) -> pa.Table:
+    """Shard, row, id, key, tokens, domain and the worse-than rank ``s_<criterion>`` of every document of
+    ``shards`` (attribute files aligned row for row with the documents; no text is read)."""
+    parts = []
+    for key in shards:
+        docs = storage.read_parquet(layout.documents(key), columns=["id", "id_hash", "n_tokens"])
+        dom = storage.read_parquet(layout.attribute("domain", key), columns=["domain"])
+        ranks = storage.read_parquet(layout.attribute(layout.RANKS_ATTRIBUTE, key), columns=[f"s_{c}" for c in criteria])
+        if not docs.num_rows == dom.num_rows == ranks.num_rows:
+            raise ValueError(f"shard {key}: documents/domain/ranks are not aligned")
+        n = docs.num_rows
+        t = pa.table({"shard": pa.array([key] * n, pa.string()), "row": pa.array(np.arange(n, dtype=np.int64)),
+                      "id": docs["id"], "id_hash": docs["id_hash"], "n_tokens": docs["n_tokens"], "domain": dom["domain"]})
+        for c in criteria:
+            t = t.append_column(f"s_{c}", ranks[f"s_{c}"])
+        parts.append(t)
+    return pa.concat_tables(parts)
