@@ -44,7 +44,7 @@ class Preset:
     regressor_ceiling_share: float | None = 0.5  # blocking: CV Spearman >= this share of the repeat Spearman (None: off)
     regressor_cv_folds: int = 5
     regressor_cv_repeats: int = 5  # repeated K-fold CV picks the model and feature set and judges it
-    feature_docs: int | None = 4096  # documents (seeded sample) the mixture statistics are computed on (None: all)
+    feature_docs: int | None = 2048  # documents (seeded sample) the mixture statistics are computed on (None: all)
     search_samples: int = 100_000  # fresh configs the regressor ranks
     search_top_k: int = 10  # the optimum is the element-wise mean of the top k
     search_rounds: int = 1  # rounds of proxies: 1 = the K random draws only; each later round adds round_size configs

@@ -66,54 +66,91 @@ def _params_arrays(configs) -> dict[str, np.ndarray]:
             "eps": np.stack([c.eps for c in configs])}
 
 
+def _blocks(docs: DocumentTable, arrays: dict[str, np.ndarray]):
+    """Per domain block: (lo, hi, S in block order). Documents are grouped by domain once
+    (:meth:`DocumentTable.build`); per block, ``qbar`` is one (C, N) x (N, n_m) product, one argsort per
+    row orders it, a cumulative sum of tokens gives ``r``, and ``S`` is evaluated with the block's
+    per-config scalars (no per-document gathers of parameters)."""
+    alpha, lam, omega, eta, eps = (arrays[k] for k in ("alpha", "lam", "omega", "eta", "eps"))
+    counts = np.bincount(docs.domains, minlength=docs.n_domains)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for m in np.flatnonzero(counts):
+        lo, hi = int(starts[m]), int(starts[m + 1])
+        q = alpha[:, m, 0, None] * docs.ranks[lo:hi, 0]  # (C, n_m); element-wise (no BLAS): the same bits
+        for j in range(1, alpha.shape[2]):          # whatever the batch size or number of workers
+            q += alpha[:, m, j, None] * docs.ranks[lo:hi, j]
+        order = np.argsort(q, axis=1)
+        tok = docs.tokens[lo:hi]
+        total = tok.sum()
+        if total > 0:
+            r = np.cumsum(tok[order], axis=1) / total
+        else:
+            r = np.broadcast_to(np.arange(1, hi - lo + 1) / (hi - lo), q.shape)
+        om = omega[:, m, None]
+        S = np.zeros(r.shape)
+        sel = r <= om
+        if sel.any():
+            x = np.exp(-(lam[:, m, None] * (om - r))[sel])
+            S[sel] = (2.0 / (1.0 + x)) ** np.broadcast_to(eta[:, m, None], r.shape)[sel]
+        S += eps[:, m, None]
+        block = np.empty_like(S)
+        np.put_along_axis(block, order, S, axis=1)
+        yield m, lo, hi, block
+
+
 def expected_copies(docs: DocumentTable, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """``(C, n)`` expected copies ``S(r)`` of every document (in ``docs`` order) under C configs."""
-    alpha, lam, omega, eta, eps = (arrays[k] for k in ("alpha", "lam", "omega", "eta", "eps"))
-    C = alpha.shape[0]
-    n = docs.domains.shape[0]
-    dom = docs.domains
-    qbar = np.einsum("cnj,nj->cn", alpha[:, dom, :], docs.ranks)  # (C, n)
-    counts = np.bincount(dom, minlength=docs.n_domains)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    # docs are grouped by domain: sort each domain block by qbar (one argsort of qbar + 2 * domain)
-    order = np.argsort(qbar + 2.0 * dom[None, :], axis=1, kind="stable")
-    tok_sorted = docs.tokens[order]
-    cum = np.cumsum(tok_sorted, axis=1)
-    base = np.concatenate([[0.0], np.cumsum(np.bincount(dom, weights=docs.tokens, minlength=docs.n_domains))])
-    dom_tokens = base[1:] - base[:-1]
-    denom = np.where(dom_tokens > 0, dom_tokens, 1.0)[dom]
-    r_sorted = np.clip((cum - base[dom][None, :]) / denom[None, :], 0.0, 1.0)  # dom is the same in sorted order
-    om = omega[:, dom]
-    x = lam[:, dom] * (om - r_sorted)
-    S = np.where(r_sorted <= om, (2.0 / (1.0 + np.exp(-np.maximum(x, 0.0)))) ** eta[:, dom], 0.0) + eps[:, dom]
-    out = np.empty((C, n))
-    np.put_along_axis(out, order, S, axis=1)
-    del starts
+    out = np.empty((arrays["alpha"].shape[0], docs.domains.shape[0]))
+    for _, lo, hi, block in _blocks(docs, arrays):
+        out[:, lo:hi] = block
     return out
 
 
 def mixture_features(docs: DocumentTable, configs, *, batch: int = 256) -> np.ndarray:
     """``(C, M + N + 3)`` mixture statistics (see the module docstring) of C configs: a list of
-    :class:`QuadMixParams` or :meth:`ParamSpace.sample_arrays`-style arrays. Batched over configs."""
+    :class:`QuadMixParams` or :meth:`ParamSpace.sample_arrays`-style arrays. Batched over configs,
+    accumulated domain block by domain block (memory: a few (batch, largest domain) arrays)."""
     arrays = _params_arrays(configs)
     C = arrays["alpha"].shape[0]
     M, N = docs.n_domains, docs.n_criteria
     out = np.empty((C, M + N + 3))
-    onehot = np.zeros((docs.domains.shape[0], M))
-    onehot[np.arange(docs.domains.shape[0]), docs.domains] = 1.0
-    tok = docs.tokens
-    tq = docs.ranks * tok[:, None]
-    for lo in range(0, C, batch):
-        part = {k: v[lo:lo + batch] for k, v in arrays.items()}
-        S = expected_copies(docs, part)
-        wt = S * tok[None, :]  # expected tokens per document
-        total = np.maximum(wt.sum(axis=1), 1e-12)
-        share = (wt @ onehot) / total[:, None]
-        quality = (S @ tq) / total[:, None]
-        distinct = np.minimum(S, 1.0)
-        repeat = np.maximum(S - 1.0, 0.0) @ tok / total
-        out[lo:lo + batch] = np.column_stack([share, quality, np.log(total), np.log(np.maximum(distinct.sum(axis=1), 1e-12)), repeat])
+    tq = docs.ranks * docs.tokens[:, None]
+    for lo_c in range(0, C, batch):
+        part = {k: v[lo_c:lo_c + batch] for k, v in arrays.items()}
+        c = part["alpha"].shape[0]
+        dom_tokens = np.zeros((c, M))
+        quality = np.zeros((c, N))
+        distinct = np.zeros(c)
+        repeat = np.zeros(c)
+        for m, lo, hi, S in _blocks(docs, part):
+            tok = docs.tokens[lo:hi]
+            # row-wise reductions only (no matrix products): each config's numbers do not depend on the batch
+            dom_tokens[:, m] = (S * tok).sum(axis=1)
+            quality += (S[:, :, None] * tq[lo:hi][None, :, :]).sum(axis=1)
+            distinct += np.minimum(S, 1.0).sum(axis=1)
+            repeat += (np.maximum(S - 1.0, 0.0) * tok).sum(axis=1)
+        total = np.maximum(dom_tokens.sum(axis=1), 1e-12)
+        out[lo_c:lo_c + c] = np.column_stack([dom_tokens / total[:, None], quality / total[:, None], np.log(total),
+                                              np.log(np.maximum(distinct, 1e-12)), repeat / total])
     return out
+
+
+def mixture_features_parallel(docs: DocumentTable, configs, *, workers: int = 1, min_per_worker: int = 5000) -> np.ndarray:
+    """:func:`mixture_features` split over ``workers`` processes (same numbers: every config's row is
+    computed independently); one process below ``min_per_worker`` configs per worker."""
+    arrays = _params_arrays(configs)
+    C = arrays["alpha"].shape[0]
+    workers = max(1, min(int(workers), C // max(1, min_per_worker)))
+    if workers == 1:
+        return mixture_features(docs, arrays)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = np.linspace(0, C, workers + 1).astype(int)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        parts = [pool.submit(mixture_features, docs, {k: v[lo:hi] for k, v in arrays.items()})
+                 for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return np.concatenate([f.result() for f in parts])
 
 
 def space_candidates(space: ParamSpace, n: int, seed: int) -> dict[str, np.ndarray]:

@@ -24,7 +24,8 @@ from quadmix_assets.mixing import MixtureSpec
 from quadmix_assets.mixing.catalog import configs_doc, document_features, training_entries
 from quadmix_assets.storage import StorageRoot, layout
 
-from .features import DocumentTable, arrays_config, feature_names, mixture_features
+from .features import DocumentTable, arrays_config, feature_names, mixture_features, mixture_features_parallel
+from .parallel import default_workers
 from .runs import stored_loss
 from .surrogate import Surrogate, select_surrogate
 
@@ -89,7 +90,8 @@ def fit(storage: StorageRoot, preset, ts: TrainingSet) -> tuple[Surrogate, Docum
 
 def predict_arrays(sur: Surrogate, docs: DocumentTable, arrays: dict[str, np.ndarray]) -> np.ndarray:
     raw = ParamSpace.arrays_to_matrix(arrays)
-    stats = mixture_features(docs, arrays) if sur.feature_set != "raw" else np.zeros((len(raw), 0))
+    stats = (mixture_features_parallel(docs, arrays, workers=default_workers()) if sur.feature_set != "raw"
+             else np.zeros((len(raw), 0)))
     return sur.predict(raw, stats)
 
 

@@ -52,3 +52,14 @@ def test_arrays_and_configs_agree_and_sample_is_seeded():
     x = mixture_features(a, space.sample_arrays(10, 2))
     y = mixture_features(a, space.sample(10, 2))
     np.testing.assert_array_equal(x, y)
+
+
+def test_parallel_features_equal_the_single_process_ones():
+    from quadmix_assets.proxy.features import mixture_features_parallel
+
+    ranks, domains, tokens = _docs(800)
+    docs = DocumentTable.build(ranks, domains, tokens, 6)
+    arrays = ParamSpace(6, 3, omega_max=0.5).sample_arrays(60, 4)
+    one = mixture_features(docs, arrays)
+    np.testing.assert_array_equal(mixture_features_parallel(docs, arrays, workers=2, min_per_worker=10), one)
+    np.testing.assert_array_equal(mixture_features(docs, arrays, batch=7), one)  # bits do not depend on batching
