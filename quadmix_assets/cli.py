@@ -107,7 +107,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare_command(storage or env.default_storage_root(), eval_preset=args.eval_preset,
                            budget_tokens=args.budget_tokens, methods=methods, max_examples=args.max_examples or None,
                            seed=args.seed, regmix_proxies=args.regmix_proxies, device=args.device, threads=args.threads,
-                           out=args.out)
+                           seeds=args.seeds, out=args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("--methods", default=None, help="comma-separated subset (default: random, each <criterion>-only, criteria-mean, dsir, regmix, quadmix)")
     cmp_.add_argument("--max-examples", type=int, default=100, help="held-out examples per set (seeded subset; 0: all)")
     cmp_.add_argument("--seed", type=int, default=None, help="data order, subsets, DSIR/RegMix draws and model init (default: the run preset's seed)")
+    cmp_.add_argument("--seeds", type=int, default=1, help="evaluation models per method (different init and data order); "
+                      "with S > 1 the table gives mean ± standard error and the paired difference against random")
     cmp_.add_argument("--regmix-proxies", type=int, default=None, help="RegMix proxy runs (default: the run preset's number of configs)")
     cmp_.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     cmp_.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 can be faster on a busy machine)")

@@ -50,6 +50,7 @@ class Preset:
     search_rounds: int = 1  # rounds of proxies: 1 = the K random draws only; each later round adds round_size configs
     round_size: int = 16  # configs proposed per later round
     round_explore_share: float = 0.25  # share of a round drawn fresh from the space (the rest near the predicted best)
+    round_min_gain_noise: float | None = 1.0  # stop the rounds when the predicted gain < this x the proxy noise SD (None: never)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +130,8 @@ PRESETS: dict[str, Preset] = {
         regressor_min_spearman=None,
         regressor_ceiling_share=None,
         regressor_cv_repeats=2,
+        regressor_cv_folds=3,
+        round_min_gain_noise=None,
         noise_repeats=4,
         search_rounds=2,
         round_size=4,

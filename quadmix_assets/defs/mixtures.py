@@ -24,7 +24,7 @@ from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_frequency
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
-from quadmix_assets.mixing.catalog import document_features, load_spec, searched_specs
+from quadmix_assets.mixing.catalog import document_features, load_spec, round_of, searched_specs, spec_entry
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
@@ -149,6 +149,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "path": MetadataValue.path(uri),
             "name": spec.name,
             "origin": spec.origin,
+            "round": round_of(spec_entry(storage, spec.mixture_id)) or 0,  # 1: random draws, 2+: search rounds, 0: none
             "domain_aware": spec.domain_aware,
             "config_id": spec.params.config_id,
             "documents": table.num_rows,

@@ -69,9 +69,10 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
                                              pool=max(preset.round_size, min(preset.search_samples, 20_000)), seed=seed)
     gain = best_measured - info["best_predicted_loss"]
     noise_sd = noise.get("noise_sd")
-    if noise_sd is not None and gain < noise_sd:
-        why = (f"predicted gain {gain:.4f} over the best measured loss {best_measured:.4f} is below the proxy noise "
-               f"(SD {noise_sd:.4f}): no round {nxt}")
+    factor = preset.round_min_gain_noise
+    if factor is not None and noise_sd is not None and gain < factor * noise_sd:
+        why = (f"predicted gain {gain:.4f} over the best measured loss {best_measured:.4f} is below {factor:g} x the proxy "
+               f"noise (SD {noise_sd:.4f}): no round {nxt}")
         return MaterializeResult(metadata={"round": current, "proposed": 0, "why": why}, data_version=DataVersion(f"rounds-{current}-stopped"))
     entries = []
     for i, (p, pred) in enumerate(zip(configs, predicted)):

@@ -353,3 +353,39 @@ def markdown_tables(comp: Comparison) -> str:
                                         _fmt(r.get("avg_mc_accuracy_norm"), True), _fmt(r.get("final_train_loss")),
                                         f"{r['epochs']:.2f}" if r.get("epochs") is not None else "-"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- seeds
+def across_seeds(comps: Sequence[Comparison], baseline: str = "random") -> list[dict]:
+    """Per method over S comparisons (one evaluation model per method and seed): mean and standard error
+    of the average held-out loss, and the *paired* difference against ``baseline`` (method minus baseline,
+    seed by seed: the same data order and initial weights), its standard error and ratio."""
+    methods = [r["method"] for r in comps[0].rows if r["method"] != "chance"]
+    per = {m: np.array([next(r["avg_loss"] for r in c.rows if r["method"] == m) for c in comps]) for m in methods}
+    S = len(comps)
+
+    def se(x):
+        return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+    out = []
+    for m in methods:
+        row = {"method": m, "seeds": S, "mean_loss": float(per[m].mean()), "se_loss": se(per[m]),
+               "losses": [float(v) for v in per[m]]}
+        if baseline in per and m != baseline:
+            d = per[m] - per[baseline]
+            row |= {"paired_diff": float(d.mean()), "paired_se": se(d),
+                    "paired_t": float(d.mean() / se(d)) if S > 1 and se(d) > 0 else float("nan")}
+        out.append(row)
+    return out
+
+
+def seeds_table(rows: list[dict], baseline: str = "random") -> str:
+    head = ["method", "mean avg held-out loss ± SE", f"paired difference vs {baseline} ± SE", "difference / SE", "per seed"]
+    lines = [f"Across {rows[0]['seeds']} seeds (evaluation models with different initial weights and data order)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: r["mean_loss"]):
+        diff = (f"{r['paired_diff']:+.4f} ± {r['paired_se']:.4f}" if "paired_diff" in r else "-")
+        t = f"{r['paired_t']:+.1f}" if np.isfinite(r.get("paired_t", float("nan"))) else "-"
+        lines.append("| " + " | ".join([r["method"], f"{r['mean_loss']:.4f} ± {r['se_loss']:.4f}", diff, t,
+                                        " ".join(f"{v:.4f}" for v in r["losses"])]) + " |")
+    return "\n".join(lines) + "\n"

@@ -28,10 +28,11 @@ import pyarrow.compute as pc
 from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
 from quadmix_assets.proxy.model import ProxyConfig, run_proxy_config, preset as model_preset
 from quadmix_assets.proxy.tokenizer import eos_id
+from quadmix_assets.mixing.catalog import searched_specs, spec_entry
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts
 
-from .compare import Comparison, compare_methods
+from .compare import Comparison, across_seeds, compare_methods
 from .dsir import dsir_select
 from .regmix import regmix_select
 
@@ -99,19 +100,22 @@ def baseline_entries(storage: StorageRoot) -> dict[str, dict]:
 
 
 def searched_entry(storage: StorageRoot) -> tuple[dict | None, str]:
-    """The QuaDMix optimum (last ``search`` entry of searched.json), or None and why not."""
-    rel = layout.searched_configs()
-    if not storage.exists(rel):
+    """The QuaDMix result of the stored run: the last ``search`` entry (the promoted optimum), or, when the
+    search was not promoted, the exported best *measured* config (its spec entry with ``selected_as``).
+    Returns (entry, "") or (None, why not)."""
+    entries = [d for d in searched_specs(storage) if d.get("origin") == "search"]
+    if not entries:
+        for rel in storage.list("exports", "manifest.json"):
+            doc = storage.read_json(rel)
+            if str(doc.get("selected_as", "")).startswith("best measured"):
+                entry = spec_entry(storage, doc["mixture_id"]) | {"selected_as": doc["selected_as"]}
+                return entry, ""
         why = "the search asset has not run"
         if storage.exists(layout.regressor_report()):
             rep = storage.read_json(layout.regressor_report())
-            why = (f"the search did not register an optimum; the stored regressor {rep.get('regressor_version', '?')} has "
-                   f"held-out Spearman {rep.get('spearman', float('nan')):.3f} on {rep.get('n_valid', '?')} configs "
-                   f"(the search refuses to promote below the preset's regressor_min_spearman)")
-        return None, f"no QuaDMix optimum: {storage.uri(rel)} does not exist ({why})"
-    entries = [d for d in storage.read_json(rel).get("configs", []) if d.get("origin") == "search"]
-    if not entries:
-        return None, f"no QuaDMix optimum: {storage.uri(rel)} holds no entry with origin 'search'"
+            gate = (rep.get("gate") or {}).get("reason", "")
+            why = f"the search did not register an optimum ({gate}) and no best-measured export exists"
+        return None, f"no QuaDMix optimum: {why}"
     entry = entries[-1]
     if not storage.exists(layout.mixture_manifest(entry["mixture_id"])):
         return None, (f"no QuaDMix optimum manifest: {entry['name']} ({entry['mixture_id']}) is registered in searched.json "
@@ -145,7 +149,8 @@ def token_seqs(tokenizer, texts: Sequence[str]) -> list[np.ndarray]:
 def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfig = "cpu-eval", budget_tokens: int | None = None,
                           methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
                           regmix_proxies: int | None = None, group_size: int | None = None, device=None,
-                          threads: int | None = None, log: Callable[[str], None] = print) -> tuple[Comparison, dict]:
+                          threads: int | None = None, seeds: int = 1,
+                          log: Callable[[str], None] = print) -> tuple[Comparison, dict]:
     """Build DSIR and RegMix selections, collect the stored baselines and the QuaDMix optimum, train one
     evaluation model per method and judge them on the held-out half. Returns the comparison and a report
     (method sources, selection info, messages, wall time per phase)."""
@@ -195,7 +200,8 @@ def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfi
                 continue
             rel = layout.mixture_manifest(entry["mixture_id"])
             manifests[name] = storage.read_parquet(rel, columns=["id", "shard", "row", "n_tokens", "domain", "copies"])
-            sources[name] = {"mixture_id": entry["mixture_id"], "origin": "search", "name": entry["name"],
+            sources[name] = {"mixture_id": entry["mixture_id"], "origin": entry["origin"], "name": entry["name"],
+                             "selected_as": entry.get("selected_as", "search optimum"),
                              "description": entry.get("description", ""), "found_by": entry.get("found_by")}
     if "random" in baselines and storage.exists(layout.mixture_manifest(baselines["random"]["mixture_id"])):
         sel_budget = manifest_tokens(storage.read_parquet(layout.mixture_manifest(baselines["random"]["mixture_id"]),
@@ -236,10 +242,19 @@ def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfi
     for m in messages:
         log(m)
     ordered = {m: manifests[m] for m in wanted if m in manifests}
-    cfg = replace(eval_preset, seed=seed) if isinstance(eval_preset, ProxyConfig) else model_preset(eval_preset, seed=seed)
+    comps = []
     t = time.perf_counter()
-    comp = compare_methods(ordered, texts, tokenizer, targets, cfg, budget_tokens=budget_tokens,
-                           max_examples=max_examples, seed=seed, group_size=group_size, device=device, log=log)
+    for i in range(int(seeds)):
+        s_i = (seed + 7919 * i) % (2**31)  # seed i: another data order and other initial weights, same methods
+        cfg = replace(eval_preset, seed=s_i) if isinstance(eval_preset, ProxyConfig) else model_preset(eval_preset, seed=s_i)
+        if seeds > 1:
+            log(f"seed {i + 1} of {seeds} ({s_i})")
+        comps.append(compare_methods(ordered, texts, tokenizer, targets, cfg, budget_tokens=budget_tokens,
+                                     max_examples=max_examples, seed=s_i, group_size=group_size, device=device, log=log))
+    comp = comps[0]
+    if seeds > 1:
+        comp.info["across_seeds"] = across_seeds(comps)
+        comp.info["per_seed_rows"] = [c.rows for c in comps]
     phases["compare"] = time.perf_counter() - t
     for k, v in comp.timings.items():
         phases[f"compare.{k}"] = v
@@ -261,20 +276,21 @@ def phases_text(phases: dict[str, float]) -> str:
 def compare_command(storage_url: str, *, eval_preset: str = "cpu-eval", budget_tokens: int | None = None,
                     methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
                     regmix_proxies: int | None = None, group_size: int | None = None, device=None,
-                    threads: int | None = None, out: str | None = None, log: Callable[[str], None] = print) -> int:
+                    threads: int | None = None, seeds: int = 1, out: str | None = None,
+                    log: Callable[[str], None] = print) -> int:
     """``quadmix compare``: run the stored comparison, print the tables and the wall time per phase, and
     write ``<out>/selection_table.md`` and ``.json`` when ``out`` is given. Returns an exit code."""
     import json
     from pathlib import Path
 
-    from .compare import markdown_tables
+    from .compare import markdown_tables, seeds_table
 
     storage = StorageRoot(storage_url)
     try:
         comp, report = run_stored_comparison(storage, eval_preset=eval_preset, budget_tokens=budget_tokens,
                                              methods=methods, max_examples=max_examples, seed=seed,
                                              regmix_proxies=regmix_proxies, group_size=group_size, device=device,
-                                             threads=threads, log=log)
+                                             threads=threads, seeds=seeds, log=log)
     except CompareError as exc:
         log(f"quadmix compare: {exc}")
         return 2
@@ -284,6 +300,8 @@ def compare_command(storage_url: str, *, eval_preset: str = "cpu-eval", budget_t
               f"{comp.budget_tokens:,} training tokens each, judged on the held-out half only "
               f"(at most {max_examples} examples per set); device {report['device']}")
     text = header + "\n\n" + markdown_tables(comp)
+    if "across_seeds" in report:
+        text = header + "\n\n" + seeds_table(report["across_seeds"]) + "\nFirst seed in detail:\n\n" + markdown_tables(comp)
     if report["messages"]:
         text += "\nNotes:\n" + "\n".join(f"- {m}" for m in report["messages"]) + "\n"
     text += "\nWall time per phase:\n" + phases_text(report["phases_s"]) + "\n"

@@ -34,7 +34,9 @@ EXPECTED_ASSETS = {
     "target_sets": ("proxies", None, set()),
     "proxy_tokenizer": ("proxies", None, {"documents"}),
     "proxy_run": ("proxies", "mixtures", {"mixture_manifest", "target_sets", "proxy_tokenizer"}),
-    "mixture_regressor": ("optimisation", None, {"mixture_configs", "proxy_run"}),
+    "proxy_noise": ("proxies", None, {"mixture_configs", "proxy_run"}),
+    "mixture_regressor": ("optimisation", None, {"mixture_configs", "proxy_run", "proxy_noise"}),
+    "mixture_rounds": ("optimisation", None, {"mixture_regressor", "mixture_configs"}),
     "mixture_search": ("optimisation", None, {"mixture_regressor", "mixture_configs"}),
     "mixture_export": ("export", "mixtures", {"mixture_manifest", "proxy_tokenizer"}),
 }
@@ -98,6 +100,9 @@ def test_jobs_sensors_schedules(tmp_path):
         "mixture_job",
         "proxy_setup_job",
         "proxy_job",
+        "noise_job",
+        "regressor_job",
+        "rounds_job",
         "search_job",
         "export_job",
     }

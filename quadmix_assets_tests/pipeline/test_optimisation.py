@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
 from dagster import AssetKey, DagsterInstance
 
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.defs.regressor import training_points
+from quadmix_assets.mixing.catalog import searched_specs, training_entries
+from quadmix_assets.proxy.optimise import best_measured, training_set
+from quadmix_assets.proxy.surrogate import Surrogate
 from quadmix_assets.export import read_tokenized
 from quadmix_assets.storage import StorageRoot, layout
 
@@ -32,6 +33,7 @@ def test_every_mixture_has_a_finite_proxy_run(demo_run):
         assert len(run["loss_curve"]) == run["proxy_config"]["steps"]
         assert run["tokenizer_version"] == tok["version"] and run["proxy_config"]["vocab_size"] == tok["vocab_size"]
         assert run["targets_version"] == card["version"]
+        assert run["sampler"]["version"] == "windows-v1" and run["sampler"]["documents_read"] > 0
     # the UI: every mixture partition has a proxy_run materialization and its own observation
     mats = instance.fetch_materializations(AssetKey("proxy_run"), limit=100).records
     assert {m.partition_key for m in mats} == set(summary.mixtures_ok)
@@ -47,36 +49,85 @@ def test_target_halves_are_disjoint_and_stored(demo_run):
     assert 0.4 < halves.count("heldout") / len(halves) < 0.6
 
 
-def test_regressor_is_text_format_and_reports_its_fit(demo_run):
+def test_noise_ceiling_is_measured_on_a_second_seed(demo_run):
     settings, instance, summary, _ = demo_run
     storage = settings.storage()
-    text = storage.read_bytes(layout.regressor_model()).decode()
-    assert text.startswith("tree") and "feature_names=" in text
+    noise = storage.read_json(layout.proxy_noise())
+    preset = settings.run_preset()
+    assert noise["n"] == len(noise["mixture_ids"]) == min(preset.noise_repeats, preset.n_configs)
+    assert noise["seeds"][0] != noise["seeds"][1]
+    for key in noise["mixture_ids"]:
+        rep = storage.read_json(layout.proxy_repeat(key, 1))
+        first = storage.read_json(layout.proxy_run(key))
+        assert rep["repeat"] == 1 and rep["init_seed"] != first["init_seed"]
+        assert rep["target_loss"] != first["target_loss"]  # another seed: another (noisy) loss
+        assert noise["primary"][key] == first["target_loss"] and noise["repeat"][key] == rep["target_loss"]
+    assert -1 <= noise["repeat_spearman"] <= 1
+    md = instance.get_latest_materialization_event(AssetKey("proxy_noise")).asset_materialization.metadata
+    assert md["repeat_spearman"].value == noise["repeat_spearman"]
+
+
+def test_rounds_add_configs_the_regressor_learns_from(demo_run):
+    settings, instance, summary, _ = demo_run
+    storage = settings.storage()
+    preset = settings.run_preset()
+    rounds = [d for d in searched_specs(storage) if d["origin"] == "round"]
+    assert len(rounds) == preset.round_size * (preset.search_rounds - 1)
+    assert {d["round"] for d in rounds} == set(range(2, preset.search_rounds + 1))
+    assert all(d["mixture_id"] in summary.proxies_ok for d in rounds)
     report = storage.read_json(layout.regressor_report())
-    specs, y, left_out = training_points(storage)
-    # fitted on the drawn configs (baselines left out); the optimum's own run joins at the next refit
-    assert report["n_train"] + report["n_valid"] == settings.run_preset().n_configs == len(report["mixture_ids"])
-    assert left_out["baseline"] == 7 and left_out["failed_proxy_run"] == 0
-    assert [s.mixture_id for s in specs] == report["mixture_ids"] + [summary.optimum]
-    assert {"spearman", "mae", "cv_spearman", "importance_gain"} <= set(report)
+    # the regressor learns from every round's configs, never from baselines or the optimum
+    assert report["mixture_ids"] == [d["mixture_id"] for d in training_entries(storage)]
+    assert summary.optimum not in report["mixture_ids"]
+    assert report["points_per_round"] == {"1": preset.n_configs, **{str(r): preset.round_size for r in range(2, preset.search_rounds + 1)}}
+    ts = training_set(storage)
+    assert [s.mixture_id for s in ts.specs] == report["mixture_ids"]
+
+
+def test_regressor_is_json_and_chosen_by_repeated_cv(demo_run):
+    settings, instance, summary, _ = demo_run
+    storage = settings.storage()
+    sur = Surrogate.from_json(storage.read_bytes(layout.surrogate_model()).decode())
+    report = storage.read_json(layout.regressor_report())
+    assert report["chosen"] == f"{sur.model_name}/{sur.feature_set}" and len(report["candidates"]) >= 4
+    assert report["candidates"][report["chosen"]]["cv_spearman"] == report["cv_spearman"]
+    assert {"cv_spearman", "cv_spearman_sd", "cv_mae", "cv_mae_constant", "noise_ceiling", "gate"} <= set(report)
     md = instance.get_latest_materialization_event(AssetKey("mixture_regressor")).asset_materialization.metadata
-    assert "data:image/png;base64," in md["predicted_vs_actual"].value
     assert md["regressor_version"].value == report["regressor_version"]
+    assert "noise_ceiling_repeat_spearman" in md and "candidates" in md
 
 
 def test_search_registers_the_optimum_with_its_origin(demo_run):
     settings, instance, summary, _ = demo_run
     storage = settings.storage()
-    searched = storage.read_json(layout.searched_configs())["configs"]
+    searched = [d for d in searched_specs(storage) if d["origin"] == "search"]
     assert [d["mixture_id"] for d in searched] == [summary.optimum]
     entry = searched[0]
-    assert entry["origin"] == "search"
     assert entry["found_by"]["regressor_version"] == storage.read_json(layout.regressor_report())["regressor_version"]
     assert entry["found_by"]["n"] == settings.run_preset().search_samples and entry["found_by"]["top_k"] == 10
     alpha = np.asarray(entry["params"]["alpha"])
     np.testing.assert_allclose(alpha.sum(1), 1.0)
     assert summary.optimum in instance.get_dynamic_partitions("mixtures")
     assert storage.exists(layout.mixture_manifest(summary.optimum))
+    # the optimum got its own proxy, and its measured rank among every measured config is reported
+    assert summary.optimum in summary.proxies_ok
+    assert summary.optimum_rank["of"] == len(storage.read_json(layout.regressor_report())["mixture_ids"]) + 1
+
+
+def test_a_proxy_trained_again_in_another_grouping_gives_the_same_loss(demo_run, tmp_path):
+    """Same inputs, same proxy loss bit for bit: one partition trained alone vs. in the runner's range."""
+    settings, instance, summary, _ = demo_run
+    shutil.copytree(settings.storage_root, tmp_path / "storage")
+    copy = make_settings(settings.corpus_glob, tmp_path / "storage")
+    storage = copy.storage()
+    key = summary.mixtures_ok[2]
+    before = storage.read_json(layout.proxy_run(key))
+    inst = DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions("mixtures", list(instance.get_dynamic_partitions("mixtures")))
+    res = build_definitions(copy).resolve_job_def("proxy_job").execute_in_process(instance=inst, partition_key=key)
+    assert res.success
+    after = storage.read_json(layout.proxy_run(key))
+    assert after["target_losses"] == before["target_losses"] and after["loss_curve"] == before["loss_curve"]
 
 
 def test_export_of_the_optimum_is_complete(demo_run):
@@ -108,20 +159,42 @@ def test_blocking_check_refuses_a_weak_regressor(demo_run, tmp_path):
     result = build_definitions(strict).resolve_job_def("search_job").execute_in_process(instance=instance, raise_on_error=False)
     evaluations = result.get_asset_check_evaluations()
     assert [e.check_name for e in evaluations] == ["regressor_fit_quality"] and not evaluations[0].passed
+    assert "below" in evaluations[0].metadata["reason"].value
     assert not any(m.asset_key == AssetKey("mixture_search") for m in result.get_asset_materialization_events())
     assert (tmp_path / "storage" / layout.searched_configs()).read_bytes() == before
     assert not instance.get_dynamic_partitions("mixtures")
+
+
+def test_best_measured_export_is_labelled(demo_run, tmp_path):
+    """When the regressor is not promoted the runner exports the best measured config, labelled."""
+    from quadmix_assets.defs.export import SELECTED_AS_TAG
+
+    settings, instance, summary, _ = demo_run
+    shutil.copytree(settings.storage_root, tmp_path / "storage")
+    copy = make_settings(settings.corpus_glob, tmp_path / "storage")
+    storage = copy.storage()
+    best, loss = best_measured(storage)
+    ts = training_set(storage)
+    assert loss == ts.y.min() and best == ts.specs[int(np.argmin(ts.y))].mixture_id
+    inst = DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions("mixtures", [best])
+    label = f"best measured config (proxy loss {loss:.4g}); regressor not promoted: test"
+    res = build_definitions(copy).resolve_job_def("export_job").execute_in_process(instance=inst, partition_key=best,
+                                                                                    tags={SELECTED_AS_TAG: label})
+    assert res.success
+    doc = storage.read_json(f"{layout.export_dir(best)}/manifest.json")
+    assert doc["selected_as"] == label
 
 
 def test_diverged_proxy_runs_never_reach_the_regressor(demo_run, tmp_path):
     settings, *_ = demo_run
     shutil.copytree(settings.storage_root, tmp_path / "storage")
     storage = StorageRoot(str(tmp_path / "storage"))
-    specs, y, _ = training_points(storage)
-    victim = specs[0].mixture_id
+    ts = training_set(storage)
+    victim = ts.specs[0].mixture_id
     run = storage.read_json(layout.proxy_run(victim))
     run.update(status="diverged", target_loss=None)
     storage.write_json(layout.proxy_run(victim), run)
-    specs2, y2, left_out = training_points(storage)
-    assert victim not in {s.mixture_id for s in specs2} and left_out["failed_proxy_run"] == 1
-    assert len(specs2) == len(specs) - 1
+    ts2 = training_set(storage)
+    assert victim not in {s.mixture_id for s in ts2.specs} and ts2.left_out["no_finished_proxy"] == 1
+    assert len(ts2.specs) == len(ts.specs) - 1

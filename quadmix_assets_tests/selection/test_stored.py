@@ -86,9 +86,15 @@ def test_searched_entry_says_why_it_is_missing(tmp_path):
     st = StorageRoot(str(tmp_path / "s"))
     entry, why = searched_entry(st)
     assert entry is None and "search asset has not run" in why
-    st.write_json(layout.regressor_report(), {"regressor_version": "abc", "spearman": 0.12, "n_valid": 13})
+    st.write_json(layout.regressor_report(), {"regressor_version": "abc", "gate": {"reason": "CV Spearman 0.120 is below 0.300"}})
     entry, why = searched_entry(st)
-    assert entry is None and "Spearman 0.120 on 13 configs" in why
+    assert entry is None and "CV Spearman 0.120 is below 0.300" in why
+    # a blocked search whose run exported the best measured config: that is the QuaDMix row, labelled
+    st.write_json(layout.mixture_configs(), {"configs": [{"mixture_id": "e" * 16, "name": "draw-0003", "origin": "random_draw"}]})
+    st.write_json(f"{layout.export_dir('e' * 16)}/manifest.json", {"mixture_id": "e" * 16, "selected_as": "best measured config (x)"})
+    entry, why = searched_entry(st)
+    assert entry["name"] == "draw-0003" and entry["selected_as"] == "best measured config (x)" and why == ""
+    st.fs.rm(st.path(layout.export_dir("e" * 16)), recursive=True)
     st.write_json(layout.searched_configs(), {"configs": [{"mixture_id": "f" * 16, "name": "search-f", "origin": "search"}]})
     entry, why = searched_entry(st)
     assert entry is None and "has not been materialized" in why
