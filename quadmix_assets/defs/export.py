@@ -15,7 +15,8 @@ from quadmix_assets.mixing.catalog import load_spec
 from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.targets import load_proxy_tokenizer, proxy_tokenizer
+from quadmix_assets.defs.targets import proxy_tokenizer
+from quadmix_assets.proxy.runs import load_proxy_tokenizer
 from quadmix_assets.export import export_mixture
 from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts

@@ -21,7 +21,6 @@ from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.proxy.runs import load_proxy_tokenizer  # noqa: F401 (re-exported for the export asset)
 from quadmix_assets.proxy.targets import load_target_sets, target_table
 from quadmix_assets.proxy.tokenizer import eos_id, load_tokenizer, train_bpe_tokenizer
 from quadmix_assets.storage import StorageRoot, content_hash, layout
