@@ -1,7 +1,8 @@
 """The quadmix code location: every asset, job, sensor and schedule, and the settings resource.
 
 Settings come from the environment (``QUADMIX_CORPUS``, ``QUADMIX_STORAGE``, ``QUADMIX_DATA_DIR``,
-``QUADMIX_PRESET``); see ``quadmix_assets.settings``. ``QUADMIX_EXECUTOR`` picks how a run executes its
+``QUADMIX_PRESET``); see ``quadmix_assets.settings``. With ``QUADMIX_DEPLOYMENT=cluster`` run config
+cannot move the storage root, corpus or data folder (``defs.resources.settings_resource``). ``QUADMIX_EXECUTOR`` picks how a run executes its
 steps: unset keeps Dagster's default (multiprocess, in-process for ``execute_in_process``);
 ``in_process`` or ``multiprocess`` locally; ``k8s`` runs every step in its own Kubernetes Job
 (dagster-k8s ``k8s_job_executor``; pod shapes in ``quadmix_assets.defs.k8s``).
@@ -42,7 +43,7 @@ from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
 from quadmix_assets.defs.model_scorers import askllm_student, edu_student, edu_teacher
 from quadmix_assets.defs.quality import dclm_classifier
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.resources import QuadmixSettings, settings_resource
 
 ASSETS = [
     documents,
@@ -99,7 +100,7 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         jobs=JOBS,
         sensors=[shard_sensor, automation_sensor],
         schedules=[corpus_refresh_schedule],
-        resources={"settings": settings},
+        resources={"settings": settings_resource(settings)},
         executor=executor_from_env(),
     )
 
