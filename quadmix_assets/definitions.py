@@ -10,6 +10,7 @@ steps: unset keeps Dagster's default (multiprocess, in-process for ``execute_in_
 
 from __future__ import annotations
 
+import json
 import os
 
 from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
@@ -44,6 +45,7 @@ from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
 from quadmix_assets.defs.model_scorers import askllm_student, edu_student, edu_teacher
 from quadmix_assets.defs.quality import dclm_classifier
 from quadmix_assets.defs.resources import QuadmixSettings, settings_resource
+from quadmix_assets.settings import deployment_mode
 
 ASSETS = [
     documents,
@@ -83,8 +85,20 @@ def executor_from_env(value: str | None = None) -> ExecutorDefinition | None:
     if name == "k8s":
         from dagster_k8s import k8s_job_executor  # the `k8s` extra; only needed in the cluster
 
+        if deployment_mode() == "cluster":
+            return locked_k8s_executor(k8s_job_executor)
         return k8s_job_executor
     raise ValueError(f"QUADMIX_EXECUTOR={name!r}: expected one of {', '.join(EXECUTORS)} (or unset)")
+
+
+def locked_k8s_executor(k8s_job_executor: ExecutorDefinition) -> ExecutorDefinition:
+    """The k8s executor with its config fixed by the code location (``QUADMIX_K8S_EXECUTOR_CONFIG``, JSON,
+    default none): its run config (``env_vars``, ``step_k8s_config``, volumes, image...) would otherwise let
+    whoever launches a run set the step pods' environment and so move the storage root."""
+    fixed = json.loads(os.environ.get("QUADMIX_K8S_EXECUTOR_CONFIG") or "{}")
+    if not isinstance(fixed, dict):
+        raise ValueError("QUADMIX_K8S_EXECUTOR_CONFIG must be a JSON object (the k8s_job_executor's config)")
+    return k8s_job_executor.configured(lambda _run_config: fixed, name="k8s", config_schema={})
 
 
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:

@@ -188,3 +188,48 @@ def test_local_mode_is_unchanged(monkeypatch):
     monkeypatch.delenv(env.STORAGE_PREFIXES_ENV, raising=False)
     defs = build_definitions()
     assert isinstance(defs.resources["settings"], QuadmixSettings)
+
+
+# the command line -------------------------------------------------------------------------------------
+
+def test_cli_refuses_unsafe_keys_and_the_ui_binds_to_loopback(tmp_path, capsys):
+    from quadmix_assets import cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    for argv in (["lineage", "--shard", "../../../etc/passwd"], ["lineage", "/abs/mixture"]):
+        assert cli.main([*argv, "--dagster-home", str(home)]) == 2
+        assert "unsafe" in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["ui"]).host == "127.0.0.1"
+    assert "127.0.0.1" in cli.LOOPBACK_HOSTS
+
+
+def test_cluster_k8s_executor_takes_no_run_config(cluster_env, monkeypatch):
+    """The k8s executor's run config (env_vars, step_k8s_config...) would set the step pods' environment,
+    and with it QUADMIX_STORAGE: in the cluster it is fixed by the code location."""
+    from dagster import validate_run_config
+
+    monkeypatch.setenv("QUADMIX_EXECUTOR", "k8s")
+    monkeypatch.setenv("QUADMIX_K8S_EXECUTOR_CONFIG", '{"max_concurrent": 4}')
+    job = build_definitions().resolve_job_def("shard_job")
+    assert job.executor_def.name == "k8s"
+    for config in ({"env_vars": ["QUADMIX_STORAGE=/elsewhere"]}, {"step_k8s_config": {"container_config": {"image": "x"}}},
+                   {"max_concurrent": 1}):
+        with pytest.raises(DagsterInvalidConfigError, match="unexpected config entry"):
+            validate_run_config(job, {"execution": {"config": config}})
+    validate_run_config(job, {})
+    monkeypatch.setenv("QUADMIX_DEPLOYMENT", "local")
+    from dagster_k8s import k8s_job_executor
+
+    assert build_definitions().resolve_job_def("shard_job").executor_def is k8s_job_executor  # unchanged locally
+
+
+def test_cluster_sensor_tick_refuses_a_storage_root_outside_the_policy(cluster_env, tmp_path):
+    from dagster import DagsterResourceFunctionError
+
+    settings = QuadmixSettings.from_env(storage_root=str(tmp_path / "elsewhere"))
+    with DagsterInstance.ephemeral() as instance:
+        with pytest.raises(DagsterResourceFunctionError) as info:
+            shard_sensor(build_sensor_context(instance=instance, resources={"settings": settings}))
+        assert isinstance(info.value.__cause__, env.LocationPolicyError) and "refused" in str(info.value.__cause__)
+    assert not (tmp_path / "elsewhere").exists()
