@@ -12,7 +12,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterInvalidConfigError, build_sensor_context, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterInvalidConfigError,
+    build_asset_context,
+    build_sensor_context,
+    materialize,
+)
 
 from quadmix_assets import settings as env
 from quadmix_assets.definitions import build_definitions
@@ -105,6 +112,12 @@ def test_materializing_domain_labels_for_an_unsafe_partition_is_refused(tmp_path
             assert any("unsafe partition key" in str(err.to_string()) for err in errors), errors
             mats = instance.fetch_materializations(AssetKey("domain_labels"), limit=10).records
             assert {m.partition_key for m in mats} == {shard.key}
+        # the second line of defence, without the run-level check (a direct invocation has no run): the
+        # asset body refuses the key where it would build the path
+        for key in _attack_keys(victim):
+            context = build_asset_context(partition_key=key, instance=instance, resources={"settings": settings})
+            with pytest.raises(UnsafeKeyError, match="unsafe shard key"):
+                domain_labels(context)
         assert _snapshot(tmp_path) == before  # neither the victim nor anything under the root changed
         assert pq.read_table(victim)["text"].to_pylist() == ["precious data"] * 3
 
