@@ -14,6 +14,7 @@ from quadmix_assets import settings as env
 from quadmix_assets.presets import DEFAULT_PRESET, PRESETS
 
 LAST_RUN = "quadmix_last_run.json"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 INSTANCE_YAML = """# written by quadmix: a local, persistent Dagster instance
 telemetry:
   enabled: false
@@ -63,6 +64,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if last.exists():
         for k, v in json.loads(last.read_text()).items():
             child_env.setdefault(k, v)
+    if args.host not in LOOPBACK_HOSTS:
+        print(f"quadmix ui: warning: binding to {args.host}, not loopback: anyone who can reach this port can launch "
+              "runs with this machine's credentials and files (README, 'Threat model')", file=sys.stderr, flush=True)
     workspace = env.REPO_ROOT / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {home})", flush=True)
@@ -77,6 +81,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         return 2
     if bool(args.mixture) == bool(args.shard):
         print("quadmix lineage: give a MIXTURE_ID or --shard SHARD (not both)", file=sys.stderr)
+        return 2
+    from quadmix_assets.storage import UnsafeKeyError, check_key
+
+    try:
+        check_key(args.shard, "shard") if args.shard else check_key(args.mixture, "mixture")
+    except UnsafeKeyError as exc:
+        print(f"quadmix lineage: {exc}", file=sys.stderr)
         return 2
     prepare_dagster_home(home)
     from dagster import DagsterInstance
@@ -110,7 +121,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            seeds=args.seeds, out=args.out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadmix", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the asset graph in-process on a corpus")
@@ -124,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dagster-home", default=None, help="persistent Dagster instance (default: $DAGSTER_HOME or .quadmix/dagster_home)")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="open the Dagster UI on loopback over the same instance")
-    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only; see the README's threat model)")
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--dagster-home", default=None)
     ui.set_defaults(func=cmd_ui)
@@ -149,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 can be faster on a busy machine)")
     cmp_.add_argument("--out", default=None, help="folder to write selection_table.md and selection_table.json")
     cmp_.set_defaults(func=cmd_compare)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

@@ -1,7 +1,8 @@
 """The quadmix code location: every asset, job, sensor and schedule, and the settings resource.
 
 Settings come from the environment (``QUADMIX_CORPUS``, ``QUADMIX_STORAGE``, ``QUADMIX_DATA_DIR``,
-``QUADMIX_PRESET``); see ``quadmix_assets.settings``. ``QUADMIX_EXECUTOR`` picks how a run executes its
+``QUADMIX_PRESET``); see ``quadmix_assets.settings``. With ``QUADMIX_DEPLOYMENT=cluster`` run config
+cannot move the storage root, corpus or data folder (``defs.resources.settings_resource``). ``QUADMIX_EXECUTOR`` picks how a run executes its
 steps: unset keeps Dagster's default (multiprocess, in-process for ``execute_in_process``);
 ``in_process`` or ``multiprocess`` locally; ``k8s`` runs every step in its own Kubernetes Job
 (dagster-k8s ``k8s_job_executor``; pod shapes in ``quadmix_assets.defs.k8s``).
@@ -9,6 +10,7 @@ steps: unset keeps Dagster's default (multiprocess, in-process for ``execute_in_
 
 from __future__ import annotations
 
+import json
 import os
 
 from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
@@ -45,7 +47,8 @@ from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
 from quadmix_assets.defs.model_scorers import askllm_student, edu_student, edu_teacher
 from quadmix_assets.defs.quality import dclm_classifier
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.resources import QuadmixSettings, settings_resource
+from quadmix_assets.settings import deployment_mode
 
 ASSETS = [
     documents,
@@ -87,8 +90,20 @@ def executor_from_env(value: str | None = None) -> ExecutorDefinition | None:
     if name == "k8s":
         from dagster_k8s import k8s_job_executor  # the `k8s` extra; only needed in the cluster
 
+        if deployment_mode() == "cluster":
+            return locked_k8s_executor(k8s_job_executor)
         return k8s_job_executor
     raise ValueError(f"QUADMIX_EXECUTOR={name!r}: expected one of {', '.join(EXECUTORS)} (or unset)")
+
+
+def locked_k8s_executor(k8s_job_executor: ExecutorDefinition) -> ExecutorDefinition:
+    """The k8s executor with its config fixed by the code location (``QUADMIX_K8S_EXECUTOR_CONFIG``, JSON,
+    default none): its run config (``env_vars``, ``step_k8s_config``, volumes, image...) would otherwise let
+    whoever launches a run set the step pods' environment and so move the storage root."""
+    fixed = json.loads(os.environ.get("QUADMIX_K8S_EXECUTOR_CONFIG") or "{}")
+    if not isinstance(fixed, dict):
+        raise ValueError("QUADMIX_K8S_EXECUTOR_CONFIG must be a JSON object (the k8s_job_executor's config)")
+    return k8s_job_executor.configured(lambda _run_config: fixed, name="k8s", config_schema={})
 
 
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
@@ -104,7 +119,7 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         jobs=JOBS,
         sensors=[shard_sensor, automation_sensor],
         schedules=[corpus_refresh_schedule],
-        resources={"settings": settings},
+        resources={"settings": settings_resource(settings)},
         executor=executor_from_env(),
     )
 

@@ -29,3 +29,120 @@ def default_storage_root() -> str:
 def default_dagster_home() -> str:
     """The persistent Dagster instance (``DAGSTER_HOME``, default ``.quadmix/dagster_home``)."""
     return os.environ.get("DAGSTER_HOME", str(REPO_ROOT / ".quadmix" / "dagster_home"))
+
+
+# Deployment policy -------------------------------------------------------------------------------------
+#
+# Who may point a run where. Locally (the default) the person running `quadmix` owns the machine and may
+# use any folder. In the cluster (``QUADMIX_DEPLOYMENT=cluster``, set in deploy/values.yaml) anyone who can
+# launch a run in the UI could otherwise set the settings resource's ``storage_root`` (or corpus, or data
+# folder) in the run config and make the code location's credentials write (or read) anywhere they reach.
+# There the locations are fixed by the code location's environment: a run may only use
+# ``QUADMIX_STORAGE`` / ``QUADMIX_CORPUS`` / ``QUADMIX_DATA_DIR`` themselves, or a location under one of
+# the comma-separated prefixes in ``QUADMIX_STORAGE_ALLOWED_PREFIXES`` / ``QUADMIX_CORPUS_ALLOWED_PREFIXES``.
+# An allow-list, when set, applies in local mode too.
+
+DEPLOYMENT_ENV = "QUADMIX_DEPLOYMENT"
+DEPLOYMENT_MODES = ("local", "cluster")
+STORAGE_PREFIXES_ENV = "QUADMIX_STORAGE_ALLOWED_PREFIXES"
+CORPUS_PREFIXES_ENV = "QUADMIX_CORPUS_ALLOWED_PREFIXES"
+
+
+class LocationPolicyError(PermissionError):
+    """A storage root, corpus or data folder that this deployment does not allow."""
+
+
+def deployment_mode(environ: dict | None = None) -> str:
+    """``local`` (default) or ``cluster`` (``QUADMIX_DEPLOYMENT``)."""
+    e = os.environ if environ is None else environ
+    mode = (e.get(DEPLOYMENT_ENV) or "local").strip().lower()
+    if mode not in DEPLOYMENT_MODES:
+        raise ValueError(f"{DEPLOYMENT_ENV}={mode!r}: expected one of {', '.join(DEPLOYMENT_MODES)}")
+    return mode
+
+
+def allowed_prefixes(variable: str, environ: dict | None = None) -> list[str]:
+    """The comma-separated prefixes in ``variable`` (empty when unset)."""
+    e = os.environ if environ is None else environ
+    return [p.strip() for p in (e.get(variable) or "").split(",") if p.strip()]
+
+
+def normalise_location(location: str) -> str:
+    """A comparable form of a folder, glob prefix or URL: local paths absolute with symlinks resolved,
+    ``file://`` URLs as local paths, URLs as ``scheme://`` + the path without repeated or trailing slashes.
+    A ``..`` component is refused (it could climb out of any prefix it seems to be under)."""
+    loc = str(location).strip()
+    if not loc or "\x00" in loc:
+        raise LocationPolicyError(f"location {location!r} is refused: it is empty or contains NUL")
+    scheme, sep, rest = loc.partition("://")
+    if not sep or scheme.lower() in ("file", "local"):
+        path = rest if sep else loc
+        if any(part == ".." for part in path.split("/")):
+            raise LocationPolicyError(f"location {location!r} is refused: it has a '..' component")
+        return os.path.realpath(os.path.expanduser(path))
+    if any(part == ".." for part in rest.split("/")):
+        raise LocationPolicyError(f"location {location!r} is refused: it has a '..' component")
+    rest = "/".join(p for p in rest.split("/") if p not in ("", "."))
+    return f"{scheme.lower()}://{rest}"
+
+
+def _glob_base(glob: str) -> str:
+    """The folder part of a glob before its first wildcard (``s3://b/corpus/*.jsonl`` -> ``s3://b/corpus``)."""
+    for i, ch in enumerate(glob):
+        if ch in "*?[":
+            return glob[:i].rsplit("/", 1)[0] if "/" in glob[:i] else ""
+    return glob
+
+
+def location_under(location: str, prefixes: list[str]) -> bool:
+    """Whether ``location`` is one of ``prefixes`` or lies under one (component-wise)."""
+    loc = normalise_location(location)
+    for prefix in prefixes:
+        base = normalise_location(prefix)
+        if loc == base or loc.startswith(base.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def check_locations(storage_root: str, corpus_glob: str, data_dir_: str, environ: dict | None = None) -> None:
+    """Refuse (:class:`LocationPolicyError`) a storage root, corpus glob or data folder this deployment
+    does not allow. Local mode without allow-lists allows everything."""
+    e = os.environ if environ is None else environ
+    mode = deployment_mode(e)
+    storage_prefixes = allowed_prefixes(STORAGE_PREFIXES_ENV, e)
+    corpus_prefixes = allowed_prefixes(CORPUS_PREFIXES_ENV, e)
+    cluster = mode == "cluster"
+    if cluster:
+        missing = [v for v in ("QUADMIX_STORAGE", "QUADMIX_CORPUS") if not e.get(v)]
+        if missing:
+            raise LocationPolicyError(
+                f"{DEPLOYMENT_ENV}=cluster needs {' and '.join(missing)} in the code location's environment: "
+                "storage and corpus are fixed there, never by run config"
+            )
+    if cluster or storage_prefixes:
+        fixed = e.get("QUADMIX_STORAGE") or str(REPO_ROOT / ".quadmix" / "storage")
+        if storage_root != fixed and not location_under(storage_root, storage_prefixes):
+            raise LocationPolicyError(
+                f"storage_root {storage_root!r} is refused: this deployment ({mode}) writes only to "
+                f"QUADMIX_STORAGE={fixed!r}"
+                + (f" or under {STORAGE_PREFIXES_ENV}={','.join(storage_prefixes)}" if storage_prefixes else "")
+                + "; run config cannot move it"
+            )
+    if cluster or corpus_prefixes:
+        fixed = e.get("QUADMIX_CORPUS") or default_corpus_glob()
+        if corpus_glob != fixed:
+            normalise_location(corpus_glob)  # a '..' anywhere in the glob is refused, after a wildcard too
+        if corpus_glob != fixed and not location_under(_glob_base(corpus_glob) or corpus_glob, corpus_prefixes):
+            raise LocationPolicyError(
+                f"corpus_glob {corpus_glob!r} is refused: this deployment ({mode}) reads only "
+                f"QUADMIX_CORPUS={fixed!r}"
+                + (f" or under {CORPUS_PREFIXES_ENV}={','.join(corpus_prefixes)}" if corpus_prefixes else "")
+                + "; run config cannot move it"
+            )
+    if cluster:
+        fixed = e.get("QUADMIX_DATA_DIR") or str(REPO_ROOT.parent / "shared" / "data")
+        if data_dir_ != fixed:
+            raise LocationPolicyError(
+                f"data_dir {data_dir_!r} is refused: this deployment reads reference data only from "
+                f"QUADMIX_DATA_DIR={fixed!r}; run config cannot move it"
+            )

@@ -1,4 +1,9 @@
-"""Finding corpus shards: expand a glob (local or any fsspec URL) into stable, unique shard keys."""
+"""Finding corpus shards: expand a glob (local or any fsspec URL) into stable, unique shard keys.
+
+A shard key becomes a partition key and a file name under the storage root, so it is always a safe key
+(:func:`quadmix_assets.storage.keys.check_key`): a file name that is not one gets a key derived from it
+(sanitised name + ``-`` + 8 hex digits of its SHA-256), and :class:`ShardRef` keeps the original name.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+
+from quadmix_assets.storage.keys import HASH_LENGTH, MAX_KEY_LENGTH, check_key, derive_key
 
 # Longest first, so ``.jsonl.gz`` is stripped whole rather than as ``.gz``.
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (
@@ -21,17 +28,23 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 PARQUET_EXTENSIONS: tuple[str, ...] = (".parquet",)
 
 FINGERPRINT_BLOCK = 8 * 1024 * 1024
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _GLOB_MAGIC = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)
 class ShardRef:
-    """One shard file: ``key`` is stable and unique within a listing (a partition key); ``path`` is openable
-    with fsspec (a plain local path, or a URL with its protocol)."""
+    """One shard file: ``key`` is stable, unique within a listing and a safe path component (a partition
+    key); ``path`` is openable with fsspec (a plain local path, or a URL with its protocol); ``name`` is the
+    file's own name (what the key was derived from when the name is not a safe key)."""
 
     key: str
     path: str
+    name: str = ""
+
+    def __post_init__(self):
+        check_key(self.key, "shard")
+        if not self.name:
+            object.__setattr__(self, "name", self.path.rstrip("/").rsplit("/", 1)[-1])
 
 
 def supported_extension(path: str) -> str | None:
@@ -48,11 +61,13 @@ def is_parquet(path: str) -> bool:
 
 
 def shard_key(path: str) -> str:
-    """The file name without its supported extension, with characters outside ``[A-Za-z0-9._-]`` as ``_``."""
+    """The file name without its supported extension when that is a safe key; otherwise a key derived from
+    it (:func:`~quadmix_assets.storage.keys.derive_key`: characters outside ``[A-Za-z0-9._-]`` as ``_``, cut
+    to fit, plus ``-`` and 8 hex digits of the stem's SHA-256)."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
     ext = supported_extension(name)
     stem = name[: -len(ext)] if ext else name
-    return _UNSAFE.sub("_", stem) or "_"
+    return derive_key(stem)
 
 
 def _path_hash(path: str) -> str:
@@ -82,10 +97,11 @@ def list_shards(corpus_glob: str, storage_options: dict[str, Any] | None = None)
     counts: dict[str, int] = {}
     for k in keys:
         counts[k] = counts.get(k, 0) + 1
-    keys = [f"{k}-{_path_hash(p)}" if counts[k] > 1 else k for k, p in zip(keys, paths)]
+    room = MAX_KEY_LENGTH - HASH_LENGTH - 1
+    keys = [f"{k[:room]}-{_path_hash(p)}" if counts[k] > 1 else k for k, p in zip(keys, paths)]
     if len(set(keys)) != len(keys):  # pragma: no cover - would need a SHA-256 prefix clash
         raise ValueError(f"corpus glob {corpus_glob!r}: could not make shard keys unique")
-    return [ShardRef(k, p) for k, p in zip(keys, paths)]
+    return [ShardRef(k, p, p.rstrip("/").rsplit("/", 1)[-1]) for k, p in zip(keys, paths)]
 
 
 def file_fingerprint(path: str, storage_options: dict[str, Any] | None = None) -> str:

@@ -46,7 +46,7 @@ from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.search import mixture_rounds, mixture_search
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
-from quadmix_assets.defs.partitions import shards_partitions
+from quadmix_assets.defs.partitions import checked_keys, shards_partitions
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
 from quadmix_assets.defs.model_scorers import MODEL_QUALITY_ASSETS, askllm_student, edu_student, edu_teacher
 from quadmix_assets.defs.quality import FAST_QUALITY_ASSETS, dclm_classifier
@@ -189,7 +189,8 @@ def shard_sensor(context: SensorEvaluationContext, settings: QuadmixSettings):
     return SensorResult(
         run_requests=requests,
         skip_reason=None if requests else SkipReason("no new or changed corpus files"),
-        dynamic_partitions_requests=[shards_partitions.build_add_request(new_keys)] if new_keys else [],
+        # keys come from ShardRef (always safe keys, derived from unsafe file names); checked again here
+        dynamic_partitions_requests=[shards_partitions.build_add_request(checked_keys(new_keys, "shard"))] if new_keys else [],
         cursor=json.dumps(cursor, sort_keys=True),
     )
 

@@ -63,6 +63,7 @@ def documents(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
         metadata={
             "path": MetadataValue.path(docs_uri),
             "source": MetadataValue.path(shard.path),
+            "source_name": shard.name,
             "fingerprint": fingerprint,
             "documents": n_docs,
             "tokens": tokens,

@@ -19,7 +19,7 @@ from quadmix_assets.reporting import markdown_table
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs import conditions
-from quadmix_assets.defs.partitions import mixtures_partitions
+from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_frequency
@@ -62,10 +62,7 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
         "provenance": provenance(context, CONFIGS_VERSION, params=preset.to_dict()),
     }
     uri = storage.write_json(layout.mixture_configs(), doc)
-    known = set(context.instance.get_dynamic_partitions(mixtures_partitions.name))
-    new = [i for i in ids if i not in known]
-    if new:
-        context.instance.add_dynamic_partitions(mixtures_partitions.name, new)
+    new = add_partitions(context.instance, mixtures_partitions, ids)
     rows = [[s.mixture_id, s.name, s.origin, "yes" if s.domain_aware else "no"] for s in specs]
     return MaterializeResult(
         metadata={

@@ -1,16 +1,25 @@
-"""The one resource every asset takes: where the corpus is, where outputs go, which preset runs."""
+"""The one resource every asset takes: where the corpus is, where outputs go, which preset runs.
+
+When a run (or sensor tick) sets it up, it refuses locations the deployment does not allow
+(``quadmix_assets.settings.check_locations``: in the cluster the storage root, corpus and data folder
+are the code location's environment, whatever the run config says) and a partition key that is not a
+safe key (``../x``, ``/abs``: they would become paths), before any asset code runs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, Field as ConfigField, InitResourceContext, ResourceDefinition
 from pydantic import Field
 
 from quadmix_assets import settings as env
 from quadmix_assets.corpus import ShardRef, list_shards
 from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
-from quadmix_assets.storage import StorageRoot
+from quadmix_assets.storage import StorageRoot, check_key
+
+#: run tags that carry partition keys (one partition, or a backfill range run as one)
+PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 class QuadmixSettings(ConfigurableResource):
@@ -50,7 +59,19 @@ class QuadmixSettings(ConfigurableResource):
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def check_locations(self) -> None:
+        """Refuse a storage root, corpus or data folder this deployment does not allow."""
+        env.check_locations(self.storage_root, self.corpus_glob, self.data_dir)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self.check_locations()
+        run = context.run
+        for tag in PARTITION_TAGS:
+            if run is not None and tag in (run.tags or {}):
+                check_key(run.tags[tag], "partition")
+
     def storage(self) -> StorageRoot:
+        self.check_locations()
         return StorageRoot(self.storage_root)
 
     def run_preset(self) -> Preset:
@@ -63,7 +84,52 @@ class QuadmixSettings(ConfigurableResource):
         return list_shards(self.corpus_glob)
 
     def shard(self, key: str) -> ShardRef:
+        check_key(key, "shard")
         for ref in self.shards():
             if ref.key == key:
                 return ref
         raise KeyError(f"shard {key!r} is not in the corpus {self.corpus_glob!r} (it may have been removed)")
+
+
+def locked_fields(environ: dict | None = None) -> tuple[str, ...]:
+    """Settings that run config may not set in this deployment: in the cluster the data folder always, the
+    storage root and corpus unless an allow-list of prefixes lets runs choose among them (then they stay
+    configurable and :func:`quadmix_assets.settings.check_locations` refuses anything outside)."""
+    if env.deployment_mode(environ) != "cluster":
+        return ()
+    locked = ["data_dir"]
+    if not env.allowed_prefixes(env.STORAGE_PREFIXES_ENV, environ):
+        locked.append("storage_root")
+    if not env.allowed_prefixes(env.CORPUS_PREFIXES_ENV, environ):
+        locked.append("corpus_glob")
+    return tuple(locked)
+
+
+def settings_resource(settings: QuadmixSettings, environ: dict | None = None) -> QuadmixSettings | ResourceDefinition:
+    """What the code location binds as ``settings``: ``settings`` itself locally (every field configurable
+    at launch); in the cluster a resource whose run-config schema has no locked field, so the Launchpad
+    refuses a run config naming one ("unexpected config entry") before a run exists. The other fields keep
+    ``settings``' values as their defaults. Both check the locations again when a run sets them up."""
+    locked = locked_fields(environ)
+    if not locked:
+        return settings
+    settings.check_locations()  # the code location's own environment must satisfy its policy
+    definition = settings.get_resource_definition()
+    values = settings.model_dump()
+    fields = definition.config_schema.config_type.fields
+    schema = {
+        name: ConfigField(field.config_type, default_value=values[name], is_required=False, description=field.description)
+        if values.get(name) is not None
+        else field
+        for name, field in fields.items()
+        if name not in locked
+    }
+
+    def with_locked(config: dict) -> dict:
+        merged = {k: v for k, v in values.items() if v is not None}
+        merged.update({k: v for k, v in config.items() if v is not None})
+        merged.update({k: values[k] for k in locked})
+        return merged
+
+    return definition.configured(with_locked, config_schema=schema,
+                                 description=f"quadmix settings; fixed by the code location's environment: {', '.join(locked)}")

@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_configs
-from quadmix_assets.defs.partitions import mixtures_partitions
+from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -34,10 +34,7 @@ def _surrogate(storage):
 
 
 def _add_partitions(context: AssetExecutionContext, ids: list[str]) -> None:
-    known = set(context.instance.get_dynamic_partitions(mixtures_partitions.name))
-    new = [i for i in ids if i not in known]
-    if new:
-        context.instance.add_dynamic_partitions(mixtures_partitions.name, new)
+    add_partitions(context.instance, mixtures_partitions, ids)
 
 
 @asset(

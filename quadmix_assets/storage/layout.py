@@ -2,17 +2,23 @@
 
 Documents are stored once per shard; every labeller or scorer writes its own attribute file per shard,
 aligned row for row with the documents (Dolma's "attributes"), so re-scoring never copies text.
+
+Every key that becomes part of a path (shard, mixture, attribute, model, criterion) is checked here with
+:func:`~quadmix_assets.storage.keys.check_key`: ``../x``, ``/abs`` or ``a/b`` raise
+:class:`~quadmix_assets.storage.keys.UnsafeKeyError` before any path exists.
 """
 
 from __future__ import annotations
 
+from quadmix_assets.storage.keys import check_key
+
 
 def documents(shard: str) -> str:
-    return f"documents/{shard}.parquet"
+    return f"documents/{check_key(shard, 'shard')}.parquet"
 
 
 def quarantine(shard: str) -> str:
-    return f"quarantine/{shard}.parquet"
+    return f"quarantine/{check_key(shard, 'shard')}.parquet"
 
 
 RANKS_ATTRIBUTE = "quality_ranks"  # the normaliser's per-shard worse-than ranks s_<criterion>
@@ -20,23 +26,23 @@ RANKS_ATTRIBUTE = "quality_ranks"  # the normaliser's per-shard worse-than ranks
 
 def attribute(name: str, shard: str) -> str:
     """Per-shard attribute columns of one labeller/scorer (``domain``, ``quality_dclm``, ``ranks``...)."""
-    return f"attributes/{name}/{shard}.parquet"
+    return f"attributes/{check_key(name, 'attribute')}/{check_key(shard, 'shard')}.parquet"
 
 
 def model_dir(name: str) -> str:
-    return f"models/{name}"
+    return f"models/{check_key(name, 'model')}"
 
 
 def model_file(name: str) -> str:
-    return f"models/{name}/model.bin"
+    return f"{model_dir(name)}/model.bin"
 
 
 def model_card(name: str) -> str:
-    return f"models/{name}/model.json"
+    return f"{model_dir(name)}/model.json"
 
 
 def normaliser_table(criterion: str) -> str:
-    return f"normaliser/{criterion}.parquet"
+    return f"normaliser/{check_key(criterion, 'criterion')}.parquet"
 
 
 def normaliser_card() -> str:
@@ -52,11 +58,11 @@ def mixture_configs() -> str:
 
 
 def mixture_scores(mixture_id: str) -> str:
-    return f"mixtures/{mixture_id}/scores.parquet"
+    return f"mixtures/{check_key(mixture_id, 'mixture')}/scores.parquet"
 
 
 def mixture_manifest(mixture_id: str) -> str:
-    return f"mixtures/{mixture_id}/manifest.parquet"
+    return f"mixtures/{check_key(mixture_id, 'mixture')}/manifest.parquet"
 
 
 def searched_configs() -> str:
@@ -79,7 +85,7 @@ def tokenizer_file() -> str:
 
 def proxy_run(mixture_id: str) -> str:
     """One proxy run's record: losses per target set, loss curve, tokens/s, versions (JSON)."""
-    return f"proxies/{mixture_id}/run.json"
+    return f"proxies/{check_key(mixture_id, 'mixture')}/run.json"
 
 
 def regressor_report() -> str:
@@ -92,12 +98,12 @@ def search_result() -> str:
 
 def export_dir(mixture_id: str) -> str:
     """Training-ready export of one mixture: text/part-*.parquet, tokens.bin, index.npy, manifest.json."""
-    return f"exports/{mixture_id}"
+    return f"exports/{check_key(mixture_id, 'export')}"
 
 
 def proxy_repeat(mixture_id: str, repeat: int) -> str:
     """A proxy retrained on the same mixture under the ``repeat``-th other seed (the noise ceiling)."""
-    return f"proxies/{mixture_id}/repeat-{int(repeat)}.json"
+    return f"proxies/{check_key(mixture_id, 'mixture')}/repeat-{int(repeat)}.json"
 
 
 def proxy_noise() -> str:

@@ -1,4 +1,9 @@
-"""A storage root: relative paths under a local folder or an fsspec URL, written atomically."""
+"""A storage root: relative paths under a local folder or an fsspec URL, written atomically.
+
+Every relative path is checked before use (:func:`quadmix_assets.storage.keys.check_relpath`) and the
+joined path must lie under the root: ``..``, absolute paths and URLs are refused with
+:class:`~quadmix_assets.storage.keys.PathEscapeError`, so nothing is read or written outside it.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from quadmix_assets.storage.keys import PathEscapeError, check_relpath, is_within
+
 PROVENANCE_KEY = b"quadmix"
 
 
@@ -35,24 +42,41 @@ class StorageRoot:
     """Relative paths under ``url`` (a folder or any fsspec URL such as ``s3://bucket/prefix``)."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None):
-        self.url = str(url).rstrip("/")
+        url = str(url)
+        if not url.strip():
+            raise PathEscapeError("storage root is empty")
+        if "\x00" in url or any(part == ".." for part in url.split("://", 1)[-1].split("/")):
+            raise PathEscapeError(f"storage root {url!r} has a '..' component or NUL: give it without them")
         self.storage_options = dict(storage_options or {})
-        self.fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         self.is_local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         )
+        if self.is_local and "://" not in url:
+            url = os.path.abspath(url)  # a relative folder means the same folder whatever the cwd later
+            self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+        self.url = url.rstrip("/") or url
+        self._root = root.rstrip("/") or root
 
     def __repr__(self) -> str:
         return f"StorageRoot({self.url!r})"
 
     # paths ---------------------------------------------------------------------------------------
+    def _rel(self, relpath: str) -> str:
+        rel = check_relpath(relpath)
+        if not is_within(f"{self._root}/{rel}", self._root):  # pragma: no cover - check_relpath refuses first
+            raise PathEscapeError(f"storage path {relpath!r} resolves outside the storage root {self.url!r}")
+        return rel
+
     def path(self, relpath: str) -> str:
-        """The filesystem path (without protocol) of ``relpath``."""
-        return f"{self._root}/{relpath.lstrip('/')}"
+        """The filesystem path (without protocol) of ``relpath``; refused unless it stays under the root."""
+        rel = self._rel(relpath)
+        return f"{self._root}/{rel}" if rel else self._root
 
     def uri(self, relpath: str) -> str:
         """The full URL of ``relpath``, for metadata and users."""
-        return f"{self.url}/{relpath.lstrip('/')}"
+        rel = self._rel(relpath)
+        return f"{self.url}/{rel}" if rel else self.url
 
     def exists(self, relpath: str) -> bool:
         return self.fs.exists(self.path(relpath))
@@ -62,7 +86,7 @@ class StorageRoot:
         base = self.path(prefix)
         if not self.fs.exists(base):
             return []
-        root = self.path("")
+        root = self.path("").rstrip("/") + "/"
         out = []
         for p in self.fs.find(base):
             rel = p[len(root):] if p.startswith(root) else p

@@ -40,10 +40,13 @@ def test_supported_extensions_case_insensitive_and_others_ignored(tmp_path):
 
 
 def test_keys_are_sanitised(tmp_path):
+    """A name that is not a safe key gets a sanitised key plus a short hash of the name; the name is kept."""
     _touch(tmp_path / "my shard#1 (v2).jsonl.gz")
     _touch(tmp_path / "ok_name-1.0.parquet")
-    keys = [s.key for s in list_shards(str(tmp_path / "*"))]
-    assert keys == ["my_shard_1__v2_", "ok_name-1.0"]
+    shards = list_shards(str(tmp_path / "*"))
+    digest = hashlib.sha256("my shard#1 (v2)".encode()).hexdigest()[:8]
+    assert [s.key for s in shards] == [f"my_shard_1__v2_-{digest}", "ok_name-1.0"]
+    assert [s.name for s in shards] == ["my shard#1 (v2).jsonl.gz", "ok_name-1.0.parquet"]
 
 
 def test_colliding_keys_all_get_a_path_hash(tmp_path):

@@ -120,6 +120,7 @@ def test_helm_values_agree_with_dagster_yaml():
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert env["QUADMIX_EXECUTOR"] == "k8s" and "://" in env["QUADMIX_STORAGE"]
+    assert env["QUADMIX_DEPLOYMENT"] == "cluster" and env["QUADMIX_CORPUS"] and env["QUADMIX_DATA_DIR"]
     for forbidden in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "DAGSTER_PG_PASSWORD"):
         assert forbidden not in env
     assert {"name": "quadmix-storage"} in deployment["envSecrets"]
