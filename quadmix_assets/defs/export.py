@@ -16,6 +16,7 @@ from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.targets import proxy_tokenizer
+from quadmix_assets.proxy.optimise import measured_rank
 from quadmix_assets.proxy.runs import load_proxy_tokenizer
 from quadmix_assets.export import export_mixture
 from quadmix_assets.storage import content_hash, layout
@@ -57,6 +58,8 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
         "name": spec.name,
         "origin": spec.origin,
         "selected_as": selected_as,
+        # the mixture's own proxy loss and its rank among every measured config of the search rounds
+        "measured_rank": measured_rank(storage, key),
         "params": spec.params.to_dict(),
         **summary.to_dict(),
         "order_seed": seed,
@@ -75,6 +78,7 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "manifest": MetadataValue.path(uri),
             "name": spec.name,
             "selected_as": selected_as,
+            "measured_rank": MetadataValue.json(doc["measured_rank"]),
             "documents": summary.documents,
             "occurrences": summary.occurrences,
             "tokens": summary.tokens,

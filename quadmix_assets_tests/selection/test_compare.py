@@ -190,3 +190,22 @@ def test_fit_to_wraps():
     assert fit_to(a, 5)[:, 0].tolist() == [0, 2, 4, 0, 2]
     with pytest.raises(ValueError):
         fit_to(a[:0], 2)
+
+
+def test_across_seeds_gives_mean_se_and_paired_difference():
+    from quadmix_assets.selection.compare import Comparison, across_seeds, seeds_table
+
+    def comp(losses):
+        rows = [{"method": m, "avg_loss": v} for m, v in losses.items()] + [{"method": "chance", "avg_loss": None}]
+        return Comparison(rows=rows, sets=[], mc_sets=[], config=None, budget_tokens=0)
+
+    comps = [comp({"random": 6.0, "quadmix": 5.9}), comp({"random": 6.2, "quadmix": 6.05}), comp({"random": 6.1, "quadmix": 6.0})]
+    rows = {r["method"]: r for r in across_seeds(comps)}
+    assert rows["random"]["mean_loss"] == pytest.approx(6.1) and rows["random"]["seeds"] == 3
+    assert rows["random"]["se_loss"] == pytest.approx(np.std([6.0, 6.2, 6.1], ddof=1) / np.sqrt(3))
+    d = np.array([-0.1, -0.15, -0.1])
+    assert rows["quadmix"]["paired_diff"] == pytest.approx(d.mean())
+    assert rows["quadmix"]["paired_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    assert "paired_diff" not in rows["random"]
+    table = seeds_table(list(rows.values()))
+    assert table.index("| quadmix") < table.index("| random") and "paired difference vs random" in table
