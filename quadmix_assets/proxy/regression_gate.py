@@ -21,7 +21,7 @@ def gate(cv_spearman: float | None, ceiling: float | None, preset) -> dict:
     share = preset.regressor_ceiling_share
     if not _finite(cv_spearman):
         return {"passed": False, "threshold": None, "share_of_ceiling": None,
-                "reason": "the regressor's cross-validated Spearman is undefined (too few finished proxy runs)"}
+                "reason": "cross-validated Spearman is undefined (too few finished proxy runs for the folds)"}
     of = cv_spearman / ceiling if _finite(ceiling) and ceiling > 0 else None
     if share is not None and _finite(ceiling):
         threshold = max(0.0, share * ceiling)
