@@ -33,7 +33,7 @@ class Preset:
     proxy_model: str = "cpu-tiny"  # a quadmix_assets.proxy.model preset
     proxy_steps: int | None = None  # override the model preset's optimiser steps (token budget = steps x batch x seq_len)
     proxy_batch_size: int | None = None  # override the model preset's sequences per step
-    proxy_group_size: int = 16  # proxies trained together in one stacked model (and one run)
+    proxy_group_size: int = 4  # proxies stacked in one model per worker process (memory ~ group x batch x seq x vocab logits)
     proxy_workers: int | None = None  # worker processes training proxy groups, one torch thread each (None: every core)
     noise_repeats: int = 16  # drawn configs whose proxy is retrained under a second seed (the noise ceiling)
     tokenizer_vocab: int = 4096  # byte-level BPE vocabulary trained on the corpus
