@@ -28,6 +28,7 @@ from quadmix_assets.mixing.catalog import document_features, load_spec, round_of
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
 
 CONFIGS_VERSION = "mixture-configs-v1"
@@ -179,6 +180,20 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
     return md
 
 
+DATA_VIEW_ROWS_PER_BAND = 2  # the UI table: top, middle and bottom of each domain (quadmix show gives more)
+
+
+def _data_view_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, scores, copies) -> dict:
+    """Documents from the top, middle and bottom of each domain's rank, with scores and copies (never fails
+    the manifest)."""
+    try:
+        view = mixture_samples(storage, spec.mixture_id, n=DATA_VIEW_ROWS_PER_BAND, scores=scores, copies=copies)
+        return {"data_view": MetadataValue.md(samples_markdown(view))}
+    except Exception as exc:  # noqa: BLE001 - informative only
+        context.log.warning(f"data view not recorded: {type(exc).__name__}: {exc}")
+        return {}
+
+
 @asset(
     partitions_def=mixtures_partitions,
     group_name="mixtures",
@@ -232,6 +247,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
             ),
             "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
             **_manifest_pictures(context, spec, names, before, after),
+            **_data_view_metadata(context, storage, spec, scores, copies),
         },
         data_version=DataVersion(content_hash(prov)),
     )
