@@ -234,16 +234,16 @@ def samples_text(view: dict[str, Any]) -> str:
             + ("ranks r within each domain" if view["domain_aware"] else "one global rank r over all documents")
             + "\n  r and s_* are worse-than ranks (0 = best); expected = S(r) copies; copies = drawn into the manifest")
     out = [head]
-    last = (None, None)
+    domain = band = None
     for x in view["rows"]:
-        if (x["domain"], None) != (last[0], None):
-            d = view["domains"][x["domain"]]
+        if x["domain"] != domain:
+            domain, band = x["domain"], None
+            d = view["domains"][domain]
             dsel = f", {d['selected']} selected" if d["selected"] is not None else ""
-            out.append(f"\nDomain {x['domain']} {d['name']!r} ({d['documents']} documents{dsel})")
-            last = (x["domain"], None)
-        if x["band"] != last[1]:
-            out.append(f"  {x['band']}:")
-            last = (x["domain"], x["band"])
+            out.append(f"\nDomain {domain} {d['name']!r} ({d['documents']} documents{dsel})")
+        if x["band"] != band:
+            band = x["band"]
+            out.append(f"  {band}:")
         ranks = " ".join(f"{c} {fmt_num(x[f's_{c}'], 3)}" for c in view["criteria"])
         out.append(f"    #{x['position']}/{x['of']}  r {fmt_num(x['r'])}  qbar {fmt_num(x['qbar'])}  expected "
                    f"{fmt_num(x['expected'])}  copies {fmt_num(x['copies'])}  s: {ranks}")
