@@ -1,5 +1,6 @@
 """The ``quadmix`` command: ``quadmix run`` materializes the graph in-process; ``quadmix ui`` opens Dagster;
-``quadmix lineage`` tells where a mixture came from (read from the instance's event log)."""
+``quadmix lineage`` tells where a mixture came from (read from the instance's event log); ``quadmix show``
+shows the documents behind a mixture or a criterion."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from quadmix_assets import errors
 from quadmix_assets import settings as env
 from quadmix_assets.presets import DEFAULT_PRESET, PRESETS
 
@@ -87,7 +89,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     try:
         check_key(args.shard, "shard") if args.shard else check_key(args.mixture, "mixture")
     except UnsafeKeyError as exc:
-        print(f"quadmix lineage: {exc}", file=sys.stderr)
+        print(f"quadmix lineage: {errors.explain(exc)}", file=sys.stderr)
         return 2
     prepare_dagster_home(home)
     from dagster import DagsterInstance
@@ -104,7 +106,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
                 text = json.dumps(story, indent=2) + "\n" if args.json else lineage.lineage_text(story)
             sys.stdout.write(text)
         except KeyError as exc:
-            print(f"quadmix lineage: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            why = exc.args[0] if exc.args else str(exc)
+            print(f"quadmix lineage: {errors.plain(None, why, hint='give a mixture id, a unique id prefix or a name (see `quadmix show` or the UI), and the --dagster-home that `quadmix run` used')}",
+                  file=sys.stderr)
             return 1
     return 0
 
@@ -121,8 +125,41 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            seeds=args.seeds, out=args.out)
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    """The documents behind a mixture (top, middle and bottom of each domain's rank) or behind a criterion."""
+    from quadmix_assets.reporting import data_view
+    from quadmix_assets.storage import StorageRoot
+
+    if bool(args.mixture) == bool(args.criterion):
+        print("quadmix show: give a MIXTURE (id, unique prefix or name such as random or draw-0003) or --criterion C, "
+              "not both", file=sys.stderr)
+        return 2
+    storage = StorageRoot(os.path.abspath(args.storage) if args.storage and "://" not in args.storage
+                          else (args.storage or env.default_storage_root()))
+    if args.n < 1:
+        print("quadmix show: --n must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        domain = data_view.resolve_domain(data_view.domain_names(storage), args.domain) if args.domain is not None else None
+        if args.criterion:
+            view = data_view.criterion_extremes(storage, args.criterion, n=args.n, domain=domain, text_chars=args.chars)
+            text = data_view.extremes_text(view)
+        else:
+            mixture_id = data_view.resolve_mixture(storage, args.mixture)
+            view = data_view.mixture_samples(storage, mixture_id, domains=None if domain is None else [domain],
+                                             bands=[args.band] if args.band else data_view.BANDS, n=args.n,
+                                             text_chars=args.chars)
+            text = data_view.samples_text(view)
+    except data_view.DataViewError as exc:
+        print(f"quadmix show: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(view, indent=2, default=str) + "\n" if args.json else text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadmix", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="on failure, show the exception class and the stack")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the asset graph in-process on a corpus")
     run.add_argument("--corpus", default=None, help="glob of JSONL/JSONL.gz/Parquet shards, local or fsspec URL (default: $QUADMIX_CORPUS or the bundled web text)")
@@ -160,12 +197,42 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 can be faster on a busy machine)")
     cmp_.add_argument("--out", default=None, help="folder to write selection_table.md and selection_table.json")
     cmp_.set_defaults(func=cmd_compare)
+    show = sub.add_parser("show", help="the documents behind a mixture: top, middle and bottom of each domain's rank "
+                          "with their scores and copies (or, with --criterion, the best and worst scored documents)")
+    show.add_argument("mixture", nargs="?", default=None, metavar="MIXTURE",
+                      help="mixture id, unique id prefix or name (random, draw-0003, ...)")
+    show.add_argument("--criterion", default=None, help="instead of a mixture: the documents with the highest and lowest "
+                      "scores of this criterion (dclm, heuristic, langid, edu, askllm)")
+    show.add_argument("--domain", default=None, help="only this domain (name, unique name prefix, or index)")
+    show.add_argument("--band", default=None, choices=("top", "middle", "bottom"), help="only this rank band (default: all three)")
+    show.add_argument("--n", type=int, default=5, help="documents per band (default 5)")
+    show.add_argument("--chars", type=int, default=200, help="characters of text per document (default 200)")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    show.add_argument("--storage", default=None, help="storage root a `quadmix run` wrote (default: $QUADMIX_STORAGE or .quadmix/storage)")
+    show.set_defaults(func=cmd_show)
+    for p in sub.choices.values():  # also accepted after the command: quadmix run --verbose
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="on failure, show the exception class and the stack")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure is printed as what failed, why and what to do; the exception class and the stack only
+    with ``--verbose``."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    verbose = bool(getattr(args, "verbose", False))
+    errors.set_verbose(verbose)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"quadmix {args.command}: interrupted. Run the same command again to continue; finished steps are kept.",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the top level: one plain message instead of a traceback
+        print(f"quadmix {args.command}: {errors.explain(exc)}", file=sys.stderr)
+        if verbose:
+            print(errors.stack(exc), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":

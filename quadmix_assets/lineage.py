@@ -26,6 +26,8 @@ from typing import Any
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
+from quadmix_assets.reporting.numbers import fmt_num
+
 __all__ = [
     "mixture_lineage",
     "shard_lineage",
@@ -66,7 +68,7 @@ VERSION_KEYS = (
     "version",
 )
 #: metadata entries not repeated in the story (pictures, the story itself)
-SKIP_METADATA = {"lineage"}
+SKIP_METADATA = {"lineage", "data_view"}
 _PAGE = 1000
 
 
@@ -470,11 +472,8 @@ def shard_lineage(instance: DagsterInstance, shard: str) -> list[dict[str, Any]]
 
 # --------------------------------------------------------------------------- rendering
 def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
+    """Floats to ``digits`` significant digits, trailing zeros kept (a target loss of 7 reads ``7.000``)."""
+    return fmt_num(v, digits)
 
 
 def _short(v: Any, n: int = 16) -> str:

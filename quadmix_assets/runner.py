@@ -50,14 +50,23 @@ class RunSummary:
 
 
 def _failure_message(result) -> str:
+    """Why the first failed step failed and what to do (:mod:`quadmix_assets.errors`); with ``--verbose``
+    also the exception class and the stack."""
+    from quadmix_assets import errors
+
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data
             error = data.error if data else None
             while error is not None and error.cause is not None:  # the user code's own exception, not Dagster's wrapper
                 error = error.cause
-            return error.message.strip().splitlines()[0] if error is not None else "step failed"
-    return "run failed"
+            if error is None:
+                return errors.plain(None, "a step failed without an error message", ())
+            text = errors.explain_error(error.cls_name, error.message)
+            if errors.verbose() and error.stack:
+                text += "\n" + "".join(error.stack).rstrip()
+            return text
+    return errors.plain(None, "the run failed before any step ran", ())
 
 
 def _metadata(result, asset_name: str) -> dict:

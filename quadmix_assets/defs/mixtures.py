@@ -28,6 +28,8 @@ from quadmix_assets.mixing.catalog import document_features, load_spec, round_of
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
+from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
 
 CONFIGS_VERSION = "mixture-configs-v1"
@@ -92,7 +94,7 @@ def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoo
             md["found_by"] = MetadataValue.json(found)
             md["regressor_version"] = str(found.get("regressor_version"))
     names = domain_names if spec.domain_aware else ["all documents (one global rank)"]
-    curve = try_png_markdown(lambda: sampling_curves_png(params, names), f"sampling curve {spec.name}", context.log.warning)
+    curve = try_png_markdown(lambda: sampling_curves_png(params, names, mixture=spec.name), f"sampling curve {spec.name}", context.log.warning)
     if curve:
         md["sampling_curve"] = MetadataValue.md(curve)
     return md
@@ -150,7 +152,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "domain_aware": spec.domain_aware,
             "config_id": spec.params.config_id,
             "documents": table.num_rows,
-            "expected_tokens": float(np.dot(expected, tokens)),
+            "expected_tokens": round_sig(float(np.dot(expected, tokens))),
             "normaliser_version": card["version"],
             **_scores_lineage_metadata(context, storage, spec, params, card),
         },
@@ -162,7 +164,8 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
     """Domain shares before/after sampling, and the lineage story read from the instance's event log."""
     md = {}
     shares = try_png_markdown(
-        lambda: domain_shares_png(names, before, after), f"domain shares {spec.name}", context.log.warning
+        lambda: domain_shares_png(names, before, after, title=f"{spec.name}: domain token shares before and after sampling"),
+        f"domain shares {spec.name}", context.log.warning
     )
     if shares:
         md["domain_shares"] = MetadataValue.md(shares)
@@ -177,6 +180,20 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
     except Exception as exc:  # noqa: BLE001 - the story is informative; it never fails the manifest
         context.log.warning(f"lineage not recorded: {type(exc).__name__}: {exc}")
     return md
+
+
+DATA_VIEW_ROWS_PER_BAND = 2  # the UI table: top, middle and bottom of each domain (quadmix show gives more)
+
+
+def _data_view_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, scores, copies) -> dict:
+    """Documents from the top, middle and bottom of each domain's rank, with scores and copies (never fails
+    the manifest)."""
+    try:
+        view = mixture_samples(storage, spec.mixture_id, n=DATA_VIEW_ROWS_PER_BAND, scores=scores, copies=copies)
+        return {"data_view": MetadataValue.md(samples_markdown(view))}
+    except Exception as exc:  # noqa: BLE001 - informative only
+        context.log.warning(f"data view not recorded: {type(exc).__name__}: {exc}")
+        return {}
 
 
 @asset(
@@ -232,6 +249,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
             ),
             "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
             **_manifest_pictures(context, spec, names, before, after),
+            **_data_view_metadata(context, storage, spec, scores, copies),
         },
         data_version=DataVersion(content_hash(prov)),
     )

@@ -93,12 +93,37 @@ def _names(names: Any, name: str) -> list[str]:
         raise ValueError(f"{name} must be a sequence of names") from None
 
 
+def _qualitative(n: int) -> list[tuple]:
+    """Distinct colours: tab10 up to 10; up to 60, tab10's ten hues, then the other shades of tab20, tab20b
+    and tab20c (so 24 domains get 24 different colours, the first ten the strongest)."""
+    if n <= 10:
+        return [tuple(matplotlib.colormaps["tab10"](i)) for i in range(n)]
+    out: list[tuple] = []
+    t20 = matplotlib.colormaps["tab20"]
+    candidates = [t20(i) for i in range(0, 20, 2)] + [t20(i) for i in range(1, 20, 2)]
+    for name in ("tab20b", "tab20c"):
+        cm = matplotlib.colormaps[name]
+        candidates += [cm(i) for i in (0, 4, 8, 12, 16, 2, 6, 10, 14, 18, 1, 5, 9, 13, 17, 3, 7, 11, 15, 19)]
+    for c in candidates:
+        c = tuple(round(float(x), 4) for x in c)
+        if c not in out:
+            out.append(c)
+    return out[:n] if n <= len(out) else []
+
+
 def _colors(n: int) -> list[Any]:
-    cmap = matplotlib.colormaps["tab20" if n > 10 else "tab10"]
-    if n <= cmap.N:
-        return [cmap(i) for i in range(n)]
+    colors = _qualitative(n)
+    if colors:
+        return colors
     viridis = matplotlib.colormaps["viridis"]
     return [viridis(i / max(n - 1, 1)) for i in range(n)]
+
+
+def _line_styles(n: int) -> list[str]:
+    """Solid for the first ten lines, then dashed, dash-dot and dotted: with more than ten lines a colour
+    and a style together tell them apart."""
+    styles = ["-", "--", "-.", ":"]
+    return [styles[(i // 10) % len(styles)] if n > 10 else "-" for i in range(n)]
 
 
 def _short(label: str, width: int = 22) -> str:
@@ -204,9 +229,11 @@ def sampling_curves_png(
     *,
     points: int = 600,
     title: str | None = None,
+    mixture: str | None = None,
 ) -> bytes:
     """The expected copies ``S(r)`` against the in-domain rank ``r`` (0 = best), one line per
-    domain, from :func:`quadmix_assets.method.sampling_frequency`. The x-axis covers the selected
+    domain, from :func:`quadmix_assets.method.sampling_frequency`; ``mixture`` (its name) goes into the
+    default title. The x-axis covers the selected
     head of every domain (up to twice the largest ``omega``, at least 5%, at most 1); beyond
     ``omega`` a domain stays at ``eps``."""
     if not isinstance(params, QuadMixParams):
@@ -228,17 +255,19 @@ def sampling_curves_png(
         s = sampling_frequency(r, np.full(r.shape[0], d, dtype=np.int64), params)
         curves.append((r, s))
     colors = _colors(m)
+    styles = _line_styles(m)
 
     def body(fig: Figure) -> None:
         ax = fig.add_subplot(1, 1, 1)
         for d, (r, s) in enumerate(curves):
-            ax.plot(r, s, color=colors[d], linewidth=1.2, label=_short(names[d]))
+            ax.plot(r, s, color=colors[d], linestyle=styles[d], linewidth=1.3, label=_short(names[d]))
         ax.axhline(1.0, color="#777777", linewidth=0.6, linestyle=":")
         ax.set_xlim(0.0, xmax)
         ax.set_ylim(bottom=0.0)
         ax.set_xlabel("in-domain rank r (0 = best)")
         ax.set_ylabel("expected copies S(r)")
-        ax.set_title(title or f"Sampling function per domain (config {params.config_id[:12]})")
+        ax.set_title(title or (f"{_short(mixture, 40)}: expected copies per domain (config {params.config_id[:12]})" if mixture
+                               else f"Sampling function per domain (config {params.config_id[:12]})"))
         ax.grid(alpha=0.3)
         if m <= _MAX_LEGEND:
             ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=1 if m <= 12 else 2, frameon=False)
@@ -366,11 +395,12 @@ def loss_curves_png(
     if x.shape != (t,):
         raise ValueError(f"steps must have shape ({t},) (one per column of curves); got {x.shape}")
     colors = _colors(k)
+    styles = _line_styles(k) if k <= 40 else ["-"] * k
 
     def body(fig: Figure) -> None:
         ax = fig.add_subplot(1, 1, 1)
         for i in range(k):
-            ax.plot(x, c[i], color=colors[i], linewidth=1.0, label=_short(labs[i]), alpha=0.9)
+            ax.plot(x, c[i], color=colors[i], linestyle=styles[i], linewidth=1.0, label=_short(labs[i]), alpha=0.9)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
