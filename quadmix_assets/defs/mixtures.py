@@ -187,7 +187,10 @@ DATA_VIEW_ROWS_PER_BAND = 2  # the UI table: top, middle and bottom of each doma
 
 def _data_view_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, scores, copies) -> dict:
     """Documents from the top, middle and bottom of each domain's rank, with scores and copies (never fails
-    the manifest)."""
+    the manifest). Only where people look: baselines and search results, not the many drawn and round
+    configs (reading every shard's text costs about a second per mixture); `quadmix show` covers any."""
+    if spec.origin in ("random_draw", "round"):
+        return {}
     try:
         view = mixture_samples(storage, spec.mixture_id, n=DATA_VIEW_ROWS_PER_BAND, scores=scores, copies=copies)
         return {"data_view": MetadataValue.md(samples_markdown(view))}
