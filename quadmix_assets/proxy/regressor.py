@@ -1,5 +1,6 @@
-"""LightGBM regression from config vectors to proxy loss, and the search for the best config
-(QUADMIX.md section 5; RegMix settings). Models are saved in LightGBM's text format, never pickled."""
+"""RegMix's LightGBM regression from domain-weight vectors to proxy loss with a held-out split (RegMix
+settings; used by the RegMix baseline of ``quadmix compare``). The QuaDMix regressor is
+:mod:`quadmix_assets.proxy.surrogate`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Sequence
 
 import numpy as np
 
-from ..method.params import ParamSpace, QuadMixParams
 
 
 def _lgb_name(name: str) -> str:
@@ -55,62 +55,3 @@ def fit_regressor(X, y, *, feature_names: Sequence[str], seed: int = 0, valid_fr
               "valid_rows": [int(i) for i in np.flatnonzero(keep)[va]],
               "valid_predicted": [float(v) for v in pred], "valid_actual": [float(v) for v in y[va]]}
     return booster, report
-
-
-def cross_validated_spearman(X, y, *, seed: int = 0, folds: int = 5, num_boost_round: int = 1000,
-                             early_stopping_rounds: int = 50) -> dict:
-    """Spearman rho of out-of-fold predictions over every config (``folds``-fold, seeded): a steadier
-    figure than one small held-out split. Within each fold the model early-stops on a seeded 20% of
-    that fold's training configs, never on the fold being predicted."""
-    import lightgbm as lgb
-    from scipy.stats import spearmanr
-
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    keep = np.isfinite(y)
-    X, y = X[keep], y[keep]
-    n = len(y)
-    if n < 2 * folds:
-        return {"cv_spearman": float("nan"), "cv_mae": float("nan"), "folds": int(folds), "n": int(n)}
-    fold_of = np.random.default_rng(seed).permutation(n) % folds
-    oof = np.empty(n)
-    for f in range(folds):
-        test = np.flatnonzero(fold_of == f)
-        rest = np.flatnonzero(fold_of != f)
-        perm = np.random.default_rng(seed + 1 + f).permutation(len(rest))
-        nv = max(1, len(rest) // 5)
-        va, tr = rest[perm[:nv]], rest[perm[nv:]]
-        dtr = lgb.Dataset(X[tr], y[tr], free_raw_data=False)
-        dva = lgb.Dataset(X[va], y[va], reference=dtr)
-        b = lgb.train(_params(seed), dtr, num_boost_round=num_boost_round, valid_sets=[dva],
-                      callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
-        oof[test] = b.predict(X[test], num_iteration=b.best_iteration)
-    return {"cv_spearman": float(spearmanr(oof, y).statistic), "cv_mae": float(np.mean(np.abs(oof - y))),
-            "folds": int(folds), "n": int(n)}
-
-
-def save_booster(booster, path) -> None:
-    booster.save_model(str(path), num_iteration=booster.best_iteration or None)
-
-
-def load_booster(path):
-    import lightgbm as lgb
-
-    return lgb.Booster(model_file=str(path))
-
-
-def search(booster, space: ParamSpace, n: int = 100_000, seed: int = 0, top_k: int = 10):
-    """Predict ``n`` fresh configs from ``space`` (seeded), return the element-wise mean of the ``top_k``
-    with the lowest predicted loss (``QuadMixParams.mean``) and info (top-k predictions, n, seed,
-    prediction of the mean config, median prediction)."""
-    arr = space.sample_arrays(n, seed)
-    X = ParamSpace.arrays_to_matrix(arr)
-    pred = booster.predict(X, num_iteration=booster.best_iteration or None)
-    top = np.argsort(pred, kind="stable")[:top_k]
-    configs = [QuadMixParams(alpha=arr["alpha"][i], lam=arr["lam"][i], omega=arr["omega"][i],
-                             eta=arr["eta"][i], eps=arr["eps"][i]) for i in top]
-    best = QuadMixParams.mean(configs)
-    pred_best = float(booster.predict(best.to_vector()[None, :], num_iteration=booster.best_iteration or None)[0])
-    info = {"top_predicted_losses": [float(pred[i]) for i in top], "n": int(n), "seed": int(seed),
-            "top_k": int(top_k), "predicted_loss_of_mean": pred_best, "median_predicted_loss": float(np.median(pred))}
-    return best, info
