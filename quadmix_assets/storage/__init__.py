@@ -5,6 +5,6 @@ carry their provenance (what produced them: code version, models, parameters, in
 the schema metadata under the key ``quadmix``; the same inputs give the same bytes.
 """
 
-from quadmix_assets.storage.root import StorageRoot, canonical_json, content_hash
+from quadmix_assets.storage.root import TMP_MARK, StorageNotWritable, StorageRoot, canonical_json, content_hash
 
-__all__ = ["StorageRoot", "canonical_json", "content_hash"]
+__all__ = ["TMP_MARK", "StorageNotWritable", "StorageRoot", "canonical_json", "content_hash"]
