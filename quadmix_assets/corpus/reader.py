@@ -519,7 +519,7 @@ def _read_jsonl(path, raw: _HashingReader, text_field, id_field, quarantine: _Qu
                     if records_read >= max_records:
                         stop = ("shard_limit", f"more than max_records={max_records} records")
                         break
-                    too_long(lineno, skipping + len(line), long_head)
+                    too_long(lineno, skipping + len(line), (long_head + line[: head_bytes - len(long_head)]))
                     skipping = -1
                     continue
                 if pending:
@@ -542,6 +542,8 @@ def _read_jsonl(path, raw: _HashingReader, text_field, id_field, quarantine: _Qu
             break
         if skipping >= 0:
             skipping += len(tail)
+            if len(long_head) < head_bytes:
+                long_head += tail[: head_bytes - len(long_head)]
         else:
             pending += tail
             if len(pending) > max_line:
