@@ -24,7 +24,7 @@ from .test_bad_and_unseen import _imported_models
 
 def _page_not_found_shard(path) -> None:
     """512 real documents and a "Page not found" page: the heuristic scorer's second chunk has 3 words."""
-    with gzip.open(CORPUS / "shard-00004.jsonl.gz", "rb") as fh:
+    with gzip.open(CORPUS / "shard-00000.jsonl.gz", "rb") as fh:  # its first 512 records are all documents
         lines = [line for line in fh.read().splitlines() if line.strip()][:512]
     lines.append(json.dumps({"id": "page-404", "text": "Page not found"}).encode())
     path.write_bytes(b"\n".join(lines) + b"\n")
