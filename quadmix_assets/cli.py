@@ -56,7 +56,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     with DagsterInstance.get() as instance:
         summary = run_pipeline(settings, instance)
-    return 0 if summary.ok else 1
+    return report_failures(summary, args.allow_partial)
+
+
+def report_failures(summary, allow_partial: bool = False, out=None) -> int:
+    """Print what failed or was left out (file, reason) and return ``quadmix run``'s exit code: non-zero when
+    anything failed, unless ``allow_partial`` accepts a run that still made mixtures."""
+    out = out or sys.stderr
+    lines = summary.failure_lines()
+    code = summary.exit_code(allow_partial)
+    if lines:
+        head = "quadmix run: partial result accepted (--allow-partial):" if code == 0 else "quadmix run FAILED:"
+        print(head, file=out)
+        for line in lines:
+            print(f"  {line}", file=out)
+        if code:
+            print("  (exit code 1; pass --allow-partial to accept a partial result)", file=out)
+    out.flush()
+    return code
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -170,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--id-field", default="id")
     run.add_argument("--data-dir", default=None, help="reference data folder (default: $QUADMIX_DATA_DIR or ../shared/data)")
     run.add_argument("--dagster-home", default=None, help="persistent Dagster instance (default: $DAGSTER_HOME or .quadmix/dagster_home)")
+    run.add_argument("--allow-partial", action="store_true", help="exit 0 even when shards, mixtures or proxies failed or "
+                     "were left out, as long as some mixture was made (default: exit 1 on any failure)")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="open the Dagster UI on loopback over the same instance")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only; see the README's threat model)")

@@ -8,6 +8,7 @@ run of its partitioned job, so a bad shard fails alone and the others go on; the
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.proxies import MAX_GROUP as MAX_PROXY_RUN
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.storage import layout
+from quadmix_assets.storage import StorageNotWritable, layout
 
 
 # Dagster's console logger at WARNING: warnings (quarantined records, left-out shards) and errors show,
@@ -27,10 +28,19 @@ from quadmix_assets.storage import layout
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+#: tag on every run ``quadmix run`` executes: "host:pid:process start", to tell a killed run from a live one
+RUNNER_TAG = "quadmix/runner"
+_UNFINISHED = ("NOT_STARTED", "STARTING", "STARTED")
+
+
 @dataclass
 class RunSummary:
     shards_ok: list[str] = field(default_factory=list)
     shards_failed: dict[str, str] = field(default_factory=dict)
+    shards_left_out: dict[str, str] = field(default_factory=dict)  # shard -> why a fan-in did not use it
+    stages_failed: dict[str, str] = field(default_factory=dict)  # stage -> message (the run stopped there)
+    stale_runs_failed: list[str] = field(default_factory=list)  # run ids of killed runs marked failed at start
+    temp_files_removed: int = 0
     mixtures_ok: list[str] = field(default_factory=list)
     mixtures_failed: dict[str, str] = field(default_factory=dict)
     checks_run: int = 0
@@ -45,21 +55,55 @@ class RunSummary:
     seconds: float = 0.0
 
     @property
+    def partial(self) -> bool:
+        """Something failed or was left out (a shard, a mixture, a proxy, a stage)."""
+        return bool(self.shards_failed or self.shards_left_out or self.mixtures_failed or self.proxies_failed
+                    or self.stages_failed)
+
+    @property
     def ok(self) -> bool:
-        return bool(self.mixtures_ok) and not self.mixtures_failed and not self.proxies_failed
+        """Everything succeeded: every shard used, every mixture and stage done."""
+        return bool(self.mixtures_ok) and not self.partial
+
+    def exit_code(self, allow_partial: bool = False) -> int:
+        """0 when everything succeeded; with ``allow_partial`` also when some mixture was made despite
+        failures; else 1."""
+        if self.ok or (allow_partial and self.mixtures_ok and not self.stages_failed):
+            return 0
+        return 1
+
+    def failure_lines(self) -> list[str]:
+        """One user-facing line per failure (what, where, why)."""
+        out = [f"stage {k} FAILED: {v}" for k, v in self.stages_failed.items()]
+        out += [f"shard {k} FAILED: {v}" for k, v in self.shards_failed.items()]
+        out += [f"shard {k} LEFT OUT: {v}" for k, v in self.shards_left_out.items() if k not in self.shards_failed]
+        out += [f"mixture {k} FAILED: {v}" for k, v in self.mixtures_failed.items()]
+        out += [f"proxy {k} FAILED: {v}" for k, v in self.proxies_failed.items()]
+        if not self.mixtures_ok and not self.stages_failed:
+            out.append("no mixture was made")
+        return out
+
+
+def _error_text(error) -> str:
+    return error.message.strip().splitlines()[0] if error is not None and error.message.strip() else ""
 
 
 def _failure_message(result) -> str:
-    """Why the first failed step failed and what to do (:mod:`quadmix_assets.errors`); with ``--verbose``
-    also the exception class and the stack."""
+    """Why the first failed step failed and what to do, in plain language (:mod:`quadmix_assets.errors`): a
+    ``Failure``'s description, else the user code's outermost exception under Dagster's wrappers (a
+    ``ShardError`` naming the file, not the zlib error it was raised from); with ``--verbose`` also the
+    exception class and the stack."""
     from quadmix_assets import errors
 
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data
+            user = getattr(data, "user_failure_data", None) if data else None
+            if user is not None and getattr(user, "description", None):
+                return user.description.strip().splitlines()[0]
             error = data.error if data else None
-            while error is not None and error.cause is not None:  # the user code's own exception, not Dagster's wrapper
-                error = error.cause
+            while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                error = error.cause  # Dagster's wrappers around the user code's exception
             if error is None:
                 return errors.plain(None, "a step failed without an error message", ())
             text = errors.explain_error(error.cls_name, error.message)
@@ -67,6 +111,50 @@ def _failure_message(result) -> str:
                 text += "\n" + "".join(error.stack).rstrip()
             return text
     return errors.plain(None, "the run failed before any step ran", ())
+
+
+def _process_token(pid: int) -> str:
+    """``host:pid:start`` of a process (start = its start time in clock ticks on Linux, else empty)."""
+    start = ""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            start = f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        pass
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def _alive(token: str) -> bool | None:
+    """Whether the runner process named by ``token`` still runs (None: another host, cannot tell)."""
+    try:
+        host, pid, start = token.rsplit(":", 2)
+        pid_i = int(pid)
+    except ValueError:
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid_i, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not start or _process_token(pid_i) == token
+
+
+def fail_killed_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the runs a killed ``quadmix run`` left unfinished (STARTED forever otherwise), so their
+    partitions show as failed, not in progress. Runs of live processes and of other launchers are left."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    statuses = [DagsterRunStatus[s] for s in _UNFINISHED]
+    marked = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=statuses)):
+        token = run.tags.get(RUNNER_TAG)
+        if token and _alive(token) is False:
+            instance.report_run_failed(run, message=f"the quadmix run process ({token}) was killed before this run finished")
+            marked.append(run.run_id)
+    return marked
 
 
 def _metadata(result, asset_name: str) -> dict:
@@ -77,14 +165,60 @@ def _metadata(result, asset_name: str) -> dict:
     return {}
 
 
+class _StageFailed(Exception):
+    def __init__(self, stage: str, message: str):
+        super().__init__(f"{stage}: {message}")
+        self.stage, self.message = stage, message
+
+
+def _left_out(md: dict) -> dict[str, str]:
+    value = md.get("shards_left_out")
+    value = getattr(value, "data", value)
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def run_pipeline(
     settings: QuadmixSettings,
     instance: DagsterInstance,
     log: Callable[[str], None] = lambda s: print(s, flush=True),
 ) -> RunSummary:
+    """Materialize the whole graph; never raises for a failed shard, mixture or stage: the summary says
+    what failed (``summary.failure_lines()``) and ``summary.exit_code()`` what ``quadmix run`` returns."""
     summary = RunSummary()
     start = time.perf_counter()
+    try:
+        _run(settings, instance, summary, log)
+    except _StageFailed as exc:
+        summary.stages_failed[exc.stage] = exc.message
+        log(f"[{exc.stage}] FAILED: {exc.message}")
+    summary.seconds = time.perf_counter() - start
+    log(
+        f"done in {summary.seconds:.0f}s: {len(summary.shards_ok)} shard(s) ok, {len(summary.shards_failed)} failed"
+        + (f", {len(summary.shards_left_out)} left out" if summary.shards_left_out else "")
+        + f"; {len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed; "
+        f"{summary.checks_run - len(summary.checks_failed)}/{summary.checks_run} asset checks passed"
+        + (f" ({sum(f.endswith('WARN') for f in summary.checks_failed)} warnings, see the UI)" if summary.checks_failed else "")
+        + (f"; optimum {summary.optimum} exported to {summary.export.get('path')}" if summary.export else "")
+    )
+    sys.stdout.flush()
+    return summary
+
+
+def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log) -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # model loaders' progress bars; the runner prints progress
+    storage = settings.storage()
+    try:  # before any work: a read-only or full storage is reported now, not after minutes of training
+        storage.check_writable()
+    except StorageNotWritable as exc:
+        raise _StageFailed("storage", str(exc)) from exc
+    removed = storage.clean_temp()
+    summary.temp_files_removed = len(removed)
+    if removed:
+        log(f"quadmix: removed {len(removed)} leftover temporary file(s) of interrupted writes under {storage.url}")
+    summary.stale_runs_failed = fail_killed_runs(instance)
+    if summary.stale_runs_failed:
+        log(f"quadmix: marked {len(summary.stale_runs_failed)} run(s) of a killed quadmix run as failed")
+    runner_tags = {RUNNER_TAG: _process_token(os.getpid())}
     defs = build_definitions(settings)
     refs = settings.shards()
     known = set(instance.get_dynamic_partitions(shards_partitions.name))
@@ -98,7 +232,8 @@ def run_pipeline(
     def execute(job_name: str, partition_key: str | None = None, tags: dict | None = None):
         job = defs.resolve_job_def(job_name)
         result = job.execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET, tags=tags
+            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET,
+            tags={**runner_tags, **(tags or {})},
         )
         for evaluation in result.get_asset_check_evaluations():
             summary.checks_run += 1
@@ -114,7 +249,7 @@ def run_pipeline(
     t = time.perf_counter()
     result = execute("models_job")
     if not result.success:
-        raise RuntimeError(f"training the classifiers failed: {_failure_message(result)}")
+        raise _StageFailed("models", f"training the classifiers failed: {_failure_message(result)}")
     dom = _metadata(result, "domain_classifier")
     log(
         f"[models] domain classifier test accuracy {dom.get('test_accuracy', float('nan')):.3f}, "
@@ -139,10 +274,11 @@ def run_pipeline(
     t = time.perf_counter()
     result = execute("distill_job")
     if not result.success:
-        raise RuntimeError(f"distilling the transformer criteria failed: {_failure_message(result)}")
+        raise _StageFailed("distill", f"distilling the transformer criteria failed: {_failure_message(result)}")
     parts = []
     for name in ("edu_student", "askllm_student"):
         md = _metadata(result, name)
+        summary.shards_left_out.update(_left_out(md))
         if md.get("mode") == "distill":
             parts.append(
                 f"{name[:-8]}: teacher {md.get('teacher_docs_per_s', 0):.1f} docs/s on {md.get('sample_docs')} docs, "
@@ -157,27 +293,19 @@ def run_pipeline(
     t = time.perf_counter()
     result = execute("refresh_job")
     if not result.success:
-        raise RuntimeError(f"normaliser / mixture configs failed: {_failure_message(result)}")
+        raise _StageFailed("normaliser", f"normaliser / mixture configs failed: {_failure_message(result)}")
     norm = _metadata(result, "quality_normaliser")
+    summary.shards_left_out.update(_left_out(norm))
+    if summary.shards_left_out:
+        log(f"[normaliser] shard(s) left out: {summary.shards_left_out}")
     ev = _metadata(result, "criteria_evaluation")
     aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
     log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({time.perf_counter() - t:.1f}s)")
 
-    storage = settings.storage()
     configs = storage.read_json(layout.mixture_configs())["configs"]
     _mixtures([c["mixture_id"] for c in configs], summary, execute, log, "mixture")
     if summary.mixtures_ok:
         _optimise(settings, instance, summary, execute, log)
-    summary.seconds = time.perf_counter() - start
-    log(
-        f"done in {summary.seconds:.0f}s: {len(summary.shards_ok)} shard(s) ok, {len(summary.shards_failed)} failed; "
-        f"{len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed; "
-        f"{summary.checks_run - len(summary.checks_failed)}/{summary.checks_run} asset checks passed"
-        + (f" ({sum(f.endswith('WARN') for f in summary.checks_failed)} warnings, see the UI)" if summary.checks_failed else "")
-        + (f"; optimum {summary.optimum} exported to {summary.export.get('path')}" if summary.export else "")
-    )
-    sys.stdout.flush()
-    return summary
 
 
 def _contiguous_ranges(ordered: list[str], wanted: set[str], size: int) -> list[list[str]]:
@@ -236,6 +364,7 @@ def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) ->
         if result.success:
             md = _metadata(result, "mixture_manifest")
             summary.mixtures_ok.append(key)
+            summary.shards_left_out.update(_left_out(_metadata(result, "mixture_scores")))
             ok.append(key)
             log(f"[{stage} {i}/{len(keys)}] {key} {md.get('name')}: {md.get('documents_selected')} docs, "
                 f"{md.get('tokens_after')} tokens ({time.perf_counter() - t:.1f}s)")
@@ -265,9 +394,10 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
     t = time.perf_counter()
     result = execute("proxy_setup_job")
     if not result.success:
-        raise RuntimeError(f"target sets / tokenizer failed: {_failure_message(result)}")
+        raise _StageFailed("proxy setup", f"target sets / tokenizer failed: {_failure_message(result)}")
     tg = _metadata(result, "target_sets")
     tk = _metadata(result, "proxy_tokenizer")
+    summary.shards_left_out.update(_left_out(tk))
     log(f"[targets] {tg.get('sets')} sets, {tg.get('target_examples')} target / {tg.get('heldout_examples')} held-out examples; "
         f"tokenizer vocab {tk.get('vocab_size')} ({time.perf_counter() - t:.1f}s)")
     _train_proxies(summary.mixtures_ok, instance, summary, execute, log, MAX_PROXY_RUN, "proxies")

@@ -146,3 +146,26 @@ def check_locations(storage_root: str, corpus_glob: str, data_dir_: str, environ
                 f"data_dir {data_dir_!r} is refused: this deployment reads reference data only from "
                 f"QUADMIX_DATA_DIR={fixed!r}; run config cannot move it"
             )
+
+
+#: input limits of the shard reader settable from the environment (README "Bad input"): setting -> variable
+LIMIT_VARIABLES = {
+    "max_line_bytes": "QUADMIX_MAX_LINE_BYTES",
+    "max_shard_bytes": "QUADMIX_MAX_SHARD_BYTES",
+    "max_records_per_shard": "QUADMIX_MAX_RECORDS_PER_SHARD",
+    "max_json_depth": "QUADMIX_MAX_JSON_DEPTH",
+    "max_quarantine_rows": "QUADMIX_MAX_QUARANTINE_ROWS",
+}
+
+
+def read_limits_from_env() -> dict[str, int]:
+    """The input limits set in the environment (integers; unset ones are left to the defaults)."""
+    out = {}
+    for key, var in LIMIT_VARIABLES.items():
+        value = os.environ.get(var)
+        if value:
+            try:
+                out[key] = int(value.replace("_", ""))
+            except ValueError:
+                raise ValueError(f"{var} must be an integer, got {value!r}") from None
+    return out

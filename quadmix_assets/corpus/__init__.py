@@ -8,7 +8,8 @@ A plain library (no Dagster):
 - :func:`read_shard` reads one shard into a :class:`ShardRead`: ``documents`` (``id``, ``id_hash``, ``text``,
   ``n_tokens``, ``row``, ``record``, then the record's other fields), ``quarantine`` (``source``, ``record``,
   ``reason``, ``detail``, ``raw``: every record that did not become a document, and why) and ``stats``.
-  Records are never dropped silently. :class:`ShardError` means the whole shard is unusable.
+  Records are never dropped silently. :class:`ShardError` means the whole shard is unusable. The read is
+  bounded by :class:`ReadLimits` and takes the shard's fingerprint in the same pass (``ShardRead.fingerprint``).
 - :func:`estimate_tokens` is the tokenizer-free token estimate, ``max(1, ceil(characters / 4))``.
 """
 
@@ -16,6 +17,7 @@ from quadmix_assets.corpus.reader import (
     DOCUMENT_SCHEMA,
     QUARANTINE_SCHEMA,
     REASONS,
+    ReadLimits,
     ShardError,
     ShardRead,
     read_shard,
@@ -27,6 +29,7 @@ __all__ = [
     "DOCUMENT_SCHEMA",
     "QUARANTINE_SCHEMA",
     "REASONS",
+    "ReadLimits",
     "SUPPORTED_EXTENSIONS",
     "ShardError",
     "ShardRead",

@@ -8,14 +8,28 @@ as one ``empty_file`` quarantine row (``record == -1``), which counts as the one
 Problems that make the whole shard unusable (an unreadable Parquet file, a Parquet file without the text
 column, a ``.gz`` file that is not gzip at all) raise :class:`ShardError`; a missing file raises the usual
 ``FileNotFoundError``.
+
+Input is bounded by :class:`ReadLimits`: a line longer than ``max_line_bytes`` is quarantined
+(``line_too_long``) without being held in memory; a record nested deeper than ``max_depth`` is quarantined
+(``too_deep``, also for JSON too deep for the parser); past ``max_shard_bytes`` decompressed bytes or
+``max_records`` records reading stops with one ``shard_limit`` row (the documents before it are kept);
+beyond ``max_quarantine_rows`` quarantine rows are counted in the stats but not stored. Lines are
+assembled in linear time however long they are.
+
+The shard's fingerprint (``"sha256:<hex>"`` of the raw, still compressed bytes, as
+:func:`~quadmix_assets.corpus.shards.file_fingerprint` gives it) is taken in the same pass that reads the
+bytes (``ShardRead.fingerprint``, ``stats["fingerprint"]``, ``ShardError.fingerprint``), so the documents
+can never be stored under another version's fingerprint.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +80,31 @@ REASONS: tuple[str, ...] = (
     "truncated_gzip",  # the compressed stream ended early; documents before that point are kept
     "corrupt_gzip",  # the compressed stream is damaged part-way; documents before that point are kept
     "empty_file",  # zero bytes, no non-blank lines, or a Parquet file with no rows
+    "line_too_long",  # a JSONL line longer than ReadLimits.max_line_bytes (only its start is kept in raw)
+    "too_deep",  # a record nested deeper than ReadLimits.max_depth (or too deep for the JSON parser)
+    "shard_limit",  # more than max_records records or max_shard_bytes bytes: the rest of the shard is not read
 )
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on what one shard may cost to read (see the module docstring; README "Bad input")."""
+
+    max_line_bytes: int = 16 * 1024 * 1024  # one JSONL line (record)
+    max_shard_bytes: int = 4 * 1024**3  # decompressed JSONL bytes, or the Parquet file's size
+    max_records: int = 1_000_000  # records per shard
+    max_depth: int = 32  # JSON nesting depth of a record (the record object itself is depth 1)
+    max_quarantine_rows: int = 10_000  # quarantine rows stored per shard; the rest are only counted
+
+    def __post_init__(self):
+        for name in ("max_line_bytes", "max_shard_bytes", "max_records", "max_depth"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"ReadLimits.{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.max_quarantine_rows) < 0:
+            raise ValueError(f"ReadLimits.max_quarantine_rows must be >= 0, got {self.max_quarantine_rows}")
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.__dict__.items()}
 
 PREFIX_FOR_CLASHES = "orig_"
 READ_BLOCK = 8 * 1024 * 1024
@@ -75,7 +113,13 @@ _MISSING = object()
 
 
 class ShardError(ValueError):
-    """The whole shard is unusable (unreadable file, no text column, ...); the message names the file."""
+    """The whole shard is unusable (unreadable file, no text column, ...); the message names the file.
+
+    ``fingerprint`` is the fingerprint of the bytes that were found unusable (when they could be read)."""
+
+    def __init__(self, message: str, fingerprint: str | None = None):
+        super().__init__(message)
+        self.fingerprint = fingerprint
 
 
 @dataclass
@@ -85,6 +129,11 @@ class ShardRead:
     documents: pa.Table
     quarantine: pa.Table
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """``"sha256:<hex>"`` of the raw bytes these documents were read from (hashed in the same pass)."""
+        return self.stats["fingerprint"]
 
 
 def empty_documents() -> pa.Table:
@@ -107,59 +156,112 @@ def read_shard(
     id_field: str = "id",
     storage_options: dict[str, Any] | None = None,
     max_raw_chars: int = 2000,
+    limits: ReadLimits | None = None,
 ) -> ShardRead:
-    """Read one shard (``.parquet`` by extension, otherwise JSON lines, gzip inferred from the name).
+    """Read one shard (``.parquet`` by extension, otherwise JSON lines, gzip when the name ends in ``.gz``).
 
     Returns the documents (``DOCUMENT_SCHEMA`` then the record's other fields), the quarantine table
-    (``QUARANTINE_SCHEMA``) and stats: ``records_read``, ``documents``, ``quarantined``,
-    ``quarantined_by_reason``, ``tokens``, ``blank_lines``, ``format``, ``path``.
+    (``QUARANTINE_SCHEMA``, at most ``limits.max_quarantine_rows`` rows) and stats: ``records_read``,
+    ``documents``, ``quarantined`` (all of them, stored or not), ``quarantine_rows_stored``,
+    ``quarantine_rows_not_stored``, ``quarantined_by_reason``, ``tokens``, ``blank_lines``, ``bytes_read``
+    (decompressed), ``format``, ``path``, ``fingerprint``, ``limits``.
     """
     options = dict(storage_options or {})
-    quarantine = _Quarantine(path, max_raw_chars)
-    if is_parquet(path):
-        fmt = "parquet"
-        documents, records_read = _read_parquet(path, text_field, id_field, options, quarantine)
-        blank = 0
-    else:
-        fmt = "jsonl"
-        documents, records_read, blank = _read_jsonl(path, text_field, id_field, options, quarantine)
+    limits = limits or ReadLimits()
+    quarantine = _Quarantine(path, max_raw_chars, limits.max_quarantine_rows)
+    with _HashingReader.open(path, options) as raw:
+        if is_parquet(path):
+            fmt = "parquet"
+            documents, records_read, nbytes = _read_parquet(path, raw, text_field, id_field, quarantine, limits)
+            blank = 0
+        else:
+            fmt = "jsonl"
+            documents, records_read, blank, nbytes = _read_jsonl(path, raw, text_field, id_field, quarantine, limits)
+        fingerprint = raw.finish()
     if records_read == 0:
         quarantine.add(-1, "empty_file", "the shard holds no records (zero bytes, only blank lines or no rows)", b"")
         records_read = 1
     q_table = quarantine.table()
-    by_reason: dict[str, int] = {}
-    for reason in quarantine.reasons:
-        by_reason[reason] = by_reason.get(reason, 0) + 1
     stats = {
         "path": path,
         "format": fmt,
+        "fingerprint": fingerprint,
         "records_read": records_read,
         "documents": documents.num_rows,
-        "quarantined": q_table.num_rows,
-        "quarantined_by_reason": by_reason,
+        "quarantined": quarantine.count,
+        "quarantine_rows_stored": q_table.num_rows,
+        "quarantine_rows_not_stored": quarantine.count - q_table.num_rows,
+        "quarantined_by_reason": dict(quarantine.by_reason),
         "tokens": int(pc.sum(documents["n_tokens"]).as_py() or 0),
         "blank_lines": blank,
+        "bytes_read": nbytes,
+        "limits": limits.to_dict(),
     }
     return ShardRead(documents=documents, quarantine=q_table, stats=stats)
+
+
+# --------------------------------------------------------------------------------------------- raw bytes
+
+
+class _HashingReader(io.RawIOBase):
+    """A file's raw bytes, hashed as they are read (so the fingerprint is of exactly the bytes parsed)."""
+
+    def __init__(self, f):
+        self._f = f
+        self._digest = hashlib.sha256()
+        self.tell_bytes = 0
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: str, options: dict[str, Any]):
+        with fsspec.open(path, "rb", **options) as f:  # no decompression: the raw bytes
+            yield cls(f)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._digest.update(data)
+        self.tell_bytes += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> str:
+        """Hash what is left unread (a shard whose reading stopped early) and return the fingerprint."""
+        while self.read(READ_BLOCK):
+            pass
+        return "sha256:" + self._digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- quarantine
 
 
 class _Quarantine:
-    def __init__(self, source: str, max_raw_chars: int):
+    def __init__(self, source: str, max_raw_chars: int, max_rows: int | None = None):
         self.source = source
         self.max_raw_chars = max(0, int(max_raw_chars))
+        self.max_rows = None if max_rows is None else max(0, int(max_rows))
+        self.count = 0
+        self.by_reason: dict[str, int] = {}
         self.records: list[int] = []
         self.reasons: list[str] = []
         self.details: list[str] = []
         self.raws: list[str] = []
 
     def add(self, record: int, reason: str, detail: str, raw: bytes | str) -> None:
+        self.count += 1
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        if self.max_rows is not None and len(self.records) >= self.max_rows:
+            return  # counted, not stored
         limit = self.max_raw_chars
-        if isinstance(raw, bytes):
+        if isinstance(raw, (bytes, bytearray, memoryview)):
             # 4 bytes per character at most, and an invalid byte becomes one U+FFFD: enough to fill the limit.
-            raw = raw[: limit * 4].decode("utf-8", "replace")
+            raw = bytes(raw[: limit * 4]).decode("utf-8", "replace")
         self.records.append(record)
         self.reasons.append(reason)
         self.details.append(detail)
@@ -250,28 +352,47 @@ def _documents_table(ids: list[str], texts, records, extras: list[tuple[str, pa.
 # --------------------------------------------------------------------------------------------- JSON lines
 
 
-def _has_empty_struct(t: pa.DataType) -> bool:
-    if pa.types.is_struct(t):
-        return t.num_fields == 0 or any(_has_empty_struct(t.field(i).type) for i in range(t.num_fields))
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_empty_struct(t.value_type)
-    if pa.types.is_map(t):
-        return _has_empty_struct(t.key_type) or _has_empty_struct(t.item_type)
-    return False
+def _flat_type(t: pa.DataType) -> bool:
+    """A scalar type or a list of scalars: what every Parquet reader reads back as an ordinary column."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        t = t.value_type
+    return not pa.types.is_nested(t)
 
 
 def _extra_array(values: list[Any]) -> pa.Array:
-    """Arrow's inferred type for one extra field; JSON strings when the values' types do not agree."""
+    """Arrow's inferred type for one extra field when it is a scalar or a list of scalars; JSON strings when
+    the values are nested deeper (objects, lists of lists) or their types do not agree."""
     try:
         arr = pa.array(values)
-        if not _has_empty_struct(arr.type):  # Parquet cannot store a struct without fields
+        if _flat_type(arr.type):
             return arr
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError):
         pass
     return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
 
 
-def _read_jsonl(path, text_field, id_field, options, quarantine: _Quarantine):
+def _depth_over(obj: dict, limit: int) -> bool:
+    """Whether the record ``obj`` (depth 1) nests containers deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(v, 2) for v in obj.values() if isinstance(v, (dict, list))]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def _open_text_stream(raw: _HashingReader, path: str):
+    """The decompressed stream over ``raw`` and its read function (gzip when the name ends in ``.gz``)."""
+    if path.lower().endswith(".gz"):
+        f = gzip.GzipFile(fileobj=raw, mode="rb")
+        # read1 on a gzip stream returns what was decompressed so far, so a truncated tail loses nothing.
+        return f, f.read1
+    return raw, raw.read
+
+
+def _read_jsonl(path, raw: _HashingReader, text_field, id_field, quarantine: _Quarantine, limits: ReadLimits):
     ids: list[str] = []
     texts: list[str] = []
     records: list[int] = []
@@ -282,6 +403,10 @@ def _read_jsonl(path, text_field, id_field, options, quarantine: _Quarantine):
     lineno = 0
     add = quarantine.add
     loads = json.loads
+    max_line = int(limits.max_line_bytes)
+    max_depth = int(limits.max_depth)
+    max_records = int(limits.max_records)
+    max_bytes = int(limits.max_shard_bytes)
 
     def handle(line: bytes, lineno: int) -> None:
         nonlocal records_read
@@ -295,6 +420,9 @@ def _read_jsonl(path, text_field, id_field, options, quarantine: _Quarantine):
             return
         try:
             obj = loads(s)
+        except RecursionError:
+            add(lineno, "too_deep", f"nested too deeply for the JSON parser (limit: depth {max_depth})", line)
+            return
         except ValueError as e:
             add(lineno, "malformed_json", f"not valid JSON: {e}", line)
             return
@@ -328,6 +456,9 @@ def _read_jsonl(path, text_field, id_field, options, quarantine: _Quarantine):
         else:
             add(lineno, "bad_id", f"{id_field!r} is {_json_type(raw_id)}, expected a string or an integer", line)
             return
+        if line.count(b"{") + line.count(b"[") > max_depth and _depth_over(obj, max_depth):
+            add(lineno, "too_deep", f"the record nests objects/lists deeper than {max_depth} levels", line)
+            return
         first = seen.get(doc_id)
         if first is not None:
             add(lineno, "duplicate_id", f"id {doc_id!r} already used by line {first}", line)
@@ -347,49 +478,98 @@ def _read_jsonl(path, text_field, id_field, options, quarantine: _Quarantine):
         texts.append(text)
         records.append(lineno)
 
+    def too_long(lineno: int, length: int, head: bytes) -> None:
+        nonlocal records_read
+        records_read += 1
+        add(lineno, "line_too_long", f"the line has {length} bytes, more than max_line_bytes={max_line}; "
+            "only its start is shown in raw", head)
+
+    head_bytes = quarantine.max_raw_chars * 4
     stop: tuple[str, str] | None = None
     decoded_any = False
-    with fsspec.open(path, "rb", compression="infer", **options) as f:
-        # read1 on a gzip stream returns what was decompressed so far, so a truncated tail loses nothing.
-        read = f.read1 if isinstance(f, gzip.GzipFile) else f.read
-        leftover = b""
-        while True:
-            try:
-                chunk = read(READ_BLOCK)
-            except EOFError as e:
-                stop = ("truncated_gzip", str(e))
-                break
-            except (gzip.BadGzipFile, zlib.error) as e:
-                if not decoded_any:
-                    raise ShardError(f"shard {path} cannot be decompressed: {e}") from e
-                stop = ("corrupt_gzip", str(e))
-                break
-            if not chunk:
-                break
-            decoded_any = True
-            lines = (leftover + chunk).split(b"\n") if leftover else chunk.split(b"\n")
-            leftover = lines.pop()
-            for line in lines:
-                lineno += 1
-                if not line.strip():
-                    blank += 1
+    total = 0
+    pending = bytearray()  # the partial last line so far (appended to: linear in the line's length)
+    skipping = -1  # >= 0: length so far of an over-long line being skipped (its start is in `long_head`)
+    long_head = b""
+    stream, read = _open_text_stream(raw, path)
+    while stop is None:
+        try:
+            chunk = read(READ_BLOCK)
+        except EOFError as e:
+            stop = ("truncated_gzip", str(e))
+            break
+        except (gzip.BadGzipFile, zlib.error) as e:
+            if not decoded_any:
+                raise ShardError(f"shard {path} cannot be decompressed: {e}", fingerprint=raw.finish()) from e
+            stop = ("corrupt_gzip", str(e))
+            break
+        if not chunk:
+            break
+        decoded_any = True
+        over_bytes = total + len(chunk) > max_bytes
+        if over_bytes:
+            chunk = chunk[: max_bytes - total]
+        total += len(chunk)
+        parts = chunk.split(b"\n")
+        tail = parts.pop()
+        for i, line in enumerate(parts):
+            if i == 0:
+                if skipping >= 0:  # the end of an over-long line
+                    lineno += 1
+                    if records_read >= max_records:
+                        stop = ("shard_limit", f"more than max_records={max_records} records")
+                        break
+                    too_long(lineno, skipping + len(line), (long_head + line[: head_bytes - len(long_head)]))
+                    skipping = -1
                     continue
+                if pending:
+                    pending += line
+                    line = bytes(pending)
+                    pending.clear()
+            lineno += 1
+            if not line.strip():
+                blank += 1
+                continue
+            if records_read >= max_records:
+                stop = ("shard_limit", f"more than max_records={max_records} records")
+                break
+            if len(line) > max_line:
+                too_long(lineno, len(line), line[:head_bytes])
+            else:
                 handle(line, lineno)
+        if stop is not None:
+            lineno -= 1  # the line that was not read gets the stop row's number below
+            break
+        if skipping >= 0:
+            skipping += len(tail)
+            if len(long_head) < head_bytes:
+                long_head += tail[: head_bytes - len(long_head)]
+        else:
+            pending += tail
+            if len(pending) > max_line:
+                skipping, long_head = len(pending), bytes(pending[:head_bytes])
+                pending.clear()
+        if over_bytes:
+            stop = ("shard_limit", f"more than max_shard_bytes={max_bytes} decompressed bytes")
+    if stop is None and records_read >= max_records and (skipping >= 0 or pending.strip()):
+        stop = ("shard_limit", f"more than max_records={max_records} records")
     if stop is not None:
         lineno += 1
         records_read += 1
         reason, err = stop
-        what = "ended early" if reason == "truncated_gzip" else "is damaged"
-        add(
-            lineno,
-            reason,
-            f"the compressed stream {what} at line {lineno} ({err}); the {len(ids)} documents before it are kept"
-            + (f"; the partial line ({len(leftover)} bytes) is shown in raw" if leftover else ""),
-            leftover,
-        )
-    elif leftover.strip():
-        handle(leftover, lineno + 1)
-    elif leftover:
+        leftover = long_head if skipping >= 0 else bytes(pending[:head_bytes])
+        if reason == "shard_limit":
+            detail = f"the shard has {err}: reading stopped at line {lineno}; the {len(ids)} documents before it are kept"
+        else:
+            what = "ended early" if reason == "truncated_gzip" else "is damaged"
+            detail = (f"the compressed stream {what} at line {lineno} ({err}); the {len(ids)} documents before it are kept"
+                      + (f"; the partial line ({max(skipping, len(pending))} bytes) is shown in raw" if leftover else ""))
+        add(lineno, reason, detail, leftover)
+    elif skipping >= 0:
+        too_long(lineno + 1, skipping, long_head)
+    elif pending.strip():
+        handle(bytes(pending), lineno + 1)
+    elif pending:
         blank += 1
 
     n = len(ids)
@@ -400,7 +580,7 @@ def _read_jsonl(path, text_field, id_field, options, quarantine: _Quarantine):
         if len(col) < n:
             col.extend([None] * (n - len(col)))
         extra_arrays.append((name, _extra_array(col)))
-    return _documents_table(ids, texts, records, extra_arrays), records_read, blank
+    return _documents_table(ids, texts, records, extra_arrays), records_read, blank, total
 
 
 # --------------------------------------------------------------------------------------------- Parquet
@@ -446,22 +626,33 @@ def _as_utf8(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list[tuple[int, str
     return pa.chunked_array([pa.array(values, pa.string())]), bad
 
 
-def _read_parquet(path, text_field, id_field, options, quarantine: _Quarantine):
-    fs, fpath = fsspec.core.url_to_fs(path, **options)
-    if fs.size(fpath) == 0:
-        return empty_documents(), 0
+def _read_parquet(path, raw: _HashingReader, text_field, id_field, quarantine: _Quarantine, limits: ReadLimits):
+    # the whole file is read (and hashed) once, then parsed from memory: the table is in memory anyway
+    data = raw.read(int(limits.max_shard_bytes) + 1)
+    if len(data) > limits.max_shard_bytes:
+        raise ShardError(f"Parquet shard {path} is larger than max_shard_bytes={limits.max_shard_bytes}",
+                         fingerprint=raw.finish())
+    if not data:
+        return empty_documents(), 0, 0
     try:
-        with fs.open(fpath, "rb") as f:
-            table = pq.read_table(f)
-    except pa.ArrowException as e:
-        raise ShardError(f"Parquet shard {path} cannot be read: {e}") from e
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise ShardError(f"Parquet shard {path} cannot be read: {e}", fingerprint=raw.finish()) from e
+    del data
     n = table.num_rows
     if text_field not in table.column_names:
         raise ShardError(
-            f"Parquet shard {path} has no text column {text_field!r}; columns present: {table.column_names}"
+            f"Parquet shard {path} has no text column {text_field!r}; columns present: {table.column_names}",
+            fingerprint=raw.finish(),
         )
     if n == 0:
-        return empty_documents(), 0
+        return empty_documents(), 0, raw.tell_bytes
+    nbytes = raw.tell_bytes
+    cut = None
+    if n > limits.max_records:
+        cut = n
+        table = table.slice(0, int(limits.max_records))
+        n = table.num_rows
 
     reasons = np.full(n, None, dtype=object)
     details = np.full(n, None, dtype=object)
@@ -542,4 +733,9 @@ def _read_parquet(path, text_field, id_field, options, quarantine: _Quarantine):
     kept = table.take(keep_arr)
     extras = [(name, kept.column(src)) for src, name in _column_names(table.column_names, text_field, id_field)]
     documents = _documents_table([ids[i] for i in keep], text.take(keep_arr), keep, extras)
-    return documents, n
+    if cut is not None:
+        quarantine.add(n, "shard_limit", f"the shard has {cut} rows, more than max_records={limits.max_records}: "
+                       f"rows {n}..{cut - 1} are not read; the {documents.num_rows} documents before them are kept", "")
+        n += 1
+    return documents, n, nbytes
+

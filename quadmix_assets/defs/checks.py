@@ -9,7 +9,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_labels
 from quadmix_assets.defs.export import mixture_export
-from quadmix_assets.defs.mixtures import mixture_manifest
+from quadmix_assets.defs.mixtures import mixture_manifest, mixture_scores
 from quadmix_assets.defs.proxies import proxy_run
 from quadmix_assets.defs.regressor import regressor_fit_quality
 from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
@@ -99,6 +99,40 @@ def normaliser_ranks_valid(context: AssetCheckExecutionContext, settings: Quadmi
 
 
 @asset_check(
+    asset=quality_normaliser,
+    description="The normaliser covers every shard of the corpus: none was left out as failed, stale (its "
+    "documents read from another version of the file) or incomplete. Fails listing the ones left out.",
+)
+def normaliser_covers_corpus(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+    card = settings.storage().read_json(layout.normaliser_card())
+    left_out = dict(card.get("missing_shards", {}))
+    return AssetCheckResult(
+        passed=not left_out,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"shards": len(card["shards"]), "shards_left_out": left_out},
+    )
+
+
+@asset_check(
+    asset=mixture_scores,
+    partitions_def=mixtures_partitions,
+    description="The mixture draws from every shard of the corpus; fails listing the shards left out (failed, "
+    "stale, or changed since the normaliser was fitted).",
+)
+def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+    storage = settings.storage()
+    used = storage.provenance(layout.mixture_scores(context.partition_key)).get("inputs", {}).get("shard_fingerprints", {})
+    card = storage.read_json(layout.normaliser_card())
+    missing = card.get("missing_shards", {})
+    left_out = {r.key: missing.get(r.key, "left out of this mixture") for r in settings.shards() if r.key not in used}
+    return AssetCheckResult(
+        passed=not left_out,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"shards": len(used), "shards_left_out": left_out},
+    )
+
+
+@asset_check(
     asset=mixture_manifest,
     partitions_def=mixtures_partitions,
     description="Copies >= 1, rows point at the right documents, the mixture is not empty; warns when a "
@@ -171,5 +205,6 @@ def mixture_export_complete(context: AssetCheckExecutionContext, settings: Quadm
     )
 
 
-CHECKS = [documents_valid, *ATTRIBUTE_CHECKS, normaliser_ranks_valid, mixture_manifest_valid, proxy_loss_finite,
+CHECKS = [documents_valid, *ATTRIBUTE_CHECKS, normaliser_ranks_valid, normaliser_covers_corpus, mixture_covers_corpus,
+          mixture_manifest_valid, proxy_loss_finite,
           mixture_export_complete, regressor_fit_quality]

@@ -11,12 +11,13 @@ from dagster import (
     asset,
 )
 
-from quadmix_assets.corpus import ShardError, file_fingerprint, read_shard
+from quadmix_assets.corpus import ShardError, read_shard
+from quadmix_assets.corpus.reader import ReadLimits
 from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.storage import layout
+from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
 
 DOCUMENTS_VERSION = "documents-v1"
@@ -34,30 +35,34 @@ DOCUMENTS_VERSION = "documents-v1"
 )
 def documents(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     shard = settings.shard(context.partition_key)
-    fingerprint = file_fingerprint(shard.path)
+    limits = settings.read_limits()
     try:
-        read = read_shard(shard.path, text_field=settings.text_field, id_field=settings.id_field)
+        read = read_shard(shard.path, text_field=settings.text_field, id_field=settings.id_field, limits=limits)
     except ShardError as exc:
         raise Failure(
             description=f"shard {shard.key} cannot be read: {exc}",
-            metadata={"source": shard.path, "fingerprint": fingerprint},
+            metadata={"source": shard.path, "fingerprint": str(exc.fingerprint)},
             allow_retries=False,
         ) from exc
+    fingerprint = read.fingerprint  # of exactly the bytes read (hashed in the same pass)
     storage = settings.storage()
     prov = provenance(
         context,
         DOCUMENTS_VERSION,
-        params={"text_field": settings.text_field, "id_field": settings.id_field},
+        params={"text_field": settings.text_field, "id_field": settings.id_field, "limits": limits.to_dict()},
         inputs={"source": shard.path, "fingerprint": fingerprint},
     )
     docs_uri = storage.write_parquet(layout.documents(shard.key), read.documents, prov)
     quarantine_uri = storage.write_parquet(layout.quarantine(shard.key), read.quarantine, prov)
     n_docs = read.documents.num_rows
     tokens = int(pc.sum(read.documents["n_tokens"]).as_py() or 0) if n_docs else 0
-    if read.quarantine.num_rows:
+    quarantined = int(read.stats["quarantined"])
+    if quarantined:
+        not_stored = int(read.stats["quarantine_rows_not_stored"])
         context.log.warning(
-            f"{shard.key}: {read.quarantine.num_rows} records quarantined "
+            f"{shard.key}: {quarantined} records quarantined "
             f"{dict(read.stats.get('quarantined_by_reason', {}))} -> {quarantine_uri}"
+            + (f" ({not_stored} of them counted only, beyond max_quarantine_rows={limits.max_quarantine_rows})" if not_stored else "")
         )
     return MaterializeResult(
         metadata={
@@ -67,10 +72,14 @@ def documents(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
             "fingerprint": fingerprint,
             "documents": n_docs,
             "tokens": tokens,
-            "quarantined": read.quarantine.num_rows,
+            "quarantined": quarantined,
+            "quarantine_rows_not_stored": int(read.stats["quarantine_rows_not_stored"]),
             "quarantined_by_reason": MetadataValue.json(dict(read.stats.get("quarantined_by_reason", {}))),
             "quarantine_path": MetadataValue.path(quarantine_uri),
             "stats": MetadataValue.json({k: v for k, v in read.stats.items() if k != "quarantined_by_reason"}),
         },
-        data_version=DataVersion(f"{fingerprint[:23]}/{DOCUMENTS_VERSION}"),
+        data_version=DataVersion(
+            f"{fingerprint[:23]}/{DOCUMENTS_VERSION}"
+            + ("" if limits == ReadLimits() else f"/limits-{content_hash(limits.to_dict())[:8]}")
+        ),
     )

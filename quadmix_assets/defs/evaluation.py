@@ -7,6 +7,7 @@ import numpy as np
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from quadmix_assets.defs import conditions
+from quadmix_assets.defs.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, select_shards
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.defs.model_scorers import MODEL_QUALITY_ASSETS, askllm_student, criterion_scorer, edu_student
@@ -54,7 +55,8 @@ def criteria_evaluation(context: AssetExecutionContext, settings: QuadmixSetting
         human_scores[c] = score(texts)[0]
         models.update(versions)
     auc = {c: float(roc_auc(np.asarray(human_scores[c]), np.asarray(labels))) for c in CRITERIA}
-    shard_keys = [s.key for s in settings.shards()]
+    selection = select_shards(context, settings, SCORED_ATTRIBUTES, PER_SHARD_ASSETS)
+    shard_keys = selection.shards
     corpus_scores = {}
     for c in CRITERIA:
         paths = [layout.attribute(attribute_name(c), k) for k in shard_keys]

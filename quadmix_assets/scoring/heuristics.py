@@ -216,7 +216,10 @@ def _ngram_signals(word_lists: list[list[str]], out: dict, offset: int) -> None:
     g = h.copy()  # rolling hash of the n-gram starting at each position
     with np.errstate(over="ignore"):
         for n in range(2, max(DUP_NGRAM_NS) + 1):
-            g[: w - n + 1] = g[: w - n + 1] * _P + h[n - 1 :]
+            m = w - n + 1  # positions where an n-gram can start (ignoring document ends)
+            if m <= 0:  # fewer than n words in the whole chunk: no n-gram of this or any longer size
+                break
+            g[:m] = g[:m] * _P + h[n - 1 :]
             if n not in DUP_NGRAM_NS and n not in TOP_NGRAM_NS:
                 continue
             pos = np.flatnonzero(remaining >= n)

@@ -15,11 +15,13 @@ from quadmix_assets.storage.keys import (
     derive_key,
     is_safe_key,
 )
-from quadmix_assets.storage.root import StorageRoot, canonical_json, content_hash
+from quadmix_assets.storage.root import TMP_MARK, StorageNotWritable, StorageRoot, canonical_json, content_hash
 
 __all__ = [
     "PathEscapeError",
+    "StorageNotWritable",
     "StorageRoot",
+    "TMP_MARK",
     "UnsafeKeyError",
     "canonical_json",
     "check_key",

@@ -7,10 +7,13 @@ joined path must lie under the root: ``..``, absolute paths and URLs are refused
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
@@ -26,6 +29,30 @@ import pyarrow.parquet as pq
 from quadmix_assets.storage.keys import PathEscapeError, check_relpath, is_within
 
 PROVENANCE_KEY = b"quadmix"
+#: the mark in the name of every file or folder written aside (never read or listed as output)
+TMP_MARK = ".tmp-"
+COPY_BLOCK = 8 * 1024 * 1024
+_RENAME_EXCHANGE = 2
+_LIBC = None
+
+
+class StorageNotWritable(OSError):
+    """The storage root cannot be written (read-only, full, unreachable); the message names the root."""
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically with Linux ``renameat2(RENAME_EXCHANGE)``; False where unsupported."""
+    global _LIBC
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = getattr(_LIBC, "renameat2", None)
+        if fn is None:
+            return False
+        at_fdcwd = -100
+        return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+    except OSError:
+        return False
 
 
 def canonical_json(obj: Any) -> str:
@@ -90,7 +117,7 @@ class StorageRoot:
         out = []
         for p in self.fs.find(base):
             rel = p[len(root):] if p.startswith(root) else p
-            if rel.endswith(suffix) and ".tmp-" not in rel:
+            if rel.endswith(suffix) and TMP_MARK not in rel:
                 out.append(rel.lstrip("/"))
         return sorted(out)
 
@@ -100,7 +127,7 @@ class StorageRoot:
         final = self.path(relpath)
         parent = final.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+        tmp = f"{final}{TMP_MARK}{uuid.uuid4().hex}"
         try:
             yield tmp
             if self.is_local:
@@ -141,8 +168,105 @@ class StorageRoot:
         return self.write_bytes(relpath, buf.getvalue())
 
     def write_file(self, relpath: str, local_file: str | Path) -> str:
-        """Copy a local file (a trained model, say) into the root atomically."""
-        return self.write_bytes(relpath, Path(local_file).read_bytes())
+        """Copy a local file (a trained model, say) into the root atomically, block by block (never whole
+        in memory)."""
+        with open(local_file, "rb") as src:
+            return self.write_stream(relpath, src)
+
+    def write_stream(self, relpath: str, src) -> str:
+        """Copy a readable binary file object into the root atomically, block by block."""
+        with self._aside(relpath) as tmp:
+            with self.fs.open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, COPY_BLOCK)
+        return self.uri(relpath)
+
+    @contextmanager
+    def replace_dir(self, relpath: str):
+        """Write a whole folder aside and switch it in at the end: yields the relative path to write into.
+
+        Locally the new folder is swapped with the old one in one step (``renameat2(RENAME_EXCHANGE)``
+        where the kernel has it, else two renames with nothing half-written in between) and the old one is
+        removed; a failure leaves the old folder untouched. On object stores, which cannot rename a
+        folder, the old folder is removed first and the new files are written in place (readers see no
+        folder, or a folder without its ``manifest.json`` written last, never old files under a new one).
+        """
+        rel = relpath.strip("/")
+        if not self.is_local:
+            if self.fs.exists(self.path(rel)):
+                self.fs.rm(self.path(rel), recursive=True)
+            yield rel
+            return
+        staged_rel = f"{rel}{TMP_MARK}{uuid.uuid4().hex}"
+        staged, final = self.path(staged_rel), self.path(rel)
+        os.makedirs(staged, exist_ok=True)
+        try:
+            yield staged_rel
+            if os.path.isdir(final):
+                if not _exchange(staged, final):
+                    old = f"{final}{TMP_MARK}old-{uuid.uuid4().hex}"
+                    os.replace(final, old)
+                    os.replace(staged, final)
+                    staged = old
+                shutil.rmtree(staged, ignore_errors=True)  # the old folder now
+            else:
+                os.replace(staged, final)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+
+    # housekeeping --------------------------------------------------------------------------------
+    def temp_files(self) -> list[str]:
+        """Full paths of leftover ``*.tmp-*`` files and folders (from killed writers), outermost only."""
+        root = self.path("")
+        if not self.fs.exists(root):
+            return []
+        found = []
+        for p in sorted(self.fs.find(root, withdirs=True)):
+            name = p.rstrip("/").rsplit("/", 1)[-1]
+            if TMP_MARK in name and not any(p.startswith(f + "/") for f in found):
+                found.append(p)
+        return found
+
+    def clean_temp(self) -> list[str]:
+        """Remove leftover ``*.tmp-*`` files and folders; returns what was removed. Call it only when no
+        other writer is at work under this root (``quadmix run`` does, at start)."""
+        removed = []
+        for p in self.temp_files():
+            try:
+                self.fs.rm(p, recursive=True)
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+        return removed
+
+    def check_writable(self, min_free_bytes: int = 64 * 1024 * 1024) -> None:
+        """Raise :class:`StorageNotWritable` unless a file can be written, read back and removed under the
+        root (and, when local, ``min_free_bytes`` are free): a read-only or full storage is reported before
+        any work is done, not after minutes of model training."""
+        probe = f".quadmix-write-probe{TMP_MARK}{uuid.uuid4().hex}"
+        data = os.urandom(64 * 1024)
+        try:
+            self.fs.makedirs(self.path(""), exist_ok=True)
+            with self.fs.open(self.path(probe), "wb") as f:
+                f.write(data)
+            with self.fs.open(self.path(probe), "rb") as f:
+                ok = f.read() == data
+            self.fs.rm(self.path(probe))
+        except OSError as exc:
+            try:
+                if self.fs.exists(self.path(probe)):
+                    self.fs.rm(self.path(probe))
+            except OSError:
+                pass
+            raise StorageNotWritable(f"storage {self.url} is not writable: {type(exc).__name__}: {exc}") from exc
+        if not ok:
+            raise StorageNotWritable(f"storage {self.url}: a file written could not be read back unchanged")
+        if self.is_local:
+            free = shutil.disk_usage(self.path("")).free
+            if free < min_free_bytes:
+                raise StorageNotWritable(
+                    f"storage {self.url} has only {free / 2**20:.0f} MiB free (at least {min_free_bytes / 2**20:.0f} MiB needed)"
+                )
 
     # reads ---------------------------------------------------------------------------------------
     def read_parquet(self, relpath: str, columns: list[str] | None = None) -> pa.Table:

@@ -115,11 +115,12 @@ def test_same_inputs_same_bytes(demo_run, tmp_path, two_shard_corpus):
 
 def test_asset_checks_run_with_every_stage_and_pass(demo_run):
     settings, instance, summary, lines = demo_run
-    # per shard: documents + one per attribute (domain + each criterion); normaliser: 1; per mixture: 1
-    # per proxy run (a stacked group of mixtures, then the optimum alone): 1; regressor: 1; export: 1
+    # per shard: documents + one per attribute (domain + each criterion); normaliser: 2; per mixture: 2
+    # (scores cover the corpus, manifest valid); per proxy run (a stacked group of mixtures, then the
+    # optimum alone): 1; regressor: 1; export: 1
     n_mixtures = len(summary.mixtures_ok)
     group = settings.run_preset().proxy_group_size
     proxy_runs = -(-(n_mixtures - 1) // group) + 1
-    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 1 + n_mixtures + proxy_runs + 2, lines
+    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 2 + 2 * n_mixtures + proxy_runs + 2, lines
     errors = [f for f in summary.checks_failed if f.endswith("ERROR")]
     assert not errors, errors
