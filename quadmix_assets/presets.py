@@ -39,6 +39,7 @@ class Preset:
     tokenizer_vocab: int = 4096  # byte-level BPE vocabulary trained on the corpus
     tokenizer_train_docs: int = 4000  # corpus documents (seeded sample) the tokenizer is trained on
     target_examples: int | None = 128  # target-half examples per set scored per proxy (None: all)
+    objective_sets: tuple[str, ...] | None = None  # target sets whose mean loss is minimised (None: every set)
     regressor_valid_fraction: float = 0.2  # configs held out to judge the regressor
     regressor_min_spearman: float | None = 0.3  # blocking floor on the CV Spearman when no noise ceiling is measured
     regressor_ceiling_share: float | None = 0.5  # blocking: CV Spearman >= this share of the repeat Spearman (None: off)
@@ -79,8 +80,14 @@ PRESETS: dict[str, Preset] = {
         proxy_batch_size=16,
         target_examples=48,
         regressor_min_spearman=0.0,
-        search_rounds=3,
+        # the objective: the target sets whose proxy loss repeats across seeds (per-set repeat Spearman of
+        # proxy_noise on the bundled corpus, 16 configs x 2 seeds: copa 0.69, lambada 0.58, winogrande 0.38,
+        # siqa 0.37; every other set <= 0.30, piqa 0.05, triviaqa 0.04). On all 15 sets the loss repeated
+        # with Spearman 0.19 only: mostly noise for this 0.3M-parameter proxy (README, "Objective")
+        objective_sets=("copa", "lambada_openai", "siqa", "winogrande"),
+        search_rounds=2,
         round_size=16,
+        round_min_gain_noise=0.5,
     ),
     "paper": Preset(
         name="paper",

@@ -30,7 +30,7 @@ from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.mixing.catalog import load_spec, training_entries
-from quadmix_assets.proxy.runs import noise_subset, noise_summary, stored_loss, train_mixture_proxies
+from quadmix_assets.proxy.runs import noise_subset, noise_summary, per_set_repeatability, stored_loss, train_mixture_proxies
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.reporting.plots import loss_curves_png, png_markdown
 from quadmix_assets.storage import content_hash, layout
@@ -135,6 +135,10 @@ def proxy_noise(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
         if rec["target_loss"] is not None:
             repeats[key] = rec["target_loss"]
     summary = noise_summary(primary, repeats)
+    per_set = per_set_repeatability(
+        {k: storage.read_json(layout.proxy_run(k))["target_losses"] for k in subset},
+        {k: records[k]["target_losses"] for k in subset if records[k]["target_losses"]})
+    summary["per_set_repeat_spearman"] = per_set
     doc = summary | {"mixture_ids": subset, "primary": {k: primary[k] for k in subset}, "repeat": repeats,
                      "seeds": [int(preset.seed), int(run["config"].seed)],
                      "provenance": provenance(context, NOISE_VERSION, params={"n": preset.noise_repeats})}
@@ -150,6 +154,9 @@ def proxy_noise(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
             "reliability": summary.get("reliability", float("nan")),
             "train_seconds": float(scores.wall_s),
             "losses": MetadataValue.md(markdown_table(["mixture", "seed 1 loss", "seed 2 loss", "spread"], rows)),
+            "per_set_repeat_spearman": MetadataValue.md(markdown_table(
+                ["target set", "repeat Spearman", "in objective"],
+                [[k, f"{v:.3f}", "yes" if k in run["objective_sets"] else "no"] for k, v in sorted(per_set.items(), key=lambda t: -t[1])])),
         },
         data_version=DataVersion(content_hash({k: v for k, v in doc.items() if k != "provenance"})),
     )

@@ -19,7 +19,7 @@ from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.mixing import MixtureSpec
 from quadmix_assets.mixing.catalog import last_round, register_specs
-from quadmix_assets.proxy.optimise import document_table, propose_round, search, space_of, training_set
+from quadmix_assets.proxy.optimise import document_table, predict_arrays, propose_round, search, space_of, training_set
 from quadmix_assets.proxy.surrogate import Surrogate
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.storage import content_hash, layout
@@ -64,12 +64,18 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
     configs, predicted, info = propose_round(sur, docs, space_of(storage), n=preset.round_size,
                                              explore_share=preset.round_explore_share,
                                              pool=max(preset.round_size, min(preset.search_samples, 20_000)), seed=seed)
-    gain = best_measured - info["best_predicted_loss"]
+    # predicted gain, model against model: the prediction for the best measured config minus the best
+    # candidate's (a measured minimum is biased low by noise)
+    best_cfg = ts.specs[int(ts.y.argmin())].params
+    pred_best_measured = float(predict_arrays(sur, docs, {"alpha": best_cfg.alpha[None], "lam": best_cfg.lam[None],
+                                                          "omega": best_cfg.omega[None], "eta": best_cfg.eta[None],
+                                                          "eps": best_cfg.eps[None]})[0])
+    gain = pred_best_measured - info["best_predicted_loss"]
     noise_sd = noise.get("noise_sd")
     factor = preset.round_min_gain_noise
     if factor is not None and noise_sd is not None and gain < factor * noise_sd:
-        why = (f"predicted gain {gain:.4f} over the best measured loss {best_measured:.4f} is below {factor:g} x the proxy "
-               f"noise (SD {noise_sd:.4f}): no round {nxt}")
+        why = (f"predicted gain {gain:.4f} over the best measured config (predicted {pred_best_measured:.4f}, measured "
+               f"{best_measured:.4f}) is below {factor:g} x the proxy noise (SD {noise_sd:.4f}): no round {nxt}")
         return MaterializeResult(metadata={"round": current, "proposed": 0, "why": why}, data_version=DataVersion(f"rounds-{current}-stopped"))
     entries = []
     for i, (p, pred) in enumerate(zip(configs, predicted)):
@@ -84,6 +90,7 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
     return MaterializeResult(
         metadata={"path": MetadataValue.path(uri), "round": nxt, "proposed": len(entries),
                   "regressor_version": report["regressor_version"], "best_measured_loss": best_measured,
+                  "predicted_gain": gain,
                   "best_predicted_loss": info["best_predicted_loss"], "mixtures": MetadataValue.json([e["mixture_id"] for e in entries]),
                   "configs": MetadataValue.md(markdown_table(["mixture", "name", "kind", "predicted loss"], rows))},
         data_version=DataVersion(content_hash(entries)),

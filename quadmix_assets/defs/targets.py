@@ -31,13 +31,19 @@ TOKENIZER_VERSION = "proxy-tokenizer-v1"
 
 
 def objective_sets(settings: QuadmixSettings, available: list[str]) -> list[str]:
-    """The sets whose mean target-half loss the proxies minimise (default: all of them)."""
-    if not settings.objective_sets:
-        return sorted(available)
-    missing = sorted(set(settings.objective_sets) - set(available))
+    """The sets whose mean target-half loss the proxies minimise: the settings' ``objective_sets``, else the
+    preset's, else all of them. Sets the corpus's target data lacks are refused (settings) or skipped
+    (a preset's default list)."""
+    chosen = settings.objective_sets
+    if not chosen:
+        preset_sets = settings.run_preset().objective_sets
+        chosen = [s for s in (preset_sets or ()) if s in available]
+        if not chosen:
+            return sorted(available)
+    missing = sorted(set(chosen) - set(available))
     if missing:
         raise ValueError(f"objective_sets {missing} are not target sets; available: {sorted(available)}")
-    return sorted(settings.objective_sets)
+    return sorted(chosen)
 
 
 @asset(

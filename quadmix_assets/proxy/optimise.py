@@ -26,7 +26,7 @@ from quadmix_assets.storage import StorageRoot, layout
 
 from .features import DocumentTable, arrays_config, feature_names, mixture_features, mixture_features_parallel
 from .parallel import default_workers
-from .runs import stored_loss
+from .runs import current_objective, stored_loss
 from .surrogate import Surrogate, select_surrogate
 
 
@@ -41,8 +41,9 @@ class TrainingSet:
 def training_set(storage: StorageRoot, up_to_round: int | None = None) -> TrainingSet:
     specs, rounds, y = [], [], []
     left_out = {"no_finished_proxy": 0}
+    objective = current_objective(storage)
     for d in training_entries(storage, up_to_round):
-        loss = stored_loss(storage, d["mixture_id"])
+        loss = stored_loss(storage, d["mixture_id"], objective=objective)
         if loss is None:
             left_out["no_finished_proxy"] += 1
             continue
@@ -83,7 +84,8 @@ def fit(storage: StorageRoot, preset, ts: TrainingSet) -> tuple[Surrogate, Docum
     raw = np.stack([p.to_vector() for p in params])
     stats = mixture_features(docs, params)
     sur = select_surrogate(raw, stats, ts.y, raw_names=QuadMixParams.feature_names(docs.n_domains, docs.n_criteria),
-                           stats_names=feature_names(docs.n_domains, criteria, dnames), folds=preset.regressor_cv_folds,
+                           stats_names=feature_names(docs.n_domains, criteria, dnames), n_criteria=docs.n_criteria,
+                           folds=preset.regressor_cv_folds,
                            repeats=preset.regressor_cv_repeats, seed=preset.seed)
     return sur, docs
 

@@ -127,22 +127,43 @@ def train_mixture_proxies(storage: StorageRoot, keys: list[str], preset, *, repe
     return records, scores, run
 
 
-def stored_loss(storage: StorageRoot, mixture_id: str, repeat: int = 0) -> float | None:
-    """The stored target loss of a mixture's proxy (repeat 0: proxy_run), or None when it has none that
-    is finished, finite and trained on the current manifest."""
+def current_objective(storage: StorageRoot) -> list[str]:
+    return list(storage.read_json(layout.target_card())["objective_sets"])
+
+
+def stored_loss(storage: StorageRoot, mixture_id: str, repeat: int = 0, objective: list[str] | None = None) -> float | None:
+    """The target loss of a mixture's stored proxy (repeat 0: proxy_run) under the current objective (the
+    mean of its per-set losses over the target card's objective sets, so a changed objective needs no
+    retraining), or None when it has no finished, finite proxy trained on the current manifest."""
     rel = layout.proxy_run(mixture_id) if repeat == 0 else layout.proxy_repeat(mixture_id, repeat)
     if not storage.exists(rel) or not storage.exists(layout.mixture_manifest(mixture_id)):
         return None
     run = storage.read_json(rel)
     if run.get("manifest_version") != manifest_version(storage, mixture_id):
         return None
-    v = run.get("target_loss")
-    return float(v) if run.get("status") == "ok" and v is not None and math.isfinite(v) else None
+    if run.get("status") != "ok" or not run.get("target_losses"):
+        return None
+    sets = objective if objective is not None else current_objective(storage)
+    if any(s not in run["target_losses"] for s in sets):
+        return None
+    v = objective_loss(run["target_losses"], sets)
+    return v if math.isfinite(v) else None
 
 
 def noise_subset(ids: list[str], n: int, seed: int) -> list[str]:
     """A seeded choice of ``n`` mixture ids (order-free: ranked by a hash of (seed, id))."""
     return sorted(ids, key=lambda i: content_hash({"seed": int(seed), "id": i}))[: int(n)]
+
+
+def per_set_repeatability(primary_sets: dict[str, dict[str, float]], repeat_sets: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Repeat Spearman of each target set's loss (same configs, two seeds): which sets carry signal."""
+    from scipy.stats import spearmanr
+
+    ids = sorted(set(primary_sets) & set(repeat_sets))
+    if len(ids) < 3:
+        return {}
+    sets = sorted(primary_sets[ids[0]])
+    return {s: float(spearmanr([primary_sets[i][s] for i in ids], [repeat_sets[i][s] for i in ids]).statistic) for s in sets}
 
 
 def noise_summary(primary: dict[str, float], repeats: dict[str, float]) -> dict:
@@ -158,7 +179,7 @@ def noise_summary(primary: dict[str, float], repeats: dict[str, float]) -> dict:
     rho = float(spearmanr(a, b).statistic)
     diff = a - b
     noise_var = float(np.var(diff, ddof=1) / 2)
-    total_var = float(np.var(np.concatenate([a, b]), ddof=1))
+    total_var = float((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)  # across configs, within a seed
     return {"n": len(ids), "repeat_spearman": rho, "repeat_pearson": float(np.corrcoef(a, b)[0, 1]),
             "noise_sd": math.sqrt(noise_var), "loss_sd_across_configs": math.sqrt(total_var),
             "reliability": 1.0 - noise_var / total_var if total_var > 0 else float("nan"),

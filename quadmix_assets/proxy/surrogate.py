@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import spearmanr
 
-FEATURE_SETS = ("raw", "stats", "raw+stats")
+FEATURE_SETS = ("raw", "stats", "raw+stats", "quality", "compact")
 
 
 def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,14 +157,25 @@ class LGBMModel:
 
 MODELS = {m.name: m for m in (RidgeModel, GPModel, LGBMModel)}
 # (model, feature set) pairs scored by select_surrogate; the paper's choice (lgbm on raw numbers) included
-CANDIDATES = (("ridge", "stats"), ("gp", "stats"), ("lgbm", "stats"), ("ridge", "raw+stats"), ("lgbm", "raw"))
+CANDIDATES = (("ridge", "quality"), ("ridge", "compact"), ("gp", "compact"), ("ridge", "stats"), ("gp", "stats"),
+              ("lgbm", "stats"), ("ridge", "raw+stats"), ("lgbm", "raw"))
 
 
-def feature_matrix(feature_set: str, raw: np.ndarray, stats: np.ndarray) -> np.ndarray:
+def _stats_columns(feature_set: str, n_stats: int, n_criteria: int) -> slice:
+    """``quality``: the N per-criterion quality means; ``compact``: those and the 3 size statistics (the
+    last N + 3 columns of the statistics, after the M domain shares)."""
+    return slice(n_stats - 3 - n_criteria, n_stats - 3) if feature_set == "quality" else slice(n_stats - 3 - n_criteria, n_stats)
+
+
+def feature_matrix(feature_set: str, raw: np.ndarray, stats: np.ndarray, n_criteria: int | None = None) -> np.ndarray:
     if feature_set == "raw":
         return raw
     if feature_set == "stats":
         return stats
+    if feature_set in ("quality", "compact"):
+        if n_criteria is None:
+            raise ValueError(f"feature set {feature_set!r} needs the number of criteria")
+        return stats[:, _stats_columns(feature_set, stats.shape[1], n_criteria)]
     if feature_set == "raw+stats":
         return np.concatenate([raw, stats], axis=1)
     raise ValueError(f"unknown feature set {feature_set!r}; choose one of {FEATURE_SETS}")
@@ -179,18 +190,20 @@ class Surrogate:
     model: object
     feature_names: list[str]
     report: dict = field(default_factory=dict)
+    n_criteria: int | None = None
 
     def predict(self, raw: np.ndarray, stats: np.ndarray) -> np.ndarray:
-        return self.model.predict(feature_matrix(self.feature_set, raw, stats))
+        return self.model.predict(feature_matrix(self.feature_set, raw, stats, self.n_criteria))
 
     def to_json(self) -> str:
         return json.dumps({"model": self.model_name, "feature_set": self.feature_set, "feature_names": self.feature_names,
-                           "state": self.model.to_json(), "report": self.report}, sort_keys=True)
+                           "n_criteria": self.n_criteria, "state": self.model.to_json(), "report": self.report}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Surrogate":
         d = json.loads(text)
-        return cls(d["model"], d["feature_set"], MODELS[d["model"]](d["state"]), d["feature_names"], d.get("report", {}))
+        return cls(d["model"], d["feature_set"], MODELS[d["model"]](d["state"]), d["feature_names"], d.get("report", {}),
+                   d.get("n_criteria"))
 
 
 def _spearman(a, b) -> float:
@@ -223,18 +236,22 @@ def repeated_cv(model_name: str, X: np.ndarray, y: np.ndarray, *, folds: int = 5
 
 
 def select_surrogate(raw: np.ndarray, stats: np.ndarray, y: np.ndarray, *, raw_names: list[str], stats_names: list[str],
-                     candidates=CANDIDATES, folds: int = 5, repeats: int = 5, seed: int = 0) -> Surrogate:
+                     n_criteria: int, candidates=CANDIDATES, folds: int = 5, repeats: int = 5, seed: int = 0) -> Surrogate:
     """Score every (model, feature set) candidate by repeated K-fold CV Spearman, refit the best on all
     points. The report lists every candidate's scores and the choice."""
     y = np.asarray(y, np.float64)
     scores = {}
     for model_name, fs in candidates:
-        scores[f"{model_name}/{fs}"] = repeated_cv(model_name, feature_matrix(fs, raw, stats), y, folds=folds,
+        scores[f"{model_name}/{fs}"] = repeated_cv(model_name, feature_matrix(fs, raw, stats, n_criteria), y, folds=folds,
                                                    repeats=repeats, seed=seed)
     key = max(scores, key=lambda k: (np.nan_to_num(scores[k]["cv_spearman"], nan=-2.0), -list(scores).index(k)))
     model_name, fs = key.split("/")
-    names = {"raw": raw_names, "stats": stats_names, "raw+stats": raw_names + stats_names}[fs]
-    model = MODELS[model_name]().fit(feature_matrix(fs, raw, stats), y, seed=seed)
+    if fs in ("quality", "compact"):
+        names = stats_names[_stats_columns(fs, len(stats_names), n_criteria)]
+    else:
+        names = {"raw": raw_names, "stats": stats_names, "raw+stats": raw_names + stats_names}[fs]
+    model = MODELS[model_name]().fit(feature_matrix(fs, raw, stats, n_criteria), y, seed=seed)
     report = {"chosen": key, "candidates": scores, **scores[key], "n": int(len(y)),
+              "selection_note": f"best of {len(scores)} candidates by the same CV: its score is slightly optimistic",
               "importance": dict(sorted(model.importance(names).items(), key=lambda t: -t[1])[:15])}
-    return Surrogate(model_name, fs, model, names, report)
+    return Surrogate(model_name, fs, model, names, report, n_criteria)

@@ -32,7 +32,7 @@ def test_every_model_saves_to_json_and_predicts_the_same(name):
 
 def test_selection_finds_the_signal_and_round_trips():
     raw, stats, y = _data()
-    sur = select_surrogate(raw, stats, y, raw_names=[f"r{i}" for i in range(30)], stats_names=[f"s{i}" for i in range(6)],
+    sur = select_surrogate(raw, stats, y, raw_names=[f"r{i}" for i in range(30)], stats_names=[f"s{i}" for i in range(6)], n_criteria=2,
                            repeats=2, seed=0)
     assert "stats" in sur.feature_set and sur.report["cv_spearman"] > 0.8
     assert sur.report["candidates"]["lgbm/raw"]["cv_spearman"] < 0.4  # the raw numbers carry no signal here
