@@ -20,6 +20,7 @@ from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.mixing import MixtureSpec
 from quadmix_assets.mixing.catalog import last_round, register_specs
 from quadmix_assets.proxy.optimise import document_table, predict_arrays, propose_round, search, space_of, training_set
+from quadmix_assets.proxy.features import config_arrays
 from quadmix_assets.proxy.surrogate import Surrogate
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.storage import content_hash, layout
@@ -67,9 +68,7 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
     # predicted gain, model against model: the prediction for the best measured config minus the best
     # candidate's (a measured minimum is biased low by noise)
     best_cfg = ts.specs[int(ts.y.argmin())].params
-    pred_best_measured = float(predict_arrays(sur, docs, {"alpha": best_cfg.alpha[None], "lam": best_cfg.lam[None],
-                                                          "omega": best_cfg.omega[None], "eta": best_cfg.eta[None],
-                                                          "eps": best_cfg.eps[None]})[0])
+    pred_best_measured = float(predict_arrays(sur, docs, config_arrays([best_cfg]))[0])
     gain = pred_best_measured - info["best_predicted_loss"]
     noise_sd = noise.get("noise_sd")
     factor = preset.round_min_gain_noise

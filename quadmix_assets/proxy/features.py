@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quadmix_assets.method import ParamSpace, QuadMixParams
+from quadmix_assets.method import QuadMixParams
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def feature_names(n_domains: int, criteria: list[str] | tuple[str, ...], domain_
             + ["log_tokens", "log_documents", "repeat_share"])
 
 
-def _params_arrays(configs) -> dict[str, np.ndarray]:
+def config_arrays(configs) -> dict[str, np.ndarray]:
     if isinstance(configs, dict):
         return {k: np.asarray(v, dtype=np.float64) for k, v in configs.items()}
     configs = list(configs)
@@ -110,7 +110,7 @@ def mixture_features(docs: DocumentTable, configs, *, batch: int = 256) -> np.nd
     """``(C, M + N + 3)`` mixture statistics (see the module docstring) of C configs: a list of
     :class:`QuadMixParams` or :meth:`ParamSpace.sample_arrays`-style arrays. Batched over configs,
     accumulated domain block by domain block (memory: a few (batch, largest domain) arrays)."""
-    arrays = _params_arrays(configs)
+    arrays = config_arrays(configs)
     C = arrays["alpha"].shape[0]
     M, N = docs.n_domains, docs.n_criteria
     out = np.empty((C, M + N + 3))
@@ -138,7 +138,7 @@ def mixture_features(docs: DocumentTable, configs, *, batch: int = 256) -> np.nd
 def mixture_features_parallel(docs: DocumentTable, configs, *, workers: int = 1, min_per_worker: int = 5000) -> np.ndarray:
     """:func:`mixture_features` split over ``workers`` processes (same numbers: every config's row is
     computed independently); one process below ``min_per_worker`` configs per worker."""
-    arrays = _params_arrays(configs)
+    arrays = config_arrays(configs)
     C = arrays["alpha"].shape[0]
     workers = max(1, min(int(workers), C // max(1, min_per_worker)))
     if workers == 1:
@@ -151,11 +151,6 @@ def mixture_features_parallel(docs: DocumentTable, configs, *, workers: int = 1,
         parts = [pool.submit(mixture_features, docs, {k: v[lo:hi] for k, v in arrays.items()})
                  for lo, hi in zip(bounds[:-1], bounds[1:])]
         return np.concatenate([f.result() for f in parts])
-
-
-def space_candidates(space: ParamSpace, n: int, seed: int) -> dict[str, np.ndarray]:
-    """``n`` fresh configs of ``space`` as arrays (the search's candidates)."""
-    return space.sample_arrays(n, seed)
 
 
 def arrays_config(arrays: dict[str, np.ndarray], i: int) -> QuadMixParams:

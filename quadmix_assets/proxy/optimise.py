@@ -24,7 +24,7 @@ from quadmix_assets.mixing import MixtureSpec
 from quadmix_assets.mixing.catalog import configs_doc, document_features, training_entries
 from quadmix_assets.storage import StorageRoot, layout
 
-from .features import DocumentTable, arrays_config, feature_names, mixture_features, mixture_features_parallel
+from .features import DocumentTable, arrays_config, config_arrays, feature_names, mixture_features, mixture_features_parallel
 from .parallel import default_workers
 from .runs import current_objective, stored_loss
 from .surrogate import Surrogate, select_surrogate
@@ -70,12 +70,6 @@ def document_table(storage: StorageRoot, max_docs: int | None, seed: int) -> tup
                                max_docs=max_docs, seed=seed)
     names = storage.read_json(layout.model_card("domain_classifier")).get("domain_names")
     return docs, criteria, list(names) if names and len(names) == space["n_domains"] else None
-
-
-def _arrays(configs: list[QuadMixParams]) -> dict[str, np.ndarray]:
-    return {"alpha": np.stack([c.alpha for c in configs]), "lam": np.stack([c.lam for c in configs]),
-            "omega": np.stack([c.omega for c in configs]), "eta": np.stack([c.eta for c in configs]),
-            "eps": np.stack([c.eps for c in configs])}
 
 
 def fit(storage: StorageRoot, preset, ts: TrainingSet) -> tuple[Surrogate, DocumentTable]:
@@ -144,7 +138,7 @@ def search(sur: Surrogate, docs: DocumentTable, space: ParamSpace, *, n: int, to
     pred = predict_arrays(sur, docs, arrays)
     top = np.argsort(pred, kind="stable")[:top_k]
     best = QuadMixParams.mean([arrays_config(arrays, int(i)) for i in top])
-    pred_best = float(predict_arrays(sur, docs, _arrays([best]))[0])
+    pred_best = float(predict_arrays(sur, docs, config_arrays([best]))[0])
     return best, {"top_predicted_losses": [float(pred[i]) for i in top], "n": int(n), "seed": int(seed), "top_k": int(top_k),
                   "predicted_loss_of_mean": pred_best, "median_predicted_loss": float(np.median(pred))}
 
