@@ -14,9 +14,10 @@ second one does: the noise ceiling of any regressor), the CPU-seconds the varian
   at the preset's budget: the reference;
 * ``stream``: the previous sampler (whole documents in shuffled order until the budget is full) at the
   same budget: the baseline;
-* ``windows-half`` / ``windows-double``: half and twice the optimiser steps;
-and, re-scored from the same runs (no extra training), target-set choices: every set (the default
-objective) vs. the sets named by ``--subset``.
+* ``windows-half`` / ``windows-double``: half and twice the optimiser steps (token budget);
+* ``windows-narrow`` / ``windows-wide``: half and twice the model width (d_model and d_ff), same budget;
+and, re-scored from the same runs (no extra training), target-set choices: every set vs. the sets named by
+``--subset`` (default: the run preset's ``objective_sets``, the pipeline's objective).
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def main() -> None:
     ap.add_argument("--storage", required=True)
     ap.add_argument("--configs", type=int, default=12)
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--subset", default="copa,lambada_openai,piqa,winogrande")
-    ap.add_argument("--variants", default="windows,stream,windows-half,windows-double")
+    ap.add_argument("--subset", default=None, help="comma-separated target sets (default: the preset's objective_sets)")
+    ap.add_argument("--variants", default="windows,stream,windows-half,windows-double,windows-narrow,windows-wide")
     a = ap.parse_args()
     storage = StorageRoot(a.storage)
     preset = run_preset(storage)
@@ -64,17 +65,21 @@ def main() -> None:
     base = run_proxy_config(preset, card["vocab_size"])
     seqs, tcard = target_token_seqs(storage, tokenizer, preset)
     sets = sorted(seqs)
-    subset = [s for s in a.subset.split(",") if s in seqs]
+    wanted = a.subset.split(",") if a.subset else list(preset.objective_sets or ())
+    subset = [s for s in wanted if s in seqs]
     keys = noise_subset([d["mixture_id"] for d in training_entries(storage, up_to_round=1)], a.configs, preset.seed + 99)
     texts = ShardTexts(storage, max_shards=64)
     manifests = {k: storage.read_parquet(layout.mixture_manifest(k), columns=["id", "shard", "row", "n_tokens", "copies"])
                  for k in keys}
-    steps = {"windows": base.steps, "stream": base.steps, "windows-half": base.steps // 2, "windows-double": base.steps * 2}
+    variants = {"windows": base, "stream": base, "windows-half": replace(base, steps=base.steps // 2),
+                "windows-double": replace(base, steps=base.steps * 2),
+                "windows-narrow": replace(base, d_model=base.d_model // 2, d_ff=base.d_ff // 2),
+                "windows-wide": replace(base, d_model=base.d_model * 2, d_ff=base.d_ff * 2)}
     results = {}
     print(f"{len(keys)} drawn configs of {a.storage}, proxy {preset.proxy_model} ({base.n_layers} layers, d_model "
           f"{base.d_model}), {len(sets)} target sets; two seeds per config and variant")
     for variant in a.variants.split(","):
-        cfg = replace(base, steps=steps[variant])
+        cfg = variants[variant]
         n_seqs = cfg.steps * cfg.batch_size
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         losses = []
@@ -94,18 +99,18 @@ def main() -> None:
                                  group_size=preset.proxy_group_size, workers=a.workers)
             losses.append(sc.set_losses)
         cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
-        for choice, names in (("all sets", sets), ("subset", subset)):
+        for choice, names in (("all sets", sets), ("subset", subset)) if subset else (("all sets", sets),):
             l0 = np.mean([losses[0][s] for s in names], axis=0)
             l1 = np.mean([losses[1][s] for s in names], axis=0)
             rho = float(spearmanr(l0, l1).statistic)
             results[(variant, choice)] = (rho, cpu, wall, cfg.steps * cfg.batch_size * (cfg.seq_len + 1))
     ref = results.get(("stream", "all sets"))
-    print(f"\n| variant | target sets | tokens per proxy | repeat Spearman | CPU s | wall s | rho per CPU-hour | vs stream |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| variant | d_model | target sets | tokens per proxy | repeat Spearman | CPU s | wall s | rho per CPU-hour | vs stream |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (variant, choice), (rho, cpu, wall, tok) in results.items():
         per = rho / cpu * 3600
         vs = f"{rho / ref[0]:.2f}x rho" if ref and ref[0] > 0 and choice == "all sets" else "-"
-        print(f"| {variant} | {choice if choice == 'all sets' else ','.join(subset)} | {tok:,} | {rho:.3f} | {cpu:.0f} | {wall:.0f} | {per:.2f} | {vs} |")
+        print(f"| {variant} | {variants[variant].d_model} | {choice if choice == 'all sets' else ','.join(subset)} | {tok:,} | {rho:.3f} | {cpu:.0f} | {wall:.0f} | {per:.2f} | {vs} |")
 
 
 if __name__ == "__main__":
