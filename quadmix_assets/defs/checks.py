@@ -16,6 +16,7 @@ from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
 from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.mixing.catalog import duplicate_rows
 from quadmix_assets.scoring.criteria import CRITERIA, SCORE_RANGES, attribute_name
 from quadmix_assets.storage import StorageRoot, layout
 
@@ -135,7 +136,8 @@ def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: Quadmix
 @asset_check(
     asset=mixture_manifest,
     partitions_def=mixtures_partitions,
-    description="Copies >= 1, rows point at the right documents, the mixture is not empty; warns when a "
+    description="Copies >= 1, rows point at the right documents (never at a quarantined cross-shard text "
+    "duplicate), the mixture is not empty; warns when a "
     "corpus domain gets no tokens at all.",
 )
 def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
@@ -148,6 +150,10 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
         ids = storage.read_parquet(layout.documents(shard), columns=["id"])["id"]
         pointers_ok &= ids.take(sel["row"]).equals(sel["id"])
     tokens = int(pc.sum(pc.multiply(m["n_tokens"], m["copies"].cast("int64"))).as_py() or 0)
+    used = storage.provenance(layout.mixture_scores(context.partition_key)).get("inputs", {}).get("shard_fingerprints", {})
+    left_out = {(s, int(r)) for s, rows in duplicate_rows(storage, sorted(used)).items() for r in rows}
+    duplicates_drawn = sum(1 for s, r in zip(m["shard"].to_pylist(), m["row"].to_pylist()) if (s, int(r)) in left_out)
+    pointers_ok &= duplicates_drawn == 0
     scores = storage.read_parquet(layout.mixture_scores(context.partition_key), columns=["domain"])
     corpus_domains = set(pc.unique(scores["domain"]).to_pylist())
     mixture_domains = set(pc.unique(m["domain"]).to_pylist())
@@ -160,6 +166,7 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
             "tokens": tokens,
             "copies_at_least_one": copies_ok,
             "rows_point_at_ids": bool(pointers_ok),
+            "quarantined_duplicates_drawn": duplicates_drawn,
             "domains_in_corpus": len(corpus_domains),
             "domains_in_mixture": len(mixture_domains),
             "domains_without_tokens": uncovered,
