@@ -1,6 +1,7 @@
 """Stage 7: a mixture written for large-scale training (any mixture partition; the runner exports the
-search optimum): Parquet text shards with copies expanded, a tokenized flat binary with its index, and a
-manifest naming every input. The export is written into a new folder beside the old one and switched in at
+search optimum): Parquet text shards with copies expanded, a Megatron-LM indexed dataset (``tokens.bin`` +
+``tokens.idx``) tokenized with the configured Hugging Face tokenizer (``export_tokenizer``; default the
+proxies' own), and a manifest naming every input. The export is written into a new folder beside the old one and switched in at
 the end (``StorageRoot.replace_dir``); ``manifest.json`` goes last, so an export folder with a manifest is
 complete. Only shards whose documents are still the ones the mixture was drawn from are exported."""
 
@@ -21,11 +22,11 @@ from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.targets import proxy_tokenizer
 from quadmix_assets.proxy.optimise import measured_rank
 from quadmix_assets.proxy.runs import load_proxy_tokenizer
-from quadmix_assets.export import export_mixture
+from quadmix_assets.export import as_export_tokenizer, export_mixture, load_export_tokenizer
 from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
-EXPORT_VERSION = "mixture-export-v1"
+EXPORT_VERSION = "mixture-export-v2"  # v2: Megatron tokens.bin + tokens.idx, any HF tokenizer
 SELECTED_AS_TAG = "quadmix/selected_as"
 
 
@@ -36,8 +37,9 @@ SELECTED_AS_TAG = "quadmix/selected_as"
     code_version=EXPORT_VERSION,
     deps=[mixture_manifest, proxy_tokenizer],
     kinds={"parquet"},
-    description="Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), tokens.bin "
-    "(uint16/uint32 by vocabulary) + index.npy offsets, and manifest.json naming every input.",
+    description="Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), a Megatron-LM "
+    "indexed dataset tokens.bin + tokens.idx (any Hugging Face tokenizer: `export_tokenizer`), and "
+    "manifest.json naming every input.",
 )
 def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
@@ -45,7 +47,7 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
     spec, configs = load_spec(storage, key)
     manifest_path = layout.mixture_manifest(key)
     manifest = storage.read_parquet(manifest_path, columns=["id", "shard", "row", "copies"])
-    tokenizer, tok_card = load_proxy_tokenizer(storage)
+    tokenizer, tok_card = _export_tokenizer(settings, storage)
     seed = f"export:{key}:{configs['preset']['seed']}"
     folder = layout.export_dir(key)
     shards = sorted(set(manifest["shard"].to_pylist()))
@@ -74,9 +76,25 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "text_parts": len(summary.text_parts),
             "bytes": sum(f["bytes"] for f in summary.files.values()),
             "tokenizer_version": tok_card["version"],
+            "tokenizer": tok_card["source"],
+            "format": "Megatron-LM indexed dataset (tokens.bin + tokens.idx) + Parquet text",
         },
         data_version=DataVersion(content_hash(doc)),
     )
+
+
+def _export_tokenizer(settings: QuadmixSettings, storage):
+    """The configured export tokenizer, or the proxies' own (keeping its version, so the export names the
+    same tokenizer the proxies were trained with)."""
+    if settings.export_tokenizer:
+        try:
+            tok = load_export_tokenizer(settings.export_tokenizer)
+        except (ValueError, OSError) as exc:
+            raise Failure(description=f"the export tokenizer cannot be loaded: {exc}", allow_retries=False) from exc
+        return tok, tok.card()
+    proxy_tok, card = load_proxy_tokenizer(storage)
+    tok = as_export_tokenizer(proxy_tok, f"proxy_tokenizer {card['source']}", version=card["version"])
+    return tok, tok.card()
 
 
 def _check_shards_current(context, settings: QuadmixSettings, key: str, shards: list[str]) -> None:
@@ -116,7 +134,7 @@ def _export_doc(context, storage, key, spec, summary, seed, manifest_path, shard
             "mixture_manifest": {"path": manifest_path, "sha256": storage.file_sha256(manifest_path),
                                  "provenance": storage.provenance(manifest_path)},
             "documents": {s: storage.provenance(layout.documents(s)).get("inputs", {}) for s in shards},
-            "tokenizer": {"version": tok_card["version"], "vocab_size": tok_card["vocab_size"], "source": tok_card["source"]},
+            "tokenizer": tok_card,
         },
         "provenance": provenance(context, EXPORT_VERSION, params={"order_seed": seed}),
     }

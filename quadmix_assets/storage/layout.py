@@ -103,7 +103,7 @@ def search_result() -> str:
 
 
 def export_dir(mixture_id: str) -> str:
-    """Training-ready export of one mixture: text/part-*.parquet, tokens.bin, index.npy, manifest.json."""
+    """Training-ready export of one mixture: text/part-*.parquet, tokens.bin + tokens.idx (Megatron), manifest.json."""
     return f"exports/{check_key(mixture_id, 'export')}"
 
 
