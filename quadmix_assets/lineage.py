@@ -525,7 +525,9 @@ def _stale(e: dict[str, Any]) -> str:
     return "  [newer version exists]" if e.get("stale") else ""
 
 
-def _lines(story: dict[str, Any], md: bool) -> list[str]:
+def _lines(story: dict[str, Any], md: bool, known_at: str | None = None) -> list[str]:
+    """The story's lines; with ``known_at`` (a mixture asset's name) only what that stage knows: its inputs
+    and the mixture assets before it, never itself or a later stage (they record their own part)."""
     h = (lambda t: f"**{t}**") if md else (lambda t: f"{t}:")
     bullet = "- " if md else "  "
     out = []
@@ -608,11 +610,20 @@ def _lines(story: dict[str, Any], md: bool) -> list[str]:
     if md:
         out.append("")
     for name, e in story["mixture_assets"].items():
+        if known_at is not None and name == known_at:
+            break  # this stage and the ones after it record their own part
         if e is None:
             out.append(f"{bullet}{name}: not materialized")
         else:
             pics = f", pictures: {', '.join(e['pictures'])}" if e.get("pictures") else ""
             out.append(f"{bullet}{name}: data version {_short(e.get('data_version'))}, run {e['run_id'][:8]}, {e.get('time')}{pics}")
+    if known_at is not None:
+        if md:
+            out.append("")
+        out.append(f"Recorded by {known_at}, with what it knew then. The proxy, regressor, search and export "
+                   f"stages record their own part in their materializations; `quadmix lineage {story['mixture_id']}` "
+                   "reads the whole story live.")
+        return out
     p = story.get("proxy")
     if md:
         out.append("")
@@ -643,9 +654,10 @@ def lineage_text(story: dict[str, Any]) -> str:
     return "\n".join(_lines(story, md=False)) + "\n"
 
 
-def lineage_markdown(story: dict[str, Any]) -> str:
-    """The story as markdown (what a mixture's metadata shows in the UI)."""
-    return "\n".join(_lines(story, md=True)) + "\n"
+def lineage_markdown(story: dict[str, Any], known_at: str | None = None) -> str:
+    """The story as markdown (what a mixture's metadata shows in the UI); ``known_at``: only the part the
+    named stage knows when it is materialized (see :func:`_lines`)."""
+    return "\n".join(_lines(story, md=True, known_at=known_at)) + "\n"
 
 
 def shard_lineage_text(shard: str, rows: list[dict[str, Any]]) -> str:

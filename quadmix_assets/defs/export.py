@@ -23,6 +23,7 @@ from quadmix_assets.defs.targets import proxy_tokenizer
 from quadmix_assets.proxy.optimise import measured_rank
 from quadmix_assets.proxy.runs import load_proxy_tokenizer
 from quadmix_assets.export import as_export_tokenizer, export_mixture, load_export_tokenizer
+from quadmix_assets.reporting.numbers import fmt_num
 from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
@@ -78,8 +79,25 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "tokenizer_version": tok_card["version"],
             "tokenizer": tok_card["source"],
             "format": "Megatron-LM indexed dataset (tokens.bin + tokens.idx) + Parquet text",
+            "lineage": MetadataValue.md(_export_lineage(doc)),
         },
         data_version=DataVersion(content_hash(doc)),
+    )
+
+
+def _export_lineage(doc: dict) -> str:
+    """This stage's part of a mixture's story: what was exported, from which manifest, why, with what."""
+    rank = doc.get("measured_rank") or {}
+    tok = doc["inputs"]["tokenizer"]
+    loss = rank.get("loss") if isinstance(rank, dict) else None
+    where = f", measured rank {rank.get('rank')} of {rank.get('of')}" if isinstance(rank, dict) and rank.get("rank") else ""
+    return (
+        f"**Export** of mixture {doc['mixture_id']} {doc['name']!r} ({doc['origin']}), selected as {doc['selected_as']}"
+        f"{where}; proxy target loss {fmt_num(loss)}\n\n"
+        f"- from the manifest with sha256 {doc['inputs']['mixture_manifest']['sha256'][:16]}: {doc['documents']:,} documents, "
+        f"{doc['occurrences']:,} occurrences, {doc['tokens']:,} tokens ({doc['token_dtype']})\n"
+        f"- tokenizer {tok['source']} (version {tok['version']}, vocabulary {tok['vocab_size']:,}, end of document {tok['eos_id']})\n"
+        f"- Megatron `{doc['tokens_prefix']}.bin` + `{doc['tokens_prefix']}.idx`, Parquet text in {len(doc['text_parts'])} part(s)\n"
     )
 
 

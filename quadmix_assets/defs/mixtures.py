@@ -202,7 +202,8 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
             graph = context.repository_def.asset_graph
         except Exception:  # noqa: BLE001 - no repository on in-process runs: the lineage module builds the graph
             graph = None
-        md["lineage"] = MetadataValue.md(lineage_markdown(mixture_lineage(context.instance, spec.mixture_id, asset_graph=graph)))
+        story = mixture_lineage(context.instance, spec.mixture_id, asset_graph=graph)
+        md["lineage"] = MetadataValue.md(lineage_markdown(story, known_at="mixture_manifest"))
     except Exception as exc:  # noqa: BLE001 - the story is informative; it never fails the manifest
         context.log.warning(f"lineage not recorded: {type(exc).__name__}: {exc}")
     return md
