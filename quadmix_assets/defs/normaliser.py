@@ -71,7 +71,9 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
     per_shard = {}
     for k in shards:  # one shard's text at a time: only 32-byte digests are held
         t = storage.read_parquet(layout.documents(k), columns=["id", "text"])
-        per_shard[k] = (t["id"].to_pylist(), text_digests(t["text"].to_pylist()))
+        step = 65_536  # Python strings for a slice at a time
+        digests = [text_digests(t["text"].slice(i, step).to_pylist()) for i in range(0, t.num_rows, step)]
+        per_shard[k] = (t["id"].to_pylist(), np.concatenate(digests) if digests else text_digests([]))
     dup_table = text_duplicates(per_shard)
     sizes = {k: len(v[0]) for k, v in per_shard.items()}
     del per_shard
