@@ -42,6 +42,8 @@ DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
 _POINTER_TAG = "dagster/input_event_pointer/"
 MIXTURES = "mixtures"
+EXPORTS = "exports"  # the export's own partition set: the keys of the mixtures promoted for export
+MIXTURE_SETS = (MIXTURES, EXPORTS)
 SHARDS = "shards"
 MODELS_GROUP = "models"
 NORMALISE_GROUP = "normalise"
@@ -192,7 +194,7 @@ def _ancestors(graph: Any, key: AssetKey) -> set[AssetKey]:
 def _mixture_asset_keys(graph: Any) -> list[AssetKey]:
     topo = graph.toposorted_asset_keys
     topo = topo() if callable(topo) else topo
-    return [k for k in topo if graph.has(k) and _partitions_name(graph.get(k)) == MIXTURES]
+    return [k for k in topo if graph.has(k) and _partitions_name(graph.get(k)) in MIXTURE_SETS]
 
 
 def resolve_mixture(instance: DagsterInstance, text: str) -> str:
@@ -303,7 +305,7 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
         if own[k] is None:
             continue
         for a in _ancestors(graph, k):
-            if _partitions_name(graph.get(a)) == MIXTURES:
+            if _partitions_name(graph.get(a)) in MIXTURE_SETS:
                 continue
             as_of[a] = min(as_of.get(a, own[k].storage_id), own[k].storage_id)
 

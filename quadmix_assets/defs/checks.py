@@ -16,7 +16,7 @@ from quadmix_assets.defs.mixtures import mixture_manifest, mixture_scores
 from quadmix_assets.defs.proxies import proxy_run
 from quadmix_assets.defs.regressor import regressor_fit_quality
 from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
-from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
+from quadmix_assets.defs.partitions import exports_partitions, mixtures_partitions, shards_partitions
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.export.megatron import read_megatron
@@ -194,7 +194,7 @@ def proxy_loss_finite(context: AssetCheckExecutionContext, settings: QuadmixSett
 
 @asset_check(
     asset=mixture_export,
-    partitions_def=mixtures_partitions,
+    partitions_def=exports_partitions,
     description="The export is complete and consistent: every listed file has its recorded size and "
     "checksum, the Megatron index (tokens.idx) covers tokens.bin exactly with the recorded token count and "
     "dtype, one sequence per text row = occurrence.",

@@ -9,14 +9,23 @@ complete. Only shards whose documents are still the ones the mixture was drawn f
 import tempfile
 from pathlib import Path
 
-from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    DataVersion,
+    Failure,
+    IdentityPartitionMapping,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from quadmix_assets.defs.current import select_shards
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_manifest
 from quadmix_assets.mixing.catalog import load_spec
-from quadmix_assets.defs.partitions import mixtures_partitions
+from quadmix_assets.defs.partitions import exports_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.targets import proxy_tokenizer
@@ -32,13 +41,15 @@ SELECTED_AS_TAG = "quadmix/selected_as"
 
 
 @asset(
-    partitions_def=mixtures_partitions,
+    partitions_def=exports_partitions,
     group_name="export",
     op_tags=pod_tags("fanin"),
     code_version=EXPORT_VERSION,
-    deps=[mixture_manifest, proxy_tokenizer],
+    # an `exports` partition is the key of the `mixtures` partition it exports
+    deps=[AssetDep(mixture_manifest, partition_mapping=IdentityPartitionMapping()), proxy_tokenizer],
     kinds={"parquet"},
-    description="Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), a Megatron-LM "
+    description="Only the mixtures promoted for export (`exports` partitions: the search optimum, or the "
+    "best measured config). Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), a Megatron-LM "
     "indexed dataset tokens.bin + tokens.idx (any Hugging Face tokenizer: `export_tokenizer`), and "
     "manifest.json naming every input.",
 )

@@ -137,6 +137,10 @@ def test_export_of_the_optimum_is_complete(demo_run):
     doc = storage.read_json(f"{folder}/manifest.json")
     manifest = storage.read_parquet(layout.mixture_manifest(summary.optimum))
     assert doc["occurrences"] == int(manifest["copies"].to_numpy().sum())
+    # the export's own partition set holds only the promoted mixture (not every mixture at 0%)
+    assert instance.get_dynamic_partitions("exports") == [summary.optimum]
+    md = instance.get_latest_materialization_event(AssetKey("mixture_export")).asset_materialization.metadata
+    assert summary.optimum in md["lineage"].value and "tokenizer" in md["lineage"].value
     assert doc["inputs"]["mixture_manifest"]["sha256"] == storage.file_sha256(layout.mixture_manifest(summary.optimum))
     assert doc["inputs"]["tokenizer"]["version"] == storage.read_json(layout.model_card("proxy_tokenizer"))["version"]
     tokens, index = read_tokenized(storage.path(folder))
@@ -161,6 +165,7 @@ def test_export_with_another_tokenizer_reads_back_in_megatron(demo_run, tmp_path
     storage = other.storage()
     inst = DagsterInstance.ephemeral()
     inst.add_dynamic_partitions("mixtures", list(instance.get_dynamic_partitions("mixtures")))
+    inst.add_dynamic_partitions("exports", [summary.optimum])
     res = build_definitions(other).resolve_job_def("export_job").execute_in_process(instance=inst, partition_key=summary.optimum)
     assert res.success
     assert all(e.passed for e in res.get_asset_check_evaluations())
@@ -208,6 +213,7 @@ def test_best_measured_export_is_labelled(demo_run, tmp_path):
     assert loss == ts.y.min() and best == ts.specs[int(np.argmin(ts.y))].mixture_id
     inst = DagsterInstance.ephemeral()
     inst.add_dynamic_partitions("mixtures", [best])
+    inst.add_dynamic_partitions("exports", [best])
     label = f"best measured config (proxy loss {loss:.4g}); regressor not promoted: test"
     res = build_definitions(copy).resolve_job_def("export_job").execute_in_process(instance=inst, partition_key=best,
                                                                                     tags={SELECTED_AS_TAG: label})
