@@ -281,7 +281,8 @@ def _export(rec: Any) -> dict[str, Any] | None:
     s = _summary(rec)
     md = s["metadata"]
     out = {k: s[k] for k in ("data_version", "code_version", "run_id", "time")}
-    out.update({k: md[k] for k in ("path", "manifest", "documents", "occurrences", "tokens", "token_dtype", "tokenizer_version") if k in md})
+    out.update({k: md[k] for k in ("path", "manifest", "documents", "occurrences", "tokens", "token_dtype", "tokenizer_version",
+                                   "tokenizer", "format") if k in md})
     return out
 
 
@@ -644,6 +645,7 @@ def _lines(story: dict[str, Any], md: bool, known_at: str | None = None) -> list
     if x:
         out.append(
             f"{h('Export')} {x.get('path') or '-'}: {_fmt(x.get('tokens'))} tokens, {_fmt(x.get('documents'))} documents, "
+            f"Megatron tokens.bin + tokens.idx ({x.get('token_dtype') or '-'}), tokenizer {x.get('tokenizer') or '-'}, "
             f"data version {_short(x.get('data_version'))}"
         )
     else:
