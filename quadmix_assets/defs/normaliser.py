@@ -119,7 +119,10 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
         )
         table_hashes[c] = storage.file_sha256(layout.normaliser_table(c))
     dup_hash = storage.file_sha256(layout.cross_shard_duplicates())
-    version = content_hash({"code": NORMALISER_VERSION, "tables": table_hashes, "duplicate_text": dup_hash})
+    # the quarantine enters the version only when it holds something: a corpus without cross-shard
+    # duplicates keeps the normaliser version (and every byte downstream) it had before this rule
+    version = content_hash({"code": NORMALISER_VERSION, "tables": table_hashes,
+                            **({"duplicate_text": dup_hash} if dup_table.num_rows else {})})
     inputs = {k: selection.fingerprints[k] for k in shards}
     for key in shards:
         cols = {}
