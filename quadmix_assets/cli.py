@@ -48,6 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         n_configs=args.configs,
         text_field=args.text_field,
         id_field=args.id_field,
+        export_tokenizer=args.export_tokenizer,
     )
     (Path(home) / LAST_RUN).write_text(
         json.dumps({"QUADMIX_CORPUS": settings.corpus_glob, "QUADMIX_STORAGE": settings.storage_root,
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--configs", type=int, default=None, help="number of configs K drawn (default: the preset's)")
     run.add_argument("--text-field", default="text")
     run.add_argument("--id-field", default="id")
+    run.add_argument("--export-tokenizer", default=None, help="Hugging Face tokenizer for the Megatron export: tokenizer.json, "
+                     "folder, name in the local HF cache, bundled:smollm2 or bundled:minilm (default: the proxies' tokenizer)")
     run.add_argument("--data-dir", default=None, help="reference data folder (default: $QUADMIX_DATA_DIR or ../shared/data)")
     run.add_argument("--dagster-home", default=None, help="persistent Dagster instance (default: $DAGSTER_HOME or .quadmix/dagster_home)")
     run.add_argument("--allow-partial", action="store_true", help="exit 0 even when shards, mixtures or proxies failed or "

@@ -42,6 +42,8 @@ DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
 _POINTER_TAG = "dagster/input_event_pointer/"
 MIXTURES = "mixtures"
+EXPORTS = "exports"  # the export's own partition set: the keys of the mixtures promoted for export
+MIXTURE_SETS = (MIXTURES, EXPORTS)
 SHARDS = "shards"
 MODELS_GROUP = "models"
 NORMALISE_GROUP = "normalise"
@@ -192,7 +194,7 @@ def _ancestors(graph: Any, key: AssetKey) -> set[AssetKey]:
 def _mixture_asset_keys(graph: Any) -> list[AssetKey]:
     topo = graph.toposorted_asset_keys
     topo = topo() if callable(topo) else topo
-    return [k for k in topo if graph.has(k) and _partitions_name(graph.get(k)) == MIXTURES]
+    return [k for k in topo if graph.has(k) and _partitions_name(graph.get(k)) in MIXTURE_SETS]
 
 
 def resolve_mixture(instance: DagsterInstance, text: str) -> str:
@@ -279,7 +281,8 @@ def _export(rec: Any) -> dict[str, Any] | None:
     s = _summary(rec)
     md = s["metadata"]
     out = {k: s[k] for k in ("data_version", "code_version", "run_id", "time")}
-    out.update({k: md[k] for k in ("path", "manifest", "documents", "occurrences", "tokens", "token_dtype", "tokenizer_version") if k in md})
+    out.update({k: md[k] for k in ("path", "manifest", "documents", "occurrences", "tokens", "token_dtype", "tokenizer_version",
+                                   "tokenizer", "format") if k in md})
     return out
 
 
@@ -303,7 +306,7 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
         if own[k] is None:
             continue
         for a in _ancestors(graph, k):
-            if _partitions_name(graph.get(a)) == MIXTURES:
+            if _partitions_name(graph.get(a)) in MIXTURE_SETS:
                 continue
             as_of[a] = min(as_of.get(a, own[k].storage_id), own[k].storage_id)
 
@@ -525,7 +528,9 @@ def _stale(e: dict[str, Any]) -> str:
     return "  [newer version exists]" if e.get("stale") else ""
 
 
-def _lines(story: dict[str, Any], md: bool) -> list[str]:
+def _lines(story: dict[str, Any], md: bool, known_at: str | None = None) -> list[str]:
+    """The story's lines; with ``known_at`` (a mixture asset's name) only what that stage knows: its inputs
+    and the mixture assets before it, never itself or a later stage (they record their own part)."""
     h = (lambda t: f"**{t}**") if md else (lambda t: f"{t}:")
     bullet = "- " if md else "  "
     out = []
@@ -608,11 +613,20 @@ def _lines(story: dict[str, Any], md: bool) -> list[str]:
     if md:
         out.append("")
     for name, e in story["mixture_assets"].items():
+        if known_at is not None and name == known_at:
+            break  # this stage and the ones after it record their own part
         if e is None:
             out.append(f"{bullet}{name}: not materialized")
         else:
             pics = f", pictures: {', '.join(e['pictures'])}" if e.get("pictures") else ""
             out.append(f"{bullet}{name}: data version {_short(e.get('data_version'))}, run {e['run_id'][:8]}, {e.get('time')}{pics}")
+    if known_at is not None:
+        if md:
+            out.append("")
+        out.append(f"Recorded by {known_at}, with what it knew then. The proxy, regressor, search and export "
+                   f"stages record their own part in their materializations; `quadmix lineage {story['mixture_id']}` "
+                   "reads the whole story live.")
+        return out
     p = story.get("proxy")
     if md:
         out.append("")
@@ -631,6 +645,7 @@ def _lines(story: dict[str, Any], md: bool) -> list[str]:
     if x:
         out.append(
             f"{h('Export')} {x.get('path') or '-'}: {_fmt(x.get('tokens'))} tokens, {_fmt(x.get('documents'))} documents, "
+            f"Megatron tokens.bin + tokens.idx ({x.get('token_dtype') or '-'}), tokenizer {x.get('tokenizer') or '-'}, "
             f"data version {_short(x.get('data_version'))}"
         )
     else:
@@ -643,9 +658,10 @@ def lineage_text(story: dict[str, Any]) -> str:
     return "\n".join(_lines(story, md=False)) + "\n"
 
 
-def lineage_markdown(story: dict[str, Any]) -> str:
-    """The story as markdown (what a mixture's metadata shows in the UI)."""
-    return "\n".join(_lines(story, md=True)) + "\n"
+def lineage_markdown(story: dict[str, Any], known_at: str | None = None) -> str:
+    """The story as markdown (what a mixture's metadata shows in the UI); ``known_at``: only the part the
+    named stage knows when it is materialized (see :func:`_lines`)."""
+    return "\n".join(_lines(story, md=True, known_at=known_at)) + "\n"
 
 
 def shard_lineage_text(shard: str, rows: list[dict[str, Any]]) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterInstance
 
-from quadmix_assets.defs.partitions import shards_partitions
+from quadmix_assets.defs.partitions import add_partitions, exports_partitions, shards_partitions
 from quadmix_assets.defs.proxies import MAX_GROUP as MAX_PROXY_RUN
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
@@ -463,6 +463,7 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
         log(f"[search] {summary.optimum_blocked}: {best} (proxy target loss {loss:.4f})")
         t = time.perf_counter()
     summary.optimum_rank = measured_rank(storage, summary.optimum)
+    add_partitions(instance, exports_partitions, [summary.optimum])  # promoted for export (search registers its own)
     result = execute("export_job", summary.optimum, tags={SELECTED_AS_TAG: selected_as})
     if not result.success:
         summary.mixtures_failed[summary.optimum] = f"export: {_failure_message(result)}"

@@ -131,7 +131,7 @@ search_job = define_asset_job(
 export_job = define_asset_job(
     "export_job",
     selection=AssetSelection.assets(mixture_export),
-    description="Write one mixture for training: text shards with copies expanded, tokens.bin + index.",
+    description="Write one mixture for training: text shards with copies expanded, a Megatron indexed dataset (tokens.bin + tokens.idx).",
 )
 
 

@@ -1,6 +1,9 @@
 """Asset checks on every stage. Per-shard and per-mixture checks are partitioned: each one reads only
 its own partition's files (column projections, never the text unless it must)."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -13,9 +16,11 @@ from quadmix_assets.defs.mixtures import mixture_manifest, mixture_scores
 from quadmix_assets.defs.proxies import proxy_run
 from quadmix_assets.defs.regressor import regressor_fit_quality
 from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
-from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
+from quadmix_assets.defs.partitions import exports_partitions, mixtures_partitions, shards_partitions
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.export.megatron import read_megatron
+from quadmix_assets.mixing.catalog import duplicate_rows
 from quadmix_assets.scoring.criteria import CRITERIA, SCORE_RANGES, attribute_name
 from quadmix_assets.storage import StorageRoot, layout
 
@@ -135,7 +140,8 @@ def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: Quadmix
 @asset_check(
     asset=mixture_manifest,
     partitions_def=mixtures_partitions,
-    description="Copies >= 1, rows point at the right documents, the mixture is not empty; warns when a "
+    description="Copies >= 1, rows point at the right documents (never at a quarantined cross-shard text "
+    "duplicate), the mixture is not empty; warns when a "
     "corpus domain gets no tokens at all.",
 )
 def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
@@ -148,6 +154,10 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
         ids = storage.read_parquet(layout.documents(shard), columns=["id"])["id"]
         pointers_ok &= ids.take(sel["row"]).equals(sel["id"])
     tokens = int(pc.sum(pc.multiply(m["n_tokens"], m["copies"].cast("int64"))).as_py() or 0)
+    used = storage.provenance(layout.mixture_scores(context.partition_key)).get("inputs", {}).get("shard_fingerprints", {})
+    left_out = {(s, int(r)) for s, rows in duplicate_rows(storage, sorted(used)).items() for r in rows}
+    duplicates_drawn = sum(1 for s, r in zip(m["shard"].to_pylist(), m["row"].to_pylist()) if (s, int(r)) in left_out)
+    pointers_ok &= duplicates_drawn == 0
     scores = storage.read_parquet(layout.mixture_scores(context.partition_key), columns=["domain"])
     corpus_domains = set(pc.unique(scores["domain"]).to_pylist())
     mixture_domains = set(pc.unique(m["domain"]).to_pylist())
@@ -160,6 +170,7 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
             "tokens": tokens,
             "copies_at_least_one": copies_ok,
             "rows_point_at_ids": bool(pointers_ok),
+            "quarantined_duplicates_drawn": duplicates_drawn,
             "domains_in_corpus": len(corpus_domains),
             "domains_in_mixture": len(mixture_domains),
             "domains_without_tokens": uncovered,
@@ -183,21 +194,29 @@ def proxy_loss_finite(context: AssetCheckExecutionContext, settings: QuadmixSett
 
 @asset_check(
     asset=mixture_export,
-    partitions_def=mixtures_partitions,
+    partitions_def=exports_partitions,
     description="The export is complete and consistent: every listed file has its recorded size and "
-    "checksum, the index ends at the token count, text rows = occurrences.",
+    "checksum, the Megatron index (tokens.idx) covers tokens.bin exactly with the recorded token count and "
+    "dtype, one sequence per text row = occurrence.",
 )
 def mixture_export_complete(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
     storage = settings.storage()
     folder = layout.export_dir(context.partition_key)
     doc = storage.read_json(f"{folder}/manifest.json")
     bad_files = [rel for rel, f in doc["files"].items() if storage.file_sha256(f"{folder}/{rel}") != f["sha256"]]
-    with storage.local_file(f"{folder}/index.npy") as path:
-        index = np.load(path)
-    itemsize = np.dtype(doc["token_dtype"]).itemsize
-    tokens_ok = int(index[-1]) == doc["tokens"] == doc["files"]["tokens.bin"]["bytes"] // itemsize
+    prefix = doc.get("tokens_prefix", "tokens")
+    try:
+        with storage.local_file(f"{folder}/{prefix}.idx") as idx, storage.local_file(f"{folder}/{prefix}.bin") as bin_:
+            if Path(idx).parent != Path(bin_).parent:  # remote storage: the two copies side by side
+                shutil.copy(idx, Path(bin_).with_suffix(".idx"))
+            tokens, lengths, _ = read_megatron(Path(bin_).with_suffix(""))
+            n_tokens, n_sequences, dtype = len(tokens), len(lengths), tokens.dtype.name
+    except (OSError, ValueError) as exc:
+        context.log.warning(f"export index unreadable: {exc}")
+        n_tokens, n_sequences, dtype = -1, -1, None
+    tokens_ok = n_tokens == doc["tokens"] and dtype == doc["token_dtype"]
     rows = sum(_rows(storage, f"{folder}/{p}") for p in doc["text_parts"])
-    passed = not bad_files and tokens_ok and rows == doc["occurrences"] == len(index) - 1
+    passed = not bad_files and tokens_ok and rows == doc["occurrences"] == n_sequences
     return AssetCheckResult(
         passed=passed,
         metadata={"files_mismatched": bad_files, "index_matches_tokens": tokens_ok, "text_rows": rows,

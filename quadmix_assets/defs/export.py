@@ -1,6 +1,7 @@
 """Stage 7: a mixture written for large-scale training (any mixture partition; the runner exports the
-search optimum): Parquet text shards with copies expanded, a tokenized flat binary with its index, and a
-manifest naming every input. The export is written into a new folder beside the old one and switched in at
+search optimum): Parquet text shards with copies expanded, a Megatron-LM indexed dataset (``tokens.bin`` +
+``tokens.idx``) tokenized with the configured Hugging Face tokenizer (``export_tokenizer``; default the
+proxies' own), and a manifest naming every input. The export is written into a new folder beside the old one and switched in at
 the end (``StorageRoot.replace_dir``); ``manifest.json`` goes last, so an export folder with a manifest is
 complete. Only shards whose documents are still the ones the mixture was drawn from are exported."""
 
@@ -8,36 +9,49 @@ complete. Only shards whose documents are still the ones the mixture was drawn f
 import tempfile
 from pathlib import Path
 
-from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    DataVersion,
+    Failure,
+    IdentityPartitionMapping,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from quadmix_assets.defs.current import select_shards
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_manifest
 from quadmix_assets.mixing.catalog import load_spec
-from quadmix_assets.defs.partitions import mixtures_partitions
+from quadmix_assets.defs.partitions import exports_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.targets import proxy_tokenizer
 from quadmix_assets.proxy.optimise import measured_rank
 from quadmix_assets.proxy.runs import load_proxy_tokenizer
-from quadmix_assets.export import export_mixture
+from quadmix_assets.export import as_export_tokenizer, export_mixture, load_export_tokenizer
+from quadmix_assets.reporting.numbers import fmt_num
 from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
-EXPORT_VERSION = "mixture-export-v1"
+EXPORT_VERSION = "mixture-export-v2"  # v2: Megatron tokens.bin + tokens.idx, any HF tokenizer
 SELECTED_AS_TAG = "quadmix/selected_as"
 
 
 @asset(
-    partitions_def=mixtures_partitions,
+    partitions_def=exports_partitions,
     group_name="export",
     op_tags=pod_tags("fanin"),
     code_version=EXPORT_VERSION,
-    deps=[mixture_manifest, proxy_tokenizer],
+    # an `exports` partition is the key of the `mixtures` partition it exports
+    deps=[AssetDep(mixture_manifest, partition_mapping=IdentityPartitionMapping()), proxy_tokenizer],
     kinds={"parquet"},
-    description="Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), tokens.bin "
-    "(uint16/uint32 by vocabulary) + index.npy offsets, and manifest.json naming every input.",
+    description="Only the mixtures promoted for export (`exports` partitions: the search optimum, or the "
+    "best measured config). Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), a Megatron-LM "
+    "indexed dataset tokens.bin + tokens.idx (any Hugging Face tokenizer: `export_tokenizer`), and "
+    "manifest.json naming every input.",
 )
 def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
@@ -45,7 +59,7 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
     spec, configs = load_spec(storage, key)
     manifest_path = layout.mixture_manifest(key)
     manifest = storage.read_parquet(manifest_path, columns=["id", "shard", "row", "copies"])
-    tokenizer, tok_card = load_proxy_tokenizer(storage)
+    tokenizer, tok_card = _export_tokenizer(settings, storage)
     seed = f"export:{key}:{configs['preset']['seed']}"
     folder = layout.export_dir(key)
     shards = sorted(set(manifest["shard"].to_pylist()))
@@ -74,9 +88,42 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "text_parts": len(summary.text_parts),
             "bytes": sum(f["bytes"] for f in summary.files.values()),
             "tokenizer_version": tok_card["version"],
+            "tokenizer": tok_card["source"],
+            "format": "Megatron-LM indexed dataset (tokens.bin + tokens.idx) + Parquet text",
+            "lineage": MetadataValue.md(_export_lineage(doc)),
         },
         data_version=DataVersion(content_hash(doc)),
     )
+
+
+def _export_lineage(doc: dict) -> str:
+    """This stage's part of a mixture's story: what was exported, from which manifest, why, with what."""
+    rank = doc.get("measured_rank") or {}
+    tok = doc["inputs"]["tokenizer"]
+    loss = rank.get("loss") if isinstance(rank, dict) else None
+    where = f", measured rank {rank.get('rank')} of {rank.get('of')}" if isinstance(rank, dict) and rank.get("rank") else ""
+    return (
+        f"**Export** of mixture {doc['mixture_id']} {doc['name']!r} ({doc['origin']}), selected as {doc['selected_as']}"
+        f"{where}; proxy target loss {fmt_num(loss)}\n\n"
+        f"- from the manifest with sha256 {doc['inputs']['mixture_manifest']['sha256'][:16]}: {doc['documents']:,} documents, "
+        f"{doc['occurrences']:,} occurrences, {doc['tokens']:,} tokens ({doc['token_dtype']})\n"
+        f"- tokenizer {tok['source']} (version {tok['version']}, vocabulary {tok['vocab_size']:,}, end of document {tok['eos_id']})\n"
+        f"- Megatron `{doc['tokens_prefix']}.bin` + `{doc['tokens_prefix']}.idx`, Parquet text in {len(doc['text_parts'])} part(s)\n"
+    )
+
+
+def _export_tokenizer(settings: QuadmixSettings, storage):
+    """The configured export tokenizer, or the proxies' own (keeping its version, so the export names the
+    same tokenizer the proxies were trained with)."""
+    if settings.export_tokenizer:
+        try:
+            tok = load_export_tokenizer(settings.export_tokenizer)
+        except (ValueError, OSError) as exc:
+            raise Failure(description=f"the export tokenizer cannot be loaded: {exc}", allow_retries=False) from exc
+        return tok, tok.card()
+    proxy_tok, card = load_proxy_tokenizer(storage)
+    tok = as_export_tokenizer(proxy_tok, f"proxy_tokenizer {card['source']}", version=card["version"])
+    return tok, tok.card()
 
 
 def _check_shards_current(context, settings: QuadmixSettings, key: str, shards: list[str]) -> None:
@@ -116,7 +163,7 @@ def _export_doc(context, storage, key, spec, summary, seed, manifest_path, shard
             "mixture_manifest": {"path": manifest_path, "sha256": storage.file_sha256(manifest_path),
                                  "provenance": storage.provenance(manifest_path)},
             "documents": {s: storage.provenance(layout.documents(s)).get("inputs", {}) for s in shards},
-            "tokenizer": {"version": tok_card["version"], "vocab_size": tok_card["vocab_size"], "source": tok_card["source"]},
+            "tokenizer": tok_card,
         },
         "provenance": provenance(context, EXPORT_VERSION, params={"order_seed": seed}),
     }

@@ -34,7 +34,7 @@ from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
 
-CONFIGS_VERSION = "mixture-configs-v1"
+CONFIGS_VERSION = "mixture-configs-v2"  # v2: partition keys carry the mixture's name
 SCORES_VERSION = "mixture-scores-v1"
 MANIFEST_VERSION = "mixture-manifest-v1"
 
@@ -46,7 +46,7 @@ MANIFEST_VERSION = "mixture-manifest-v1"
     deps=[domain_classifier],
     kinds={"json"},
     description="K configs drawn from the QuaDMix parameter space with the preset's seed, plus the named "
-    "baselines; each becomes a `mixtures` partition keyed by its content hash.",
+    "baselines; each becomes a `mixtures` partition keyed by its name and content hash (`draw-0002-1c9e04aa`).",
 )
 def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
@@ -202,7 +202,8 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
             graph = context.repository_def.asset_graph
         except Exception:  # noqa: BLE001 - no repository on in-process runs: the lineage module builds the graph
             graph = None
-        md["lineage"] = MetadataValue.md(lineage_markdown(mixture_lineage(context.instance, spec.mixture_id, asset_graph=graph)))
+        story = mixture_lineage(context.instance, spec.mixture_id, asset_graph=graph)
+        md["lineage"] = MetadataValue.md(lineage_markdown(story, known_at="mixture_manifest"))
     except Exception as exc:  # noqa: BLE001 - the story is informative; it never fails the manifest
         context.log.warning(f"lineage not recorded: {type(exc).__name__}: {exc}")
     return md
@@ -239,7 +240,7 @@ def _data_view_metadata(context: AssetExecutionContext, storage: StorageRoot, sp
 def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
     spec, configs = load_spec(storage, context.partition_key)
-    seed = f"{spec.mixture_id}:{configs['preset']['seed']}"
+    seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content, not the name, seeds the draws
     scores = storage.read_parquet(layout.mixture_scores(spec.mixture_id))
     copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
     selected = np.flatnonzero(copies > 0)

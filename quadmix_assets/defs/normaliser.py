@@ -2,6 +2,12 @@
 
 It is fitted once over every complete shard, stored as a versioned lookup table per criterion, and
 applied to every shard, giving per-shard rank attributes aligned with the documents.
+
+It is also where the shards meet, so it resolves exact text duplicates across shards
+(:mod:`quadmix_assets.corpus.duplicates`): a text is kept in the first shard key holding it, every
+occurrence in a later shard is quarantined (``quarantine/cross_shard/duplicate_text.parquet``, reason
+``duplicate_text``, pointer to the kept copy), left out of the reference the ranks are fitted on, and
+left out of every mixture. Per-shard files keep all rows (still aligned with the documents).
 """
 
 
@@ -20,6 +26,8 @@ from dagster import (
     asset,
 )
 
+from quadmix_assets.corpus.duplicates import cross_shard_duplicates as text_duplicates
+from quadmix_assets.corpus.duplicates import rows_left_out, text_digests
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, left_out_metadata, select_shards
 from quadmix_assets.defs.provenance import provenance
@@ -36,7 +44,8 @@ RANKS_ATTRIBUTE = layout.RANKS_ATTRIBUTE
 
 
 def cross_shard_duplicates(ids: pa.ChunkedArray) -> list[str]:
-    """Ids that occur more than once over the shards (within-shard repeats are already quarantined)."""
+    """Ids that occur more than once over the shards (within-shard repeats are already quarantined; pass
+    the ids of the documents kept after exact text duplicates are removed: the rest differ in text)."""
     counts = pc.value_counts(ids)
     repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
     return sorted(repeated.to_pylist())
@@ -59,20 +68,46 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
     shards, missing = sorted(selection.shards), dict(sorted(selection.left_out.items()))
     if not shards:
         raise Failure("no shard has current documents and all quality scores yet", metadata={"missing": MetadataValue.json(missing)})
+    per_shard = {}
+    for k in shards:  # one shard's text at a time: only 32-byte digests are held
+        t = storage.read_parquet(layout.documents(k), columns=["id", "text"])
+        step = 65_536  # Python strings for a slice at a time
+        digests = [text_digests(t["text"].slice(i, step).to_pylist()) for i in range(0, t.num_rows, step)]
+        per_shard[k] = (t["id"].to_pylist(), np.concatenate(digests) if digests else text_digests([]))
+    dup_table = text_duplicates(per_shard)
+    sizes = {k: len(v[0]) for k, v in per_shard.items()}
+    del per_shard
+    dup_rows = rows_left_out(dup_table, shards)
+    dup_uri = storage.write_parquet(
+        layout.cross_shard_duplicates(), dup_table,
+        provenance(context, NORMALISER_VERSION, inputs={"shard_fingerprints": {k: selection.fingerprints[k] for k in shards}}),
+    )
+    if dup_table.num_rows:
+        context.log.info(
+            f"{dup_table.num_rows} exact text duplicate(s) across shards quarantined (duplicate_text; the copy in "
+            f"the first shard key is kept): {dup_uri}"
+        )
     docs = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["id", "n_tokens"])
+    keep = np.ones(docs.num_rows, dtype=bool)
+    offset = 0
+    for k in shards:
+        if k in dup_rows:
+            keep[offset + dup_rows[k]] = False
+        offset += sizes[k]
+    docs = docs.filter(pa.array(keep))
     tokens = docs["n_tokens"].to_numpy()
     duplicates = cross_shard_duplicates(docs["id"])
     if duplicates:
         context.log.warning(
-            f"{len(duplicates)} document id(s) occur in more than one shard (each occurrence is kept and "
-            f"ranked; their copy draws coincide): {duplicates[:10]}"
+            f"{len(duplicates)} document id(s) occur in more than one shard with different texts (each occurrence "
+            f"is kept and ranked; their copy draws coincide): {duplicates[:10]}"
         )
     normalisers: dict[str, Normaliser] = {}
     table_hashes = {}
     raw_scores = {}
     for c in CRITERIA:
         paths = [layout.attribute(attribute_name(c), k) for k in shards]
-        scores = storage.dataset(paths).to_table(columns=["score"])["score"].to_numpy().astype(np.float64)
+        scores = storage.dataset(paths).to_table(columns=["score"])["score"].to_numpy().astype(np.float64)[keep]
         norm = Normaliser.fit(
             scores, tokens, max_exact=preset.normaliser_max_exact, sample_size=preset.normaliser_sample_size, seed=preset.seed
         )
@@ -83,7 +118,11 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
             layout.normaliser_table(c), table, provenance(context, NORMALISER_VERSION, params={"criterion": c})
         )
         table_hashes[c] = storage.file_sha256(layout.normaliser_table(c))
-    version = content_hash({"code": NORMALISER_VERSION, "tables": table_hashes})
+    dup_hash = storage.file_sha256(layout.cross_shard_duplicates())
+    # the quarantine enters the version only when it holds something: a corpus without cross-shard
+    # duplicates keeps the normaliser version (and every byte downstream) it had before this rule
+    version = content_hash({"code": NORMALISER_VERSION, "tables": table_hashes,
+                            **({"duplicate_text": dup_hash} if dup_table.num_rows else {})})
     inputs = {k: selection.fingerprints[k] for k in shards}
     for key in shards:
         cols = {}
@@ -106,6 +145,14 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
         "documents": int(tokens.size),
         "tokens": int(tokens.sum()),
         "cross_shard_duplicate_ids": duplicates,
+        "duplicate_text": {
+            "rule": "exact text (SHA-256 of the UTF-8 bytes) in more than one shard: kept in the first shard key, "
+            "quarantined in the later ones",
+            "quarantined": int(dup_table.num_rows),
+            "per_shard": {k: int(v.size) for k, v in dup_rows.items()},
+            "path": layout.cross_shard_duplicates(),
+            "sha256": dup_hash,
+        },
     }
     storage.write_json(layout.normaliser_card(), card)
     histograms = try_png_markdown(lambda: score_histograms_png(raw_scores), "raw score distribution per criterion", context.log.warning)
@@ -116,6 +163,8 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
             "missing_shards": MetadataValue.json(missing),
             **left_out_metadata(selection),
             "cross_shard_duplicate_ids": len(duplicates),
+            "duplicate_text_quarantined": int(dup_table.num_rows),
+            "duplicate_text_path": MetadataValue.path(dup_uri),
             "documents": int(tokens.size),
             "tokens": int(tokens.sum()),
             "reference": MetadataValue.json(card["reference"]),

@@ -1,4 +1,6 @@
-"""The two dynamic partition sets: one partition per corpus file, one per mixture config.
+"""The dynamic partition sets: one partition per corpus file, one per mixture config, and one per mixture
+promoted for export (the search optimum, or the best measured config when the regressor is not promoted),
+so the export's partitions are only the mixtures meant to be exported.
 
 Partition keys become file names under the storage root, so quadmix only ever adds safe keys
 (:func:`add_partitions` checks each with ``quadmix_assets.storage.check_key``). A key added by hand in
@@ -14,6 +16,7 @@ from quadmix_assets.storage import check_key
 
 shards_partitions = DynamicPartitionsDefinition(name="shards")
 mixtures_partitions = DynamicPartitionsDefinition(name="mixtures")
+exports_partitions = DynamicPartitionsDefinition(name="exports")  # keys: mixture keys promoted for export
 
 
 def checked_keys(keys: Iterable[str], kind: str) -> list[str]:

@@ -32,12 +32,28 @@ from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.mixing.catalog import load_spec, training_entries
 from quadmix_assets.proxy.runs import noise_subset, noise_summary, per_set_repeatability, stored_loss, train_mixture_proxies
 from quadmix_assets.reporting import markdown_table
+from quadmix_assets.reporting.numbers import fmt_num
 from quadmix_assets.reporting.plots import loss_curves_png, png_markdown
 from quadmix_assets.storage import content_hash, layout
 
 PROXY_VERSION = "proxy-run-v2"
 NOISE_VERSION = "proxy-noise-v1"
 MAX_GROUP = 64  # partitions per run in a backfill; the preset's proxy_group_size stacks within a run
+
+
+def _proxy_lineage(key: str, name: str, record: dict) -> str:
+    """This stage's part of a mixture's story: what the proxy was trained on and what it measured."""
+    losses = record.get("target_losses") or {}
+    per_set = ", ".join(f"{s} {fmt_num(v)}" for s, v in sorted(losses.items()))
+    return (
+        f"**Proxy** of mixture {key} {name!r}: status {record['status']}, target loss {fmt_num(record['target_loss'])} "
+        f"(mean over {', '.join(record['objective_sets'])})" + (f"; per set: {per_set}" if per_set else "") + "\n\n"
+        f"- trained on the manifest with data version {record.get('manifest_version') or '-'}: "
+        f"{record['sampler']['documents_read']:,} of {record['sampler']['mixture_documents']:,} documents read, "
+        f"{record['budget_tokens']:,} tokens\n"
+        f"- final train loss {fmt_num(record.get('final_train_loss'))}; seed {record['init_seed']}; tokenizer "
+        f"{record['tokenizer_version']}; targets {record['targets_version']}\n"
+    )
 
 
 def _fmt(v) -> str:
@@ -79,6 +95,7 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
                     "target_losses": MetadataValue.json(record["target_losses"] or {}),
                     "documents_read": record["sampler"]["documents_read"],
                     "path": MetadataValue.path(storage.uri(layout.proxy_run(key))),
+                    "lineage": MetadataValue.md(_proxy_lineage(key, spec.name, record)),
                 },
             )
         )

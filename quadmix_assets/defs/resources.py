@@ -45,6 +45,7 @@ class QuadmixSettings(ConfigurableResource):
     target_files: list[str] = Field(default_factory=list, description="Extra target sets: JSONL / Parquet files with a `text` column, one set per file.")
     objective_sets: list[str] | None = Field(default=None, description="Target sets whose mean target-half loss the proxies minimise (default: every set).")
     tokenizer: str | None = Field(default=None, description="tokenizer.json path, folder or hub name for the proxies (default: a byte-level BPE trained on the corpus).")
+    export_tokenizer: str | None = Field(default=None, description="Hugging Face tokenizer (tokenizer.json, folder, name in the local HF cache, or bundled:smollm2 / bundled:minilm) the export is tokenized with; default: the proxies' tokenizer.")
     proxy_model: str | None = Field(default=None, description="Proxy model preset (cpu-tiny, regmix-1m); default: the run preset's.")
     regressor_min_spearman: float | None = Field(default=None, description="Blocking floor on the regressor's held-out Spearman rho; default: the run preset's.")
     search_samples: int | None = Field(default=None, description="Fresh configs ranked by the search; default: the run preset's (100,000 for cpu/paper).")

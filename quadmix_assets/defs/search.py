@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_configs
-from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
+from quadmix_assets.defs.partitions import add_partitions, exports_partitions, mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -130,6 +130,7 @@ def mixture_search(context: AssetExecutionContext, settings: QuadmixSettings) ->
                                        models={"regressor": report["regressor_version"]})}
     uri = storage.write_json(layout.search_result(), result)
     _add_partitions(context, [spec.mixture_id])
+    add_partitions(context.instance, exports_partitions, [spec.mixture_id])  # promoted: an export partition
     p = best
     rows = [[m, f"{p.lam[m]:.3g}", f"{p.omega[m]:.3f}", f"{p.eta[m]:.3f}", f"{p.eps[m]:.4f}",
              " ".join(f"{a:.2f}" for a in p.alpha[m])] for m in range(p.n_domains)]

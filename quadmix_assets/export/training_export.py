@@ -5,10 +5,12 @@ Layout of one export folder:
 * ``text/part-00000.parquet`` ...: one row per document *occurrence* (a document drawn with 3 copies
   appears 3 times), in the deterministic shuffled order of :func:`occurrence_order`; columns ``id``,
   ``shard``, ``row``, ``copy`` (0-based occurrence number of that document), ``text``.
-* ``tokens.bin``: every occurrence's token ids, each followed by the end-of-text id, concatenated;
-  little-endian uint16 when the vocabulary fits, else uint32 (named in the summary).
-* ``index.npy``: int64 offsets into ``tokens.bin``, one per occurrence plus the end (``n + 1`` values):
-  occurrence ``i`` is ``tokens[index[i]:index[i + 1]]`` (its EOS included), same order as the text parts.
+* ``tokens.bin`` + ``tokens.idx``: a Megatron-LM indexed dataset (``MMIDIDX``, see
+  :mod:`quadmix_assets.export.megatron`; Megatron's ``--data-path`` is the folder's ``tokens`` prefix):
+  one sequence (and one document) per occurrence, in the same order as the text parts, each ending with
+  the tokenizer's end-of-document id; uint16 below 65,500 ids, else int32, as Megatron picks.
+
+Any Hugging Face tokenizer can be used (:mod:`quadmix_assets.export.tokenizer`).
 
 Nothing is held in memory beyond one batch of documents.
 """
@@ -24,8 +26,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quadmix_assets.export.megatron import MegatronWriter, megatron_dtype, read_megatron
+from quadmix_assets.export.tokenizer import ExportTokenizer, as_export_tokenizer
 from quadmix_assets.proxy.stream import occurrence_order
-from quadmix_assets.proxy.tokenizer import eos_id, token_dtype
+
+TOKENS_PREFIX = "tokens"  # tokens.bin + tokens.idx
 
 TEXT_SCHEMA = pa.schema(
     [("id", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("copy", pa.int32()), ("text", pa.string())]
@@ -40,6 +45,8 @@ class ExportSummary:
     token_dtype: str
     vocab_size: int
     eos_id: int
+    format: str = "megatron-mmidx-v1"  # tokens.bin + tokens.idx (Megatron-LM IndexedDataset)
+    tokens_prefix: str = TOKENS_PREFIX
     text_parts: list[str] = field(default_factory=list)
     files: dict[str, dict] = field(default_factory=dict)  # relative path -> {"bytes", "sha256"}
 
@@ -65,8 +72,10 @@ def export_mixture(
     rows_per_part: int = 50_000,
     batch_docs: int = 2048,
 ) -> ExportSummary:
-    """Export ``manifest`` (columns id, shard, row, copies) into ``out_dir`` (a local folder, created).
-    ``seed`` fixes the occurrence order; same inputs -> same bytes in every file."""
+    """Export ``manifest`` (columns id, shard, row, copies) into ``out_dir`` (a local folder, created),
+    tokenized with ``tokenizer`` (an :class:`ExportTokenizer`, or a ``tokenizers.Tokenizer`` whose
+    end-of-text token ends each document). ``seed`` fixes the occurrence order; same inputs -> same bytes
+    in every file."""
     for c in ("id", "shard", "row", "copies"):
         if c not in manifest.column_names:
             raise ValueError(f"manifest has no {c!r} column (columns: {manifest.column_names})")
@@ -81,11 +90,12 @@ def export_mixture(
     if isinstance(seed, str):
         seed = int.from_bytes(hashlib.blake2b(seed.encode(), digest_size=8).digest(), "little")
     order = occurrence_order(copies, seed)
-    vocab = int(tokenizer.get_vocab_size())
-    dtype = np.dtype(token_dtype(vocab)).newbyteorder("<")
-    eos = eos_id(tokenizer)
+    if not isinstance(tokenizer, ExportTokenizer):
+        tokenizer = as_export_tokenizer(tokenizer, "tokenizers.Tokenizer")
+    vocab = tokenizer.vocab_size
+    dtype = megatron_dtype(vocab)
+    eos = tokenizer.eos_id
     seen = np.zeros(len(rows), dtype=np.int32)
-    offsets = [np.zeros(1, dtype=np.int64)]
     total = 0
     parts: list[str] = []
     writer = None
@@ -96,7 +106,8 @@ def export_mixture(
         parts.append(name)
         return pq.ParquetWriter(out / name, TEXT_SCHEMA, compression="zstd")
 
-    with open(out / "tokens.bin", "wb") as bin_fh:
+    writer_bin = MegatronWriter(out / TOKENS_PREFIX, dtype)
+    try:
         for start in range(0, len(order), batch_docs):
             chunk = order[start:start + batch_docs]
             uniq = np.unique(chunk)
@@ -111,12 +122,11 @@ def export_mixture(
                 occ_copy[j] = seen[i]
                 seen[i] += 1
             encs = tokenizer.encode_batch(batch_texts)
-            lens = np.fromiter((len(e.ids) + 1 for e in encs), dtype=np.int64, count=len(encs))
-            flat = np.fromiter((t for e in encs for t in (*e.ids, eos)), dtype=np.int64, count=int(lens.sum()))
+            lens = np.fromiter((len(e) + 1 for e in encs), dtype=np.int64, count=len(encs))
+            flat = np.fromiter((t for e in encs for t in (*e, eos)), dtype=np.int64, count=int(lens.sum()))
             if flat.size and int(flat.max()) >= vocab:
                 raise ValueError(f"token id {int(flat.max())} >= vocabulary size {vocab}")
-            bin_fh.write(flat.astype(dtype).tobytes())
-            offsets.append(total + np.cumsum(lens))
+            writer_bin.add_documents(flat, lens)
             total += int(lens.sum())
             table = pa.table(
                 {"id": ids[chunk], "shard": shards[chunk], "row": rows[chunk], "copy": occ_copy, "text": batch_texts},
@@ -132,11 +142,12 @@ def export_mixture(
                 writer.write_table(table.slice(pos, take))
                 part_rows += take
                 pos += take
+    finally:
+        writer_bin.close()
     if writer is not None:
         writer.close()
-    np.save(out / "index.npy", np.concatenate(offsets))
     files = {}
-    for rel in [*parts, "tokens.bin", "index.npy"]:
+    for rel in [*parts, f"{TOKENS_PREFIX}.bin", f"{TOKENS_PREFIX}.idx"]:
         p = out / rel
         files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
     return ExportSummary(
@@ -145,9 +156,9 @@ def export_mixture(
     )
 
 
-def read_tokenized(folder: str | Path, token_dtype_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(tokens, index)`` of an export folder, the tokens memory-mapped."""
-    folder = Path(folder)
-    tokens = np.memmap(folder / "tokens.bin", dtype=np.dtype(token_dtype_name).newbyteorder("<"), mode="r")
-    index = np.load(folder / "index.npy")
+def read_tokenized(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens, index)`` of an export folder, the tokens memory-mapped: occurrence ``i`` is
+    ``tokens[index[i]:index[i + 1]]`` (its end-of-document id included)."""
+    tokens, lengths, _ = read_megatron(Path(folder) / TOKENS_PREFIX)
+    index = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
     return tokens, index

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from quadmix_assets.corpus.duplicates import rows_left_out
 from quadmix_assets.storage import StorageRoot, layout
 
 from .specs import MixtureSpec
@@ -81,9 +82,20 @@ def last_round(storage: StorageRoot) -> int:
     return max([r for r in rounds if r is not None], default=0)
 
 
-def document_features(storage: StorageRoot, shards: list[str], criteria) -> pa.Table:
+def duplicate_rows(storage: StorageRoot, shards: list[str]) -> dict[str, np.ndarray]:
+    """Per shard, the rows a fan-in over ``shards`` leaves out as exact text duplicates of a kept copy in
+    another shard (the normaliser's ``duplicate_text`` quarantine; none before the normaliser ran)."""
+    if not storage.exists(layout.cross_shard_duplicates()):
+        return {}
+    return rows_left_out(storage.read_parquet(layout.cross_shard_duplicates()), shards)
+
+
+def document_features(storage: StorageRoot, shards: list[str], criteria, *, leave_out_duplicates: bool = True) -> pa.Table:
     """Shard, row, id, key, tokens, domain and the worse-than rank ``s_<criterion>`` of every document of
-    ``shards`` (attribute files aligned row for row with the documents; no text is read)."""
+    ``shards`` (attribute files aligned row for row with the documents; no text is read). Rows the
+    normaliser quarantined as cross-shard text duplicates are left out unless ``leave_out_duplicates`` is
+    false; ``row`` is always the row in the shard's documents file."""
+    dropped = duplicate_rows(storage, shards) if leave_out_duplicates else {}
     parts = []
     for key in shards:
         docs = storage.read_parquet(layout.documents(key), columns=["id", "id_hash", "n_tokens"])
@@ -96,5 +108,9 @@ def document_features(storage: StorageRoot, shards: list[str], criteria) -> pa.T
                       "id": docs["id"], "id_hash": docs["id_hash"], "n_tokens": docs["n_tokens"], "domain": dom["domain"]})
         for c in criteria:
             t = t.append_column(f"s_{c}", ranks[f"s_{c}"])
+        if key in dropped:
+            keep = np.ones(n, dtype=bool)
+            keep[dropped[key]] = False
+            t = t.filter(pa.array(keep))
         parts.append(t)
     return pa.concat_tables(parts)

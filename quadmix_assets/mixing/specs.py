@@ -3,13 +3,26 @@ came from (a random draw from the §4 space, or a named baseline from QUADMIX.md
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from quadmix_assets.method import ParamSpace, QuadMixParams
-from quadmix_assets.storage import content_hash
+from quadmix_assets.storage import check_key, content_hash
+
+#: hex digits of the content id carried by a mixture's partition key
+KEY_HASH_LENGTH = 8
+_NOT_KEY = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def mixture_key(name: str, content_id: str) -> str:
+    """The partition key of a mixture: its human name then the first 8 hex digits of its content id
+    (``heuristic-only-3f2a1b9c``, ``draw-0002-1c9e04aa``), so the UI's partition filter finds it by name
+    and the same spec always gets the same key. Characters a key cannot hold become ``-``."""
+    stem = _NOT_KEY.sub("-", name).strip(".-_")[:100] or "mixture"
+    return check_key(f"{stem}-{content_id[:KEY_HASH_LENGTH]}", "mixture")
 
 
 @dataclass(frozen=True)
@@ -21,11 +34,17 @@ class MixtureSpec:
     description: str = ""
 
     @property
-    def mixture_id(self) -> str:
-        """The partition key: the config's content hash (and the ranking mode when not per domain)."""
+    def content_id(self) -> str:
+        """The content hash: the config's numbers (and the ranking mode when not per domain); it seeds the
+        copy draws, so a mixture's documents do not depend on its name."""
         if self.domain_aware:
             return self.params.config_id
         return content_hash({"config_id": self.params.config_id, "domain_aware": False})
+
+    @property
+    def mixture_id(self) -> str:
+        """The partition key: the name and the content id (:func:`mixture_key`)."""
+        return mixture_key(self.name, self.content_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +53,7 @@ class MixtureSpec:
             "origin": self.origin,
             "domain_aware": self.domain_aware,
             "description": self.description,
+            "content_id": self.content_id,
             "config_id": self.params.config_id,
             "params": self.params.to_dict(),
         }
@@ -48,7 +68,10 @@ class MixtureSpec:
             description=d.get("description", ""),
         )
         if spec.mixture_id != d["mixture_id"]:
-            raise ValueError(f"mixture {d['name']!r}: stored id {d['mixture_id']} != recomputed {spec.mixture_id}")
+            raise ValueError(
+                f"mixture {d['name']!r}: stored id {d['mixture_id']} != recomputed {spec.mixture_id} (stored before "
+                "mixture keys carried names, or edited): rematerialize mixture_configs"
+            )
         return spec
 
 

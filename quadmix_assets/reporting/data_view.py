@@ -169,7 +169,7 @@ def mixture_samples(
     # per-criterion ranks and texts, only for the shards shown
     s_cols: dict[tuple[str, int], dict[str, float]] = {}
     if rows_idx:
-        feats = document_features(storage, sorted(set(shards)), criteria)
+        feats = document_features(storage, sorted(set(shards)), criteria, leave_out_duplicates=False)
         key = {(s, int(w)): i for i, (s, w) in enumerate(zip(feats["shard"].to_pylist(), feats["row"].to_pylist()))}
         fid = feats["id"].to_pylist()
         cols = {c: feats[f"s_{c}"].to_numpy() for c in criteria}
@@ -281,11 +281,15 @@ def criterion_extremes(
     if missing:
         raise DataViewError(f"criterion {criterion!r} has no scores for shard(s) {', '.join(missing[:3])}: run `quadmix run` "
                             "to score them")
-    feats = document_features(storage, shards, [criterion])
-    score = np.concatenate([storage.read_parquet(layout.attribute(attribute_name(criterion), k), columns=["score"])["score"]
-                            .to_numpy(zero_copy_only=False).astype(np.float64) for k in shards])
-    if score.size != feats.num_rows:
+    feats = document_features(storage, shards, [criterion])  # cross-shard text duplicates left out
+    per_shard = [storage.read_parquet(layout.attribute(attribute_name(criterion), k), columns=["score"])["score"]
+                 .to_numpy(zero_copy_only=False).astype(np.float64) for k in shards]
+    sizes = [storage.read_parquet(layout.documents(k), columns=["id"]).num_rows for k in shards]
+    if [p.size for p in per_shard] != sizes:
         raise DataViewError(f"criterion {criterion!r}: scores and documents are not aligned; rematerialize its scores")
+    offsets = dict(zip(shards, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)))
+    at = np.array([offsets[s] for s in feats["shard"].to_pylist()], dtype=np.int64) + feats["row"].to_numpy()
+    score = np.concatenate(per_shard)[at] if at.size else np.empty(0)
     dom = feats["domain"].to_numpy().astype(np.int64)
     keep = np.flatnonzero(np.isfinite(score) & ((dom == domain) if domain is not None else True))
     ids = np.asarray(feats["id"].to_pylist(), dtype=object)

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
 from quadmix_assets.proxy.model import ProxyConfig, run_proxy_config, preset as model_preset
 from quadmix_assets.proxy.tokenizer import eos_id
-from quadmix_assets.mixing.catalog import searched_specs, spec_entry
+from quadmix_assets.mixing.catalog import duplicate_rows, searched_specs, spec_entry
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts
 
@@ -62,9 +62,12 @@ def run_preset(storage: StorageRoot) -> Preset:
 
 
 def pool_table(storage: StorageRoot) -> pa.Table:
-    """Every stored document: id, shard, row, n_tokens, domain (0 where no domain attribute exists)."""
+    """Every stored document: id, shard, row, n_tokens, domain (0 where no domain attribute exists); the
+    normaliser's cross-shard text duplicates are left out, as in every mixture."""
     parts = []
-    for rel in storage.list("documents", ".parquet"):
+    rels = storage.list("documents", ".parquet")
+    dropped = duplicate_rows(storage, [rel.rsplit("/", 1)[-1][: -len(".parquet")] for rel in rels])
+    for rel in rels:
         shard = rel.rsplit("/", 1)[-1][: -len(".parquet")]
         docs = storage.read_parquet(rel, columns=["id", "row", "n_tokens"])
         dom_rel = layout.attribute("domain", shard)
@@ -74,9 +77,14 @@ def pool_table(storage: StorageRoot) -> pa.Table:
                 raise ValueError(f"{dom_rel}: {len(dom)} rows, documents have {docs.num_rows}")
         else:
             dom = pa.array(np.zeros(docs.num_rows, np.int16))
-        parts.append(pa.table({"id": docs["id"].cast(pa.string()), "shard": pa.array([shard] * docs.num_rows, pa.string()),
-                               "row": docs["row"].cast(pa.int64()), "n_tokens": docs["n_tokens"].cast(pa.int64()),
-                               "domain": pc.cast(dom, pa.int16())}))
+        t = pa.table({"id": docs["id"].cast(pa.string()), "shard": pa.array([shard] * docs.num_rows, pa.string()),
+                      "row": docs["row"].cast(pa.int64()), "n_tokens": docs["n_tokens"].cast(pa.int64()),
+                      "domain": pc.cast(dom, pa.int16())})
+        if shard in dropped:
+            keep = np.ones(docs.num_rows, dtype=bool)
+            keep[dropped[shard]] = False
+            t = t.filter(pa.array(keep))
+        parts.append(t)
     if not parts:
         raise MissingInput(f"no documents under {storage.uri('documents')}; run `quadmix run` first")
     return pa.concat_tables(parts)

@@ -21,6 +21,12 @@ def quarantine(shard: str) -> str:
     return f"quarantine/{check_key(shard, 'shard')}.parquet"
 
 
+def cross_shard_duplicates() -> str:
+    """Occurrences of a text already kept in an earlier shard (reason ``duplicate_text``, with a pointer to
+    the kept copy), written by the normaliser's fan-in; see :mod:`quadmix_assets.corpus.duplicates`."""
+    return "quarantine/cross_shard/duplicate_text.parquet"
+
+
 RANKS_ATTRIBUTE = "quality_ranks"  # the normaliser's per-shard worse-than ranks s_<criterion>
 
 
@@ -97,7 +103,7 @@ def search_result() -> str:
 
 
 def export_dir(mixture_id: str) -> str:
-    """Training-ready export of one mixture: text/part-*.parquet, tokens.bin, index.npy, manifest.json."""
+    """Training-ready export of one mixture: text/part-*.parquet, tokens.bin + tokens.idx (Megatron), manifest.json."""
     return f"exports/{check_key(mixture_id, 'export')}"
 
 

@@ -76,7 +76,22 @@ def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tiny_tr
     assert [r["reason"] for r in storage.read_parquet(layout.quarantine("empty")).to_pylist()] == ["empty_file"]
     card = storage.read_json(layout.normaliser_card())
     assert "notext" in card["missing_shards"] and "good" in card["shards"]
-    assert card["cross_shard_duplicate_ids"] == [json.loads(other_shard_line)["id"]]
+    # the same text in `good` and `messy`: kept once (in the first shard key), quarantined in the other
+    # with a pointer to the kept copy; no mixture draws the quarantined copy
+    dup_id = json.loads(other_shard_line)["id"]
+    dups = storage.read_parquet(layout.cross_shard_duplicates()).to_pylist()
+    assert [(d["shard"], d["row"], d["id"], d["reason"], d["kept_shard"], d["kept_row"], d["kept_id"]) for d in dups] == [
+        ("messy", 30, dup_id, "duplicate_text", "good", 0, dup_id)
+    ]
+    assert card["duplicate_text"]["quarantined"] == 1 and card["duplicate_text"]["per_shard"] == {"messy": 1}
+    assert card["cross_shard_duplicate_ids"] == []  # the repeated id was the repeated text
+    n_docs = sum(storage.read_parquet(layout.documents(k), columns=["id"]).num_rows for k in card["shards"])
+    assert card["documents"] == n_docs - 1
+    for mixture_id in summary.mixtures_ok:
+        scores = storage.read_parquet(layout.mixture_scores(mixture_id), columns=["shard", "row"])
+        assert scores.num_rows == n_docs - 1
+        assert ("messy", 30) not in set(zip(scores["shard"].to_pylist(), scores["row"].to_pylist()))
+        assert ("good", 0) in set(zip(scores["shard"].to_pylist(), scores["row"].to_pylist()))
 
 
 def test_unseen_parquet_corpus_with_other_text_field_and_no_ids(demo_run, tiny_transformers, tmp_path):

@@ -38,7 +38,7 @@ EXPECTED_ASSETS = {
     "mixture_regressor": ("optimisation", None, {"mixture_configs", "proxy_run", "proxy_noise"}),
     "mixture_rounds": ("optimisation", None, {"mixture_regressor", "mixture_configs"}),
     "mixture_search": ("optimisation", None, {"mixture_regressor", "mixture_configs"}),
-    "mixture_export": ("export", "mixtures", {"mixture_manifest", "proxy_tokenizer"}),
+    "mixture_export": ("export", "exports", {"mixture_manifest", "proxy_tokenizer"}),  # only promoted mixtures
 }
 
 EXPECTED_CHECKS = {

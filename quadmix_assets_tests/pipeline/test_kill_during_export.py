@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent("""
         settings = QuadmixSettings.from_env(corpus_glob=corpus, storage_root=storage, preset="test")
         instance = DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("mixtures", [key])
+        instance.add_dynamic_partitions("exports", [key])
         res = build_definitions(settings).resolve_job_def("export_job").execute_in_process(instance=instance, partition_key=key)
         sys.exit(0 if res.success else 1)
 

@@ -167,6 +167,14 @@ def test_pictures_and_story_in_materialization_metadata(demo_run, drawn_story):
     manifest, _ = _md(instance, "mixture_manifest", cfg["mixture_id"])
     assert _png_of(manifest["domain_shares"]).startswith(PNG_SIGNATURE)
     assert cfg["mixture_id"] in manifest["lineage"] and all(s in manifest["lineage"] for s in SHARDS)
+    # what the manifest stored says only what it knew: no "not run" / "not exported" about later stages
+    assert "**Proxy**" not in manifest["lineage"] and "**Export**" not in manifest["lineage"]
+    assert "mixture_manifest: not materialized" not in manifest["lineage"]
+    assert "Recorded by mixture_manifest" in manifest["lineage"] and "mixture_scores: data version" in manifest["lineage"]
+    # the proxy stage records its own part
+    proxy_obs = instance.fetch_observations(AssetKey("proxy_run"), limit=200).records
+    mine = [r for r in proxy_obs if r.partition_key == cfg["mixture_id"]]
+    assert mine and "target loss" in mine[0].event_log_entry.asset_observation.metadata["lineage"].value
     scores, _ = _md(instance, "mixture_scores", cfg["mixture_id"])
     assert _png_of(scores["sampling_curve"]).startswith(PNG_SIGNATURE)
     assert scores["params"] == cfg["params"] and set(scores["shards"]) == set(SHARDS)

@@ -137,9 +137,14 @@ def test_export_of_the_optimum_is_complete(demo_run):
     doc = storage.read_json(f"{folder}/manifest.json")
     manifest = storage.read_parquet(layout.mixture_manifest(summary.optimum))
     assert doc["occurrences"] == int(manifest["copies"].to_numpy().sum())
+    # the export's own partition set holds only the promoted mixture (not every mixture at 0%)
+    assert instance.get_dynamic_partitions("exports") == [summary.optimum]
+    md = instance.get_latest_materialization_event(AssetKey("mixture_export")).asset_materialization.metadata
+    assert summary.optimum in md["lineage"].value and "tokenizer" in md["lineage"].value
     assert doc["inputs"]["mixture_manifest"]["sha256"] == storage.file_sha256(layout.mixture_manifest(summary.optimum))
     assert doc["inputs"]["tokenizer"]["version"] == storage.read_json(layout.model_card("proxy_tokenizer"))["version"]
-    tokens, index = read_tokenized(storage.path(folder), doc["token_dtype"])
+    tokens, index = read_tokenized(storage.path(folder))
+    assert doc["format"] == "megatron-mmidx-v1" and doc["token_dtype"] == "uint16" and tokens.dtype.name == "uint16"
     assert index[-1] == len(tokens) == doc["tokens"]
     text = storage.read_parquet(f"{folder}/{doc['text_parts'][0]}")
     from tokenizers import Tokenizer
@@ -147,6 +152,36 @@ def test_export_of_the_optimum_is_complete(demo_run):
     tok = Tokenizer.from_file(storage.path(layout.tokenizer_file()))
     first = tokens[index[0]:index[1]].tolist()
     assert tok.decode(first[:-1]) == text["text"][0].as_py()
+
+
+def test_export_with_another_tokenizer_reads_back_in_megatron(demo_run, tmp_path):
+    """The export asset with `export_tokenizer` set to a second Hugging Face tokenizer (the bundled MiniLM
+    WordPiece): Megatron-Core's IndexedDataset reads tokens.bin + tokens.idx; counts match the manifests."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    settings, instance, summary, _ = demo_run
+    shutil.copytree(settings.storage_root, tmp_path / "storage")
+    other = make_settings(settings.corpus_glob, tmp_path / "storage", export_tokenizer="bundled:minilm")
+    storage = other.storage()
+    inst = DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions("mixtures", list(instance.get_dynamic_partitions("mixtures")))
+    inst.add_dynamic_partitions("exports", [summary.optimum])
+    res = build_definitions(other).resolve_job_def("export_job").execute_in_process(instance=inst, partition_key=summary.optimum)
+    assert res.success
+    assert all(e.passed for e in res.get_asset_check_evaluations())
+    folder = layout.export_dir(summary.optimum)
+    doc = storage.read_json(f"{folder}/manifest.json")
+    assert doc["inputs"]["tokenizer"]["source"] == "bundled:minilm" and doc["vocab_size"] == 30522
+    ds = IndexedDataset(storage.path(f"{folder}/{doc['tokens_prefix']}"))
+    manifest = storage.read_parquet(layout.mixture_manifest(summary.optimum))
+    assert len(ds) == doc["occurrences"] == int(manifest["copies"].to_numpy().sum())
+    assert int(ds.sequence_lengths.astype(np.int64).sum()) == doc["tokens"]
+    assert all(int(ds[i][-1]) == doc["eos_id"] == 102 for i in range(0, len(ds), max(1, len(ds) // 50)))
+    # the default export (proxy tokenizer) differs only in its tokens
+    before = settings.storage().read_json(f"{folder}/manifest.json")
+    assert before["occurrences"] == doc["occurrences"] and before["text_parts"] == doc["text_parts"]
+    assert before["files"]["text/part-00000.parquet"] == doc["files"]["text/part-00000.parquet"]
+    assert before["files"]["tokens.idx"] != doc["files"]["tokens.idx"]
 
 
 def test_blocking_check_refuses_a_weak_regressor(demo_run, tmp_path):
@@ -178,6 +213,7 @@ def test_best_measured_export_is_labelled(demo_run, tmp_path):
     assert loss == ts.y.min() and best == ts.specs[int(np.argmin(ts.y))].mixture_id
     inst = DagsterInstance.ephemeral()
     inst.add_dynamic_partitions("mixtures", [best])
+    inst.add_dynamic_partitions("exports", [best])
     label = f"best measured config (proxy loss {loss:.4g}); regressor not promoted: test"
     res = build_definitions(copy).resolve_job_def("export_job").execute_in_process(instance=inst, partition_key=best,
                                                                                     tags={SELECTED_AS_TAG: label})

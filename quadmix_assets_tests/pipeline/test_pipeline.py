@@ -53,12 +53,13 @@ def test_manifest_is_the_library_draw_and_records_provenance(demo_run):
     doc = storage.read_json(layout.mixture_configs())
     cfg = next(c for c in doc["configs"] if c["origin"] == "random_draw")
     params = QuadMixParams.from_dict(cfg["params"])
-    assert params.config_id == cfg["mixture_id"]
+    # the key carries the name and the content id; the content id (the config's hash) seeds the draws
+    assert params.config_id == cfg["content_id"] and cfg["mixture_id"] == f"{cfg['name']}-{params.config_id[:8]}"
     scores = storage.read_parquet(layout.mixture_scores(cfg["mixture_id"]))
     manifest = storage.read_parquet(layout.mixture_manifest(cfg["mixture_id"]))
     assert set(manifest.column_names) >= {"id", "shard", "row", "copies"}
     assert "text" not in manifest.column_names
-    copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), f"{cfg['mixture_id']}:{doc['preset']['seed']}")
+    copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), f"{cfg['content_id']}:{doc['preset']['seed']}")
     np.testing.assert_array_equal(manifest["copies"].to_numpy(), copies[copies > 0])
     assert manifest["copies"].to_numpy().min() >= 1
     # rows point at the right documents
@@ -66,7 +67,7 @@ def test_manifest_is_the_library_draw_and_records_provenance(demo_run):
     m = manifest.filter(pq_filter_eq(manifest, "shard", "shard-00001"))
     assert all(docs[r] == i for r, i in zip(m["row"].to_pylist(), m["id"].to_pylist()))
     prov = storage.provenance(layout.mixture_manifest(cfg["mixture_id"]))
-    assert prov["params"]["config_id"] == cfg["mixture_id"]
+    assert prov["params"]["config_id"] == cfg["content_id"] and prov["params"]["mixture_id"] == cfg["mixture_id"]
     assert prov["inputs"]["mixture_scores"]["models"]["normaliser"]
     assert prov["code_version"].startswith("quadmix==")
 

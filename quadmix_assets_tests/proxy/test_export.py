@@ -53,7 +53,7 @@ def test_export_expands_copies_and_round_trips(tmp_path, tokenizer):
     for i, c in zip(text["id"].to_pylist(), text["copy"].to_pylist()):
         copies.setdefault(i, []).append(c)
     assert {k: sorted(v) for k, v in copies.items()} == {"a0": [0, 1, 2], "a2": [0], "b1": [0, 1]}
-    tokens, index = read_tokenized(tmp_path / "x", s.token_dtype)
+    tokens, index = read_tokenized(tmp_path / "x")
     assert s.token_dtype == "uint16" and len(index) == s.occurrences + 1 and index[-1] == len(tokens) == s.tokens
     for i, t in enumerate(text["text"].to_pylist()):
         ids = tokens[index[i]:index[i + 1]].tolist()
