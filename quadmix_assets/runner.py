@@ -465,6 +465,13 @@ def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) ->
     return ok
 
 
+def _round_keys(storage, round_no: int) -> list[str]:
+    """Mixture ids registered for search round ``round_no`` (in registration order)."""
+    from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
+
+    return [d["mixture_id"] for d in all_spec_dicts(storage) if round_of(d) == round_no]
+
+
 def _log_regressor(reg: dict, log) -> None:
     if reg:
         log(f"[regressor] {reg.get('configs')} configs (rounds {reg.get('rounds')}): {reg.get('chosen')} chosen by repeated "
@@ -483,7 +490,7 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
     preset = settings.run_preset()
     storage = settings.storage()
     t = time.perf_counter()
-    result = step("proxy_setup_job")
+    result = execute.step("proxy_setup_job")
     if not result.success:
         raise _StageFailed("proxy setup", f"target sets / tokenizer failed: {_failure_message(result)}")
     tg = _metadata(result, "target_sets")
@@ -503,9 +510,9 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
     else:
         log(f"[noise] FAILED: {_failure_message(result)} (the regressor is judged against the preset's fixed floor)")
 
-    from quadmix_assets.defs.partitions import mixtures_partitions
+    from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
 
-    for _ in range(2, preset.search_rounds + 1):
+    for round_no in range(2, preset.search_rounds + 1):
         t = time.perf_counter()
         result = execute.step("regressor_job")
         if not result.success:
@@ -515,16 +522,25 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
         before = set(instance.get_dynamic_partitions(mixtures_partitions.name))
         result = execute.step("rounds_job")
         md = _metadata(result, "mixture_rounds")
-        if not result.success or not md.get("proposed"):
-            log(f"[rounds] no new round: {md.get('why') if result.success else _failure_message(result)}")
+        if not result.success:
+            log(f"[rounds] no new round: {_failure_message(result)}")
             break
-        # a reused round: its partitions were registered by the run that made it
-        keys = list(md.get("mixtures") or []) if isinstance(result, Reused) else _new_partitions(instance, before)
-        log(f"[round {md.get('round')}] {md.get('proposed')} configs proposed (best predicted loss "
-            f"{md.get('best_predicted_loss', float('nan')):.4f}, best measured {md.get('best_measured_loss', float('nan')):.4f}) "
-            f"({time.perf_counter() - t:.1f}s)")
-        ok = _mixtures(keys, summary, execute, log, f"round {md.get('round')} mixture")
-        _train_proxies(ok, instance, summary, execute, log, MAX_PROXY_RUN, f"round {md.get('round')} proxies")
+        if md.get("proposed"):
+            # a reused round: its partitions were registered by the run that made it
+            keys = list(md.get("mixtures") or []) if isinstance(result, Reused) else _new_partitions(instance, before)
+            log(f"[round {md.get('round')}] {md.get('proposed')} configs proposed (best predicted loss "
+                f"{md.get('best_predicted_loss', float('nan')):.4f}, best measured {md.get('best_measured_loss', float('nan')):.4f}) "
+                f"({_took(result, t)})")
+        else:
+            # the round may exist already (an earlier, interrupted run proposed it): finish it
+            keys = _round_keys(storage, round_no)
+            if not keys:
+                log(f"[rounds] no new round: {md.get('why')}")
+                break
+            add_partitions(instance, mixtures_partitions, [k for k in keys if k not in before])
+            log(f"[round {round_no}] {len(keys)} configs proposed by an earlier run")
+        ok = _mixtures(keys, summary, execute, log, f"round {round_no} mixture")
+        _train_proxies(ok, instance, summary, execute, log, MAX_PROXY_RUN, f"round {round_no} proxies")
 
     t = time.perf_counter()
     result = execute.step("search_job")
