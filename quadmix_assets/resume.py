@@ -4,7 +4,8 @@ A job's partition (or an unpartitioned job) is *current* when every asset the jo
 
 - a latest materialization, made by a ``quadmix run`` with the same settings (the run's
   ``quadmix/settings`` tag: a hash of every setting and of the resolved preset, which Dagster's code
-  versions do not see),
+  versions do not see) and, for a job that reads every shard (``fan_in``), over the same shard list
+  (``quadmix/corpus``: Dagster sees a new shard as a new upstream partition, but not a removed one),
 - Dagster's stale status ``FRESH``: the same code version as now and the same input data versions as the
   current data versions of its parents (Dagster's own ``CachingStaleStatusResolver``, the one the UI's
   "stale" badge and ``stale_assets_only`` sensors use),
@@ -30,6 +31,15 @@ from quadmix_assets.storage import content_hash
 
 #: run tag naming the settings a run was made with (see :func:`settings_fingerprint`)
 SETTINGS_TAG = "quadmix/settings"
+#: run tag naming the corpus' shard list a run saw (see :func:`corpus_fingerprint`)
+CORPUS_TAG = "quadmix/corpus"
+
+
+def corpus_fingerprint(refs) -> str:
+    """Hash of the corpus' shard keys and file names: a fan-in made over another set of shards (one added
+    or removed) is not current. Content changes need no hash here: a changed shard's documents are redone
+    and their new data version makes every fan-in over them stale."""
+    return content_hash(sorted((r.key, r.name) for r in refs), length=24)
 
 
 def settings_fingerprint(settings) -> str:
@@ -63,7 +73,7 @@ class Currency:
     answers depend on (the runner makes one per stage: a stage's partitions do not depend on each other).
     """
 
-    def __init__(self, instance: DagsterInstance, defs, settings_hash: str):
+    def __init__(self, instance: DagsterInstance, defs, settings_hash: str, corpus_hash: str | None = None):
         from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
         from dagster._core.definitions.data_version import CachingStaleStatusResolver
         from dagster._time import get_current_datetime
@@ -71,6 +81,7 @@ class Currency:
         self.instance = instance
         self.defs = defs
         self.settings_hash = settings_hash
+        self.corpus_hash = corpus_hash
         graph = defs.resolve_asset_graph()
         self.graph = graph
         view = AssetGraphView(
@@ -97,9 +108,10 @@ class Currency:
         return self._run_tags[run_id]
 
     def check(self, job_name: str, partition: str | None = None,
-              extra: Callable[[AssetKey, object], str | None] | None = None) -> tuple[str | None, list]:
+              extra: Callable[[AssetKey, object], str | None] | None = None, fan_in: bool = True) -> tuple[str | None, list]:
         """``(None, records)`` when the job (partition) is current, with the latest materialization record of
-        every asset it makes; else ``(why not, [])``."""
+        every asset it makes; else ``(why not, [])``. ``fan_in``: the job reads every shard (all but the
+        per-shard jobs and the models), so it must have seen the same shard list."""
         from dagster._core.definitions.data_version import StaleStatus
 
         records = []
@@ -108,8 +120,11 @@ class Currency:
             record = self._latest(key, partition)
             if record is None:
                 return f"{name} was never materialized", []
-            if self._tags(record.run_id).get(SETTINGS_TAG) != self.settings_hash:
+            tags = self._tags(record.run_id)
+            if tags.get(SETTINGS_TAG) != self.settings_hash:
                 return f"{name} was made with other settings (or outside quadmix run)", []
+            if fan_in and self.corpus_hash is not None and tags.get(CORPUS_TAG) != self.corpus_hash:
+                return f"{name} was made over another set of shards", []
             status = self.resolver.get_status(key, partition)
             if status != StaleStatus.FRESH:
                 causes = self.resolver.get_stale_causes(key, partition)

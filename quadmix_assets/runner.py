@@ -26,7 +26,7 @@ from quadmix_assets.defs.proxies import MAX_GROUP as MAX_PROXY_RUN
 from quadmix_assets.corpus.shards import file_fingerprint
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.resume import SETTINGS_TAG, Currency, Reused, settings_fingerprint
+from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency, Reused, corpus_fingerprint, settings_fingerprint
 from quadmix_assets.storage import StorageNotWritable, layout
 from quadmix_assets.storage.lock import RunLock, StorageLocked
 
@@ -180,6 +180,10 @@ def _metadata(result, asset_name: str) -> dict:
     return {}
 
 
+#: jobs whose outputs depend on one shard (or none), not on the corpus' shard list
+PER_SHARD_JOBS = ("models_job", "shard_fast_job", "shard_model_job")
+
+
 class _StageFailed(Exception):
     def __init__(self, stage: str, message: str):
         super().__init__(f"{stage}: {message}")
@@ -248,9 +252,10 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
     if summary.stale_runs_failed:
         log(f"quadmix: marked {len(summary.stale_runs_failed)} run(s) of a killed quadmix run as failed")
     settings_hash = settings_fingerprint(settings)
-    runner_tags = {RUNNER_TAG: _process_token(os.getpid()), SETTINGS_TAG: settings_hash}
     defs = build_definitions(settings)
     refs = settings.shards()
+    corpus_hash = corpus_fingerprint(refs)
+    runner_tags = {RUNNER_TAG: _process_token(os.getpid()), SETTINGS_TAG: settings_hash, CORPUS_TAG: corpus_hash}
     known = set(instance.get_dynamic_partitions(shards_partitions.name))
     new = [r.key for r in refs if r.key not in known]
     if new:
@@ -278,7 +283,7 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
 
     def currency() -> Currency | None:
         """What is current now (one per stage: the resolver caches what it reads)."""
-        return Currency(instance, defs, settings_hash) if resume else None
+        return Currency(instance, defs, settings_hash, corpus_hash) if resume else None
 
     def step(job_name: str, partition_key: str | None = None, tags: dict | None = None,
              current: Currency | None = None, extra=None):
@@ -286,7 +291,8 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
         if resume:
             counts = summary.skipped.setdefault(job_name, [0, 0])
             counts[1] += 1
-            why, records = (current or currency()).check(job_name, partition_key, extra)
+            fan_in = job_name not in PER_SHARD_JOBS
+            why, records = (current or currency()).check(job_name, partition_key, extra, fan_in=fan_in)
             if why is None:
                 counts[0] += 1
                 return Reused(records)
