@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     **({"QUADMIX_CONFIGS": str(settings.n_configs)} if settings.n_configs else {})}, indent=2)
     )
     with DagsterInstance.get() as instance:
-        summary = run_pipeline(settings, instance)
+        summary = run_pipeline(settings, instance, resume=not args.no_resume)
     return report_failures(summary, args.allow_partial)
 
 
@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dagster-home", default=None, help="persistent Dagster instance (default: $DAGSTER_HOME or .quadmix/dagster_home)")
     run.add_argument("--allow-partial", action="store_true", help="exit 0 even when shards, mixtures or proxies failed or "
                      "were left out, as long as some mixture was made (default: exit 1 on any failure)")
+    run.add_argument("--no-resume", "--force", dest="no_resume", action="store_true",
+                     help="redo every stage (default: skip shards, mixtures, proxies and stages whose outputs are current: "
+                     "same settings, code versions and input data versions)")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="open the Dagster UI on loopback over the same instance")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only; see the README's threat model)")

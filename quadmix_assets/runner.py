@@ -3,6 +3,11 @@
 Stages: models -> every shard (documents, domain labels, quality scores) -> normaliser, criteria
 evaluation and mixture configs -> every mixture (scores, manifest). Each shard and each mixture is one
 run of its partitioned job, so a bad shard fails alone and the others go on; the UI shows every run.
+
+Resume (on unless ``resume=False``, ``quadmix run --no-resume``): a job, or a job's partition, whose outputs
+are current (:mod:`quadmix_assets.resume`: same settings, Dagster's stale status FRESH, no failed run since)
+is skipped and its recorded metadata reused, so a run started again after a crash redoes only what was not
+finished. Only one ``quadmix run`` works on a storage root at a time (:mod:`quadmix_assets.storage.lock`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from dagster import DagsterInstance
 
 from quadmix_assets.defs.partitions import add_partitions, exports_partitions, shards_partitions
 from quadmix_assets.defs.proxies import MAX_GROUP as MAX_PROXY_RUN
+from quadmix_assets.corpus.shards import file_fingerprint
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
+from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency, Reused, corpus_fingerprint, settings_fingerprint
 from quadmix_assets.storage import StorageNotWritable, layout
+from quadmix_assets.storage.lock import RunLock, StorageLocked
 
 
 # Dagster's console logger at WARNING: warnings (quarantined records, left-out shards) and errors show,
@@ -52,6 +60,7 @@ class RunSummary:
     optimum_blocked: str | None = None  # why the search did not promote an optimum
     optimum_rank: dict = field(default_factory=dict)  # the optimum's measured rank among all measured configs
     export: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)  # job -> [runs skipped as current, runs considered] (resume)
     seconds: float = 0.0
 
     @property
@@ -110,6 +119,12 @@ def _failure_message(result) -> str:
             if errors.verbose() and error.stack:
                 text += "\n" + "".join(error.stack).rstrip()
             return text
+    for event in result.all_events:  # a run that failed before any step (a resource refusing its config, a key)
+        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+            error = error.cause
+        if error is not None and error.message.strip():
+            return "the run failed before any step ran: " + errors.explain_error(error.cls_name, error.message)
     return errors.plain(None, "the run failed before any step ran", ())
 
 
@@ -165,6 +180,10 @@ def _metadata(result, asset_name: str) -> dict:
     return {}
 
 
+#: jobs whose outputs depend on one shard (or none), not on the corpus' shard list
+PER_SHARD_JOBS = ("models_job", "shard_fast_job", "shard_model_job")
+
+
 class _StageFailed(Exception):
     def __init__(self, stage: str, message: str):
         super().__init__(f"{stage}: {message}")
@@ -181,17 +200,24 @@ def run_pipeline(
     settings: QuadmixSettings,
     instance: DagsterInstance,
     log: Callable[[str], None] = lambda s: print(s, flush=True),
+    resume: bool = True,
 ) -> RunSummary:
     """Materialize the whole graph; never raises for a failed shard, mixture or stage: the summary says
-    what failed (``summary.failure_lines()``) and ``summary.exit_code()`` what ``quadmix run`` returns."""
+    what failed (``summary.failure_lines()``) and ``summary.exit_code()`` what ``quadmix run`` returns.
+    With ``resume`` (the default) jobs and partitions whose outputs are current are skipped."""
     summary = RunSummary()
     start = time.perf_counter()
+    lock = RunLock(settings.storage())
     try:
-        _run(settings, instance, summary, log)
+        _run(settings, instance, summary, log, lock, resume)
     except _StageFailed as exc:
         summary.stages_failed[exc.stage] = exc.message
         log(f"[{exc.stage}] FAILED: {exc.message}")
+    finally:
+        lock.release()
     summary.seconds = time.perf_counter() - start
+    if resume and summary.skipped:
+        log("resume: skipped as current " + ", ".join(f"{job} {n}/{of}" for job, (n, of) in summary.skipped.items()))
     log(
         f"done in {summary.seconds:.0f}s: {len(summary.shards_ok)} shard(s) ok, {len(summary.shards_failed)} failed"
         + (f", {len(summary.shards_left_out)} left out" if summary.shards_left_out else "")
@@ -204,13 +230,20 @@ def run_pipeline(
     return summary
 
 
-def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log) -> None:
+def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log, lock: RunLock,
+         resume: bool) -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # model loaders' progress bars; the runner prints progress
     storage = settings.storage()
     try:  # before any work: a read-only or full storage is reported now, not after minutes of training
         storage.check_writable()
     except StorageNotWritable as exc:
         raise _StageFailed("storage", str(exc)) from exc
+    try:  # before touching anything: another run's temporary files are not leftovers
+        lock.acquire()
+    except StorageLocked as exc:
+        raise _StageFailed("storage", str(exc)) from exc
+    if not lock.supported:
+        log(f"quadmix: warning: {storage.url} cannot be locked; run one quadmix run at a time on it")
     removed = storage.clean_temp()
     summary.temp_files_removed = len(removed)
     if removed:
@@ -218,9 +251,11 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
     summary.stale_runs_failed = fail_killed_runs(instance)
     if summary.stale_runs_failed:
         log(f"quadmix: marked {len(summary.stale_runs_failed)} run(s) of a killed quadmix run as failed")
-    runner_tags = {RUNNER_TAG: _process_token(os.getpid())}
+    settings_hash = settings_fingerprint(settings)
     defs = build_definitions(settings)
     refs = settings.shards()
+    corpus_hash = corpus_fingerprint(refs)
+    runner_tags = {RUNNER_TAG: _process_token(os.getpid()), SETTINGS_TAG: settings_hash, CORPUS_TAG: corpus_hash}
     known = set(instance.get_dynamic_partitions(shards_partitions.name))
     new = [r.key for r in refs if r.key not in known]
     if new:
@@ -246,33 +281,65 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
                     log(f"  check {evaluation.check_name}{where} FAILED: {metadata}")
         return result
 
+    def currency() -> Currency | None:
+        """What is current now (one per stage: the resolver caches what it reads)."""
+        return Currency(instance, defs, settings_hash, corpus_hash) if resume else None
+
+    def step(job_name: str, partition_key: str | None = None, tags: dict | None = None,
+             current: Currency | None = None, extra=None):
+        """Run the job (partition), or, when resuming and its outputs are current, reuse them."""
+        if resume:
+            counts = summary.skipped.setdefault(job_name, [0, 0])
+            counts[1] += 1
+            fan_in = job_name not in PER_SHARD_JOBS
+            why, records = (current or currency()).check(job_name, partition_key, extra, fan_in=fan_in)
+            if why is None:
+                counts[0] += 1
+                return Reused(records)
+        return execute(job_name, partition_key, tags)
+
+    execute.step, execute.currency = step, currency  # the stage helpers below get both through ``execute``
+
     t = time.perf_counter()
-    result = execute("models_job")
+    result = step("models_job")
     if not result.success:
         raise _StageFailed("models", f"training the classifiers failed: {_failure_message(result)}")
     dom = _metadata(result, "domain_classifier")
     log(
         f"[models] domain classifier test accuracy {dom.get('test_accuracy', float('nan')):.3f}, "
-        f"DCLM classifier ready ({time.perf_counter() - t:.1f}s)"
+        f"DCLM classifier ready ({_took(result, t)})"
     )
 
+    paths = {r.key: r.path for r in refs}
+
+    def same_corpus_file(shard: str):
+        """Extra resume condition: the documents were read from the corpus file's current bytes."""
+        def check(key, mat) -> str | None:
+            if key.path[-1] != "documents":
+                return None
+            recorded = getattr(mat.metadata.get("fingerprint"), "value", None)
+            return None if recorded == file_fingerprint(paths[shard]) else "the corpus file changed since it was read"
+        return check
+
     def per_shard(job_name: str, stage: str, keys: list[str]) -> None:
+        current = currency()
         for i, key in enumerate(keys, 1):
             t = time.perf_counter()
-            result = execute(job_name, key)
+            result = step(job_name, key, current=current, extra=same_corpus_file(key))
             if result.success:
                 md = _metadata(result, "documents")
                 what = f"{md.get('documents')} docs, {md.get('quarantined')} quarantined" if md else "scored"
-                log(f"[{stage} {i}/{len(keys)}] {key}: {what} ({time.perf_counter() - t:.1f}s)")
+                log(f"[{stage} {i}/{len(keys)}] {key}: {what} ({_took(result, t)})")
             else:
                 summary.shards_failed[key] = _failure_message(result)
                 log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.shards_failed[key]}")
+        _log_skipped(summary, job_name, stage, log)
 
     per_shard("shard_fast_job", "shard", [r.key for r in refs])
     ok_keys = [r.key for r in refs if r.key not in summary.shards_failed]
 
     t = time.perf_counter()
-    result = execute("distill_job")
+    result = step("distill_job")
     if not result.success:
         raise _StageFailed("distill", f"distilling the transformer criteria failed: {_failure_message(result)}")
     parts = []
@@ -286,12 +353,12 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             )
         else:
             parts.append(f"{name[:-8]}: direct")
-    log(f"[distill] {'; '.join(parts)} ({time.perf_counter() - t:.1f}s)")
+    log(f"[distill] {'; '.join(parts)} ({_took(result, t)})")
     per_shard("shard_model_job", "transformer scores", ok_keys)
     summary.shards_ok = [k for k in ok_keys if k not in summary.shards_failed]
 
     t = time.perf_counter()
-    result = execute("refresh_job")
+    result = step("refresh_job")
     if not result.success:
         raise _StageFailed("normaliser", f"normaliser / mixture configs failed: {_failure_message(result)}")
     norm = _metadata(result, "quality_normaliser")
@@ -300,12 +367,23 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
         log(f"[normaliser] shard(s) left out: {summary.shards_left_out}")
     ev = _metadata(result, "criteria_evaluation")
     aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
-    log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({time.perf_counter() - t:.1f}s)")
+    log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({_took(result, t)})")
 
     configs = storage.read_json(layout.mixture_configs())["configs"]
     _mixtures([c["mixture_id"] for c in configs], summary, execute, log, "mixture")
     if summary.mixtures_ok:
         _optimise(settings, instance, summary, execute, log)
+
+
+def _log_skipped(summary: RunSummary, job_name: str, stage: str, log) -> None:
+    """One line per stage when resuming: how many of its runs so far were current and skipped."""
+    skipped, of = summary.skipped.get(job_name, (0, 0))
+    if skipped:
+        log(f"[{stage}] resume: {skipped} of {of} {job_name} partition(s) so far current, skipped")
+
+
+def _took(result, t: float) -> str:
+    return "current, skipped" if isinstance(result, Reused) else f"{time.perf_counter() - t:.1f}s"
 
 
 def _contiguous_ranges(ordered: list[str], wanted: set[str], size: int) -> list[list[str]]:
@@ -327,6 +405,23 @@ def _contiguous_ranges(ordered: list[str], wanted: set[str], size: int) -> list[
 def _train_proxies(keys: list[str], instance, summary: RunSummary, execute, log, group_size: int, stage: str) -> None:
     from quadmix_assets.defs.partitions import mixtures_partitions
 
+    current = execute.currency()
+    if current is not None:  # resume: proxies already trained on their current mixture are reused
+        todo = []
+        counts = summary.skipped.setdefault("proxy_job", [0, 0])
+        for key in keys:
+            counts[1] += 1
+            why, records = current.check("proxy_job", key)
+            if why is not None:
+                todo.append(key)
+                continue
+            counts[0] += 1
+            results = getattr(records[0].asset_materialization.metadata.get("results"), "value", None) or {}
+            status = (results.get(key) or {}).get("status", "no recorded status")
+            (summary.proxies_ok.append(key) if status == "ok" else summary.proxies_failed.__setitem__(key, status))
+        if len(todo) < len(keys):
+            log(f"[{stage}] resume: {len(keys) - len(todo)} of {len(keys)} proxies current, skipped")
+        keys = todo
     ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
     groups = _contiguous_ranges(ordered, set(keys), group_size)
     for i, group in enumerate(groups, 1):
@@ -358,20 +453,29 @@ def _new_partitions(instance, before: set[str]) -> list[str]:
 
 def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) -> list[str]:
     ok = []
+    current = execute.currency()
     for i, key in enumerate(keys, 1):
         t = time.perf_counter()
-        result = execute("mixture_job", key)
+        result = execute.step("mixture_job", key, current=current)
         if result.success:
             md = _metadata(result, "mixture_manifest")
             summary.mixtures_ok.append(key)
             summary.shards_left_out.update(_left_out(_metadata(result, "mixture_scores")))
             ok.append(key)
             log(f"[{stage} {i}/{len(keys)}] {key} {md.get('name')}: {md.get('documents_selected')} docs, "
-                f"{md.get('tokens_after')} tokens ({time.perf_counter() - t:.1f}s)")
+                f"{md.get('tokens_after')} tokens ({_took(result, t)})")
         else:
             summary.mixtures_failed[key] = _failure_message(result)
             log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.mixtures_failed[key]}")
+    _log_skipped(summary, "mixture_job", stage, log)
     return ok
+
+
+def _round_keys(storage, round_no: int) -> list[str]:
+    """Mixture ids registered for search round ``round_no`` (in registration order)."""
+    from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
+
+    return [d["mixture_id"] for d in all_spec_dicts(storage) if round_of(d) == round_no]
 
 
 def _log_regressor(reg: dict, log) -> None:
@@ -392,50 +496,60 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
     preset = settings.run_preset()
     storage = settings.storage()
     t = time.perf_counter()
-    result = execute("proxy_setup_job")
+    result = execute.step("proxy_setup_job")
     if not result.success:
         raise _StageFailed("proxy setup", f"target sets / tokenizer failed: {_failure_message(result)}")
     tg = _metadata(result, "target_sets")
     tk = _metadata(result, "proxy_tokenizer")
     summary.shards_left_out.update(_left_out(tk))
     log(f"[targets] {tg.get('sets')} sets, {tg.get('target_examples')} target / {tg.get('heldout_examples')} held-out examples; "
-        f"tokenizer vocab {tk.get('vocab_size')} ({time.perf_counter() - t:.1f}s)")
+        f"tokenizer vocab {tk.get('vocab_size')} ({_took(result, t)})")
     _train_proxies(summary.mixtures_ok, instance, summary, execute, log, MAX_PROXY_RUN, "proxies")
 
     t = time.perf_counter()
-    result = execute("noise_job")
+    result = execute.step("noise_job")
     noise = _metadata(result, "proxy_noise")
     if result.success:
         log(f"[noise] {noise.get('configs_repeated')} configs retrained under a second seed: repeat Spearman "
             f"{noise.get('repeat_spearman', float('nan')):.3f}, noise SD {noise.get('noise_sd', float('nan')):.4f} vs SD across "
-            f"configs {noise.get('loss_sd_across_configs', float('nan')):.4f} ({time.perf_counter() - t:.1f}s)")
+            f"configs {noise.get('loss_sd_across_configs', float('nan')):.4f} ({_took(result, t)})")
     else:
         log(f"[noise] FAILED: {_failure_message(result)} (the regressor is judged against the preset's fixed floor)")
 
-    from quadmix_assets.defs.partitions import mixtures_partitions
+    from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
 
-    for _ in range(2, preset.search_rounds + 1):
+    for round_no in range(2, preset.search_rounds + 1):
         t = time.perf_counter()
-        result = execute("regressor_job")
+        result = execute.step("regressor_job")
         if not result.success:
             log(f"[rounds] regressor FAILED: {_failure_message(result)}")
             break
         _log_regressor(_metadata(result, "mixture_regressor"), log)
         before = set(instance.get_dynamic_partitions(mixtures_partitions.name))
-        result = execute("rounds_job")
+        result = execute.step("rounds_job")
         md = _metadata(result, "mixture_rounds")
-        if not result.success or not md.get("proposed"):
-            log(f"[rounds] no new round: {md.get('why') if result.success else _failure_message(result)}")
+        if not result.success:
+            log(f"[rounds] no new round: {_failure_message(result)}")
             break
-        keys = _new_partitions(instance, before)
-        log(f"[round {md.get('round')}] {md.get('proposed')} configs proposed (best predicted loss "
-            f"{md.get('best_predicted_loss', float('nan')):.4f}, best measured {md.get('best_measured_loss', float('nan')):.4f}) "
-            f"({time.perf_counter() - t:.1f}s)")
-        ok = _mixtures(keys, summary, execute, log, f"round {md.get('round')} mixture")
-        _train_proxies(ok, instance, summary, execute, log, MAX_PROXY_RUN, f"round {md.get('round')} proxies")
+        if md.get("proposed"):
+            # a reused round: its partitions were registered by the run that made it
+            keys = list(md.get("mixtures") or []) if isinstance(result, Reused) else _new_partitions(instance, before)
+            log(f"[round {md.get('round')}] {md.get('proposed')} configs proposed (best predicted loss "
+                f"{md.get('best_predicted_loss', float('nan')):.4f}, best measured {md.get('best_measured_loss', float('nan')):.4f}) "
+                f"({_took(result, t)})")
+        else:
+            # the round may exist already (an earlier, interrupted run proposed it): finish it
+            keys = _round_keys(storage, round_no)
+            if not keys:
+                log(f"[rounds] no new round: {md.get('why')}")
+                break
+            add_partitions(instance, mixtures_partitions, [k for k in keys if k not in before])
+            log(f"[round {round_no}] {len(keys)} configs proposed by an earlier run")
+        ok = _mixtures(keys, summary, execute, log, f"round {round_no} mixture")
+        _train_proxies(ok, instance, summary, execute, log, MAX_PROXY_RUN, f"round {round_no} proxies")
 
     t = time.perf_counter()
-    result = execute("search_job")
+    result = execute.step("search_job")
     summary.regressor = _metadata(result, "mixture_regressor")
     _log_regressor(summary.regressor, log)
     search = _metadata(result, "mixture_search")
@@ -464,7 +578,7 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
         t = time.perf_counter()
     summary.optimum_rank = measured_rank(storage, summary.optimum)
     add_partitions(instance, exports_partitions, [summary.optimum])  # promoted for export (search registers its own)
-    result = execute("export_job", summary.optimum, tags={SELECTED_AS_TAG: selected_as})
+    result = execute.step("export_job", summary.optimum, tags={SELECTED_AS_TAG: selected_as})
     if not result.success:
         summary.mixtures_failed[summary.optimum] = f"export: {_failure_message(result)}"
         log(f"[export] FAILED: {summary.mixtures_failed[summary.optimum]}")
@@ -472,7 +586,7 @@ def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute,
     summary.export = _metadata(result, "mixture_export")
     _report_optimum(storage, summary, log)
     log(f"[export] {summary.export.get('occurrences')} documents (with copies), {summary.export.get('tokens')} tokens "
-        f"({summary.export.get('token_dtype')}) -> {summary.export.get('path')} ({time.perf_counter() - t:.1f}s)")
+        f"({summary.export.get('token_dtype')}) -> {summary.export.get('path')} ({_took(result, t)})")
 
 
 def _report_optimum(storage, summary: RunSummary, log) -> None:

@@ -1,0 +1,145 @@
+"""Resume for ``quadmix run``: which runs of a job it may skip because their outputs are already current.
+
+A job's partition (or an unpartitioned job) is *current* when every asset the job materializes has
+
+- a latest materialization, made by a ``quadmix run`` with the same settings (the run's
+  ``quadmix/settings`` tag: a hash of every setting and of the resolved preset, which Dagster's code
+  versions do not see) and, for a job that reads every shard (``fan_in``), over the same shard list
+  (``quadmix/corpus``: Dagster sees a new shard as a new upstream partition, but not a removed one),
+- Dagster's stale status ``FRESH``: the same code version as now and the same input data versions as the
+  current data versions of its parents (Dagster's own ``CachingStaleStatusResolver``, the one the UI's
+  "stale" badge and ``stale_assets_only`` sensors use),
+- for a partition, no failed or in-progress run since (Dagster's partition status),
+- its output file (the ``path`` metadata of a local storage root) still there, and
+- whatever the caller adds (``extra``): the runner checks that a shard's documents were read from the
+  corpus file's current bytes (its fingerprint), which no Dagster asset represents.
+
+Everything else is redone. Nothing here writes: the decision is read from the instance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable
+from types import SimpleNamespace
+
+from dagster import AssetKey, AssetPartitionStatus, AssetRecordsFilter, DagsterInstance
+
+from quadmix_assets import __version__
+from quadmix_assets.storage import content_hash
+
+#: run tag naming the settings a run was made with (see :func:`settings_fingerprint`)
+SETTINGS_TAG = "quadmix/settings"
+#: run tag naming the corpus' shard list a run saw (see :func:`corpus_fingerprint`)
+CORPUS_TAG = "quadmix/corpus"
+
+
+def corpus_fingerprint(refs) -> str:
+    """Hash of the corpus' shard keys and file names: a fan-in made over another set of shards (one added
+    or removed) is not current. Content changes need no hash here: a changed shard's documents are redone
+    and their new data version makes every fan-in over them stale."""
+    return content_hash(sorted((r.key, r.name) for r in refs), length=24)
+
+
+def settings_fingerprint(settings) -> str:
+    """Hash of every field of the settings resource, the resolved preset and the package version."""
+    fields = {k: getattr(settings, k) for k in type(settings).model_fields}
+    preset = dataclasses.asdict(settings.run_preset())
+    return content_hash({"settings": fields, "preset": preset, "quadmix": __version__}, length=24)
+
+
+class Reused:
+    """Stands in for an ``execute_in_process`` result when a job is skipped: successful, no checks run,
+    the materializations are the latest recorded ones (so callers read the same metadata)."""
+
+    success = True
+    skipped = True
+
+    def __init__(self, records: Iterable):
+        self._events = [SimpleNamespace(materialization=r.asset_materialization) for r in records]
+
+    def get_asset_materialization_events(self):
+        return self._events
+
+    def get_asset_check_evaluations(self):
+        return []
+
+
+class Currency:
+    """Decides per job (and partition) whether its outputs are current; one per stage of the runner.
+
+    The stale-status resolver caches what it reads, so make a new ``Currency`` after running anything its
+    answers depend on (the runner makes one per stage: a stage's partitions do not depend on each other).
+    """
+
+    def __init__(self, instance: DagsterInstance, defs, settings_hash: str, corpus_hash: str | None = None):
+        from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+        from dagster._core.definitions.data_version import CachingStaleStatusResolver
+        from dagster._time import get_current_datetime
+
+        self.instance = instance
+        self.defs = defs
+        self.settings_hash = settings_hash
+        self.corpus_hash = corpus_hash
+        graph = defs.resolve_asset_graph()
+        self.graph = graph
+        view = AssetGraphView(
+            temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+            instance=instance, asset_graph=graph,
+        )
+        self.resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
+        self._run_tags: dict[str, dict] = {}
+
+    def job_assets(self, job_name: str) -> list[AssetKey]:
+        keys = self.defs.resolve_job_def(job_name).asset_layer.selected_asset_keys
+        return sorted(keys, key=lambda k: k.to_user_string())
+
+    def _latest(self, key: AssetKey, partition: str | None):
+        records = self.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1, ascending=False
+        ).records
+        return records[0] if records else None
+
+    def _tags(self, run_id: str) -> dict:
+        if run_id not in self._run_tags:
+            run = self.instance.get_run_by_id(run_id)
+            self._run_tags[run_id] = dict(run.tags) if run is not None else {}
+        return self._run_tags[run_id]
+
+    def check(self, job_name: str, partition: str | None = None,
+              extra: Callable[[AssetKey, object], str | None] | None = None, fan_in: bool = True) -> tuple[str | None, list]:
+        """``(None, records)`` when the job (partition) is current, with the latest materialization record of
+        every asset it makes; else ``(why not, [])``. ``fan_in``: the job reads every shard (all but the
+        per-shard jobs and the models), so it must have seen the same shard list."""
+        from dagster._core.definitions.data_version import StaleStatus
+
+        records = []
+        for key in self.job_assets(job_name):
+            name = key.to_user_string()
+            record = self._latest(key, partition)
+            if record is None:
+                return f"{name} was never materialized", []
+            tags = self._tags(record.run_id)
+            if tags.get(SETTINGS_TAG) != self.settings_hash:
+                return f"{name} was made with other settings (or outside quadmix run)", []
+            if fan_in and self.corpus_hash is not None and tags.get(CORPUS_TAG) != self.corpus_hash:
+                return f"{name} was made over another set of shards", []
+            status = self.resolver.get_status(key, partition)
+            if status != StaleStatus.FRESH:
+                causes = self.resolver.get_stale_causes(key, partition)
+                why = "; ".join(f"{c.key.asset_key.to_user_string()} {c.reason}" for c in causes[:3]) or status.value
+                return f"{name} is {status.value.lower()}: {why}", []
+            node = self.graph.get(key)
+            if partition is not None and node.partitions_def is not None:
+                st = (self.instance.get_status_by_partition(key, [partition], node.partitions_def) or {}).get(partition)
+                if st in (AssetPartitionStatus.FAILED, AssetPartitionStatus.IN_PROGRESS):
+                    return f"{name}'s latest run {st.value.lower().replace('_', ' ')}", []
+            mat = record.asset_materialization
+            path = getattr(mat.metadata.get("path"), "value", None)
+            if isinstance(path, str) and "://" not in path and not os.path.exists(path):
+                return f"{name}'s output {path} is gone", []
+            if extra is not None and (why := extra(key, mat)):
+                return f"{name}: {why}", []
+            records.append(record)
+        return None, records
