@@ -20,7 +20,25 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 INSTANCE_YAML = """# written by quadmix: a local, persistent Dagster instance
 telemetry:
   enabled: false
+# progress lines of long steps (documents/s, ETA) into each run's logs
+python_logs:
+  python_log_level: INFO
+  managed_python_loggers:
+    - quadmix_assets.progress
 """
+
+
+def show_progress_lines() -> None:
+    """Print the progress lines of long steps (quadmix_assets.reporting.progress) on stdout, indented."""
+    import logging
+
+    logger = logging.getLogger("quadmix_assets.progress")
+    if not any(getattr(h, "_quadmix", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler._quadmix = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def prepare_dagster_home(path: str | None) -> str:
@@ -35,6 +53,7 @@ def prepare_dagster_home(path: str | None) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     home = prepare_dagster_home(args.dagster_home)
+    show_progress_lines()
     from dagster import DagsterInstance
 
     from quadmix_assets.defs.resources import QuadmixSettings

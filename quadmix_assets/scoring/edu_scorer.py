@@ -39,6 +39,7 @@ import numpy as np
 
 from quadmix_assets.scoring.domain_classifier import split_by_id
 from quadmix_assets.scoring.evaluation import spearman
+from quadmix_assets.reporting.progress import Progress
 from quadmix_assets.scoring.fasttext_model import as_text_list
 from quadmix_assets.scoring.transformer_common import (
     InferenceStats,
@@ -101,6 +102,7 @@ class _BatchedModel:
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=n)
         out = None
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        progress = Progress(type(self).__name__, n)
         with torch.inference_mode():
             for idx in length_bucketed_batches(lengths, self.batch_size):
                 ids, mask = pad_batch([seqs[i] for i in idx], pad_id, left=False)
@@ -108,6 +110,7 @@ class _BatchedModel:
                 if out is None:
                     out = np.zeros((n,) + res.shape[1:], dtype=np.float32)
                 out[idx] = res
+                progress.update(len(idx))
         return out, InferenceStats(n, int(lengths.sum()), time.perf_counter() - t0, self.device, self.batch_size)
 
 
