@@ -13,8 +13,8 @@ web text), raw scores with heavy ties (rounded to 1e-4), documents with new ids 
 corpus' 14,361 documents, 16 shards; larger sizes keep at most 100,000 documents per shard. ``--rows-10m``
 adds a 10,000,000-document corpus. Generation is not timed.
 
-Stages, each in its own child process (its peak RSS is the child's ``ru_maxrss``; the child's RSS after
-its imports is given too, and the growth compares the RSS the stage added on top of that):
+Stages, each in its own child process (its peak RSS is the child's VmHWM; the child's RSS after its
+imports and inputs is given too, and the growth compares the RSS the stage added on top of that):
 
 * ``ranks``: the global worse-than rank of every document for the five criteria (DuckDB:
   :func:`quadmix_assets.mixing.fanin_duckdb.worse_than_ranks`; numpy: ``Normaliser.fit`` + ``transform`` on
@@ -96,8 +96,27 @@ def write_corpus(root: str, n_docs: int, seed: int = 0) -> list[str]:
 
 
 # --------------------------------------------------------------------------- child: one stage
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _peak_rss_mb() -> float:
+    """This process' peak RSS: VmHWM (reset by exec, unlike ru_maxrss, which after fork + exec still holds
+    the parent's peak on Linux); ru_maxrss where there is no /proc."""
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _rss_now_mb() -> float:
+    now = _status_mb("VmRSS")
+    return now if now is not None else _peak_rss_mb()
 
 
 def _params():
@@ -130,7 +149,7 @@ def child(args) -> dict:
     manifest = None
     if args.child == "export":  # the manifest is an input of the export join, not part of its cost
         manifest = storage.read_parquet("bench_manifest.parquet")
-    base = _rss_mb()
+    base = _rss_now_mb()
     rows = 0
     t0 = time.perf_counter()
     if args.path == "duckdb":
@@ -163,7 +182,7 @@ def child(args) -> dict:
                 rows += docs.take(pa.array(rep)).num_rows
     seconds = time.perf_counter() - t0
     return {"stage": args.child, "path": args.path, "seconds": seconds, "rows_out": int(rows),
-            "peak_rss_mb": _rss_mb(), "base_rss_mb": base}
+            "peak_rss_mb": _peak_rss_mb(), "base_rss_mb": base}
 
 
 # --------------------------------------------------------------------------- parent

@@ -80,19 +80,20 @@ def _pairs(columns: Sequence[str]) -> list[tuple[str, str]]:
 
 def _feature_parts(criteria: Sequence[str], shard: str, *, with_id: bool = True) -> list[tuple[str, list[str]]]:
     return [
-        (layout.documents(shard), (["id", "id_hash"] if with_id else []) + ["n_tokens"]),
+        (layout.documents(shard), (["id"] if with_id else []) + ["id_hash", "n_tokens"]),
         (layout.attribute("domain", shard), ["domain"]),
         (layout.attribute(layout.RANKS_ATTRIBUTE, shard), [f"s_{c}" for c in criteria]),
     ]
 
 
-def feature_sql(storage: StorageRoot, shards: Sequence[str], criteria: Sequence[str]) -> str:
-    """A query of every document of ``shards`` (in that order): shard_idx, shard, row, id, id_hash,
-    n_tokens, domain and ``s_<criterion>`` (the stored worse-than ranks). The DuckDB counterpart of
-    :func:`~quadmix_assets.mixing.catalog.document_features`."""
+def feature_sql(storage: StorageRoot, shards: Sequence[str], criteria: Sequence[str], *, with_id: bool = True) -> str:
+    """A query of every document of ``shards`` (in that order): shard_idx, shard, row, id (unless not
+    ``with_id``), id_hash, n_tokens, domain and ``s_<criterion>`` (the stored worse-than ranks). The DuckDB
+    counterpart of :func:`~quadmix_assets.mixing.catalog.document_features`."""
     if not shards:
         raise ValueError("no shards")
-    return "\nUNION ALL\n".join(_shard_select(storage, i, k, _feature_parts(criteria, k)) for i, k in enumerate(shards))
+    return "\nUNION ALL\n".join(
+        _shard_select(storage, i, k, _feature_parts(criteria, k, with_id=with_id)) for i, k in enumerate(shards))
 
 
 def check_aligned(con: duckdb.DuckDBPyConnection, storage: StorageRoot, groups: Sequence[Sequence[str]]) -> None:
@@ -212,6 +213,8 @@ def scores_batches(
 ) -> Iterator[pa.RecordBatch]:
     """``qbar`` and the in-domain token-weighted rank ``r`` of every document for one config (one window
     query), as batches of (shard, row, id, id_hash, n_tokens, domain, qbar, r) in shard then row order.
+    Only fixed-width columns go through the window and the sort; each batch's ``shard`` and ``id`` are
+    taken from the shard's documents afterwards (one shard's ids held at a time).
     ``domain_aware=False`` ranks all documents as one domain with the params' first row (as
     ``mixture_scores`` does); ``domain`` is then still the document's label."""
     if not shards:
@@ -223,8 +226,10 @@ def scores_batches(
     alpha_name = f"alpha_{uuid.uuid4().hex}"
     con.register(alpha_name, _alpha_table(p))
     try:
-        feats = feature_sql(storage, shards, criteria)
-        lo, hi = con.execute(f"SELECT min(domain), max(domain) FROM ({feats})").fetchall()[0]
+        feats = feature_sql(storage, shards, criteria, with_id=False)
+        doms = " UNION ALL ".join(f"SELECT domain FROM read_parquet({sql_str(file_ref(storage, layout.attribute('domain', k)))})"
+                                  for k in shards)
+        lo, hi = con.execute(f"SELECT min(domain), max(domain) FROM ({doms})").fetchall()[0]
         if lo is not None and (lo < 0 or hi >= params.n_domains):
             raise ValueError(f"domain id {lo if lo < 0 else hi} out of range [0, {params.n_domains}) for these params")
         grp = "f.domain" if domain_aware else "0"
@@ -233,17 +238,30 @@ def scores_batches(
         upto = f"({part} ORDER BY qbar RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         sql = f"""
         WITH f AS ({feats}),
-        q AS (SELECT f.shard_idx, f.shard, f.row, f.id, f.id_hash, f.n_tokens, f.domain, {grp} AS g,
+        q AS (SELECT f.shard_idx, f.row, f.id_hash, f.n_tokens, f.domain, {grp} AS g,
                      {terms} AS qbar
               FROM f JOIN {alpha_name} AS a ON a.domain = {grp}),
         w AS (SELECT *, SUM(n_tokens) OVER ({part}) AS tw, COUNT(*) OVER ({part}) AS tk,
                      SUM(n_tokens) OVER {upto} AS cw, COUNT(*) OVER {upto} AS ck FROM q)
-        SELECT shard, row, id, id_hash, n_tokens, domain, qbar,
+        SELECT shard_idx, row, id_hash, n_tokens, domain, qbar,
                CASE WHEN tw > 0 THEN CAST(cw AS DOUBLE) / CAST(tw AS DOUBLE)
                     ELSE CAST(ck AS DOUBLE) / CAST(tk AS DOUBLE) END AS r
         FROM w ORDER BY shard_idx, row"""
         reader = con.sql(sql).to_arrow_reader(batch_rows)
-        yield from reader
+        ids: tuple[int, pa.Array] | None = None
+        for batch in reader:
+            idx = batch.column("shard_idx").to_numpy()
+            cuts = np.flatnonzero(np.diff(idx)) + 1
+            for lo_, hi_ in zip(np.r_[0, cuts], np.r_[cuts, len(idx)]):
+                part = batch.slice(int(lo_), int(hi_ - lo_))
+                i = int(idx[lo_])
+                if ids is None or ids[0] != i:
+                    ids = (i, storage.read_parquet(layout.documents(shards[i]), columns=["id"]).column("id").combine_chunks())
+                rows = part.column("row")
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array([shards[i]] * part.num_rows, pa.string()), rows, ids[1].take(rows),
+                     *(part.column(c) for c in ("id_hash", "n_tokens", "domain", "qbar", "r"))],
+                    names=["shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r"])
     finally:
         con.unregister(alpha_name)
 
