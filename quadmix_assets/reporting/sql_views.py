@@ -103,7 +103,7 @@ def _features_sql(storage: StorageRoot, attrs: dict[str, list[str]], shards: lis
         for j, a in enumerate(common):
             froms.append(f"read_parquet({sql_str(file_ref(storage, layout.attribute(a, k)))}) AS a{j}")
             for c in schemas[a]:
-                if a in ("domain", layout.RANKS_ATTRIBUTE):
+                if a == layout.RANKS_ATTRIBUTE or (a == "domain" and c == "domain"):
                     alias = c
                 else:
                     alias = f"{a.removeprefix('quality_')}_{c}"
