@@ -48,6 +48,7 @@ from quadmix_assets.scoring.transformer_common import (
     model_version,
     package_folder,
     pad_batch,
+    quiet_progress_bars,
 )
 from quadmix_assets.scoring.transformer_common import pick_device as _pick_device
 
@@ -124,7 +125,8 @@ class TextEncoder(_BatchedModel):
         model = bundled_minilm_path() if model is None else model
         super().__init__(model, max_length, batch_size, device)
         self.tokenizer = _load_tokenizer(model)
-        self.model = AutoModel.from_pretrained(str(model), dtype=self.dtype).to(self.device).eval()
+        with quiet_progress_bars():
+            self.model = AutoModel.from_pretrained(str(model), dtype=self.dtype).to(self.device).eval()
 
     @property
     def dim(self) -> int:
@@ -160,7 +162,8 @@ class SequenceClassifierScorer(_BatchedModel):
 
         super().__init__(model, max_length, batch_size, device)
         self.tokenizer = _load_tokenizer(model)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(model), dtype=self.dtype)
+        with quiet_progress_bars():
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(model), dtype=self.dtype)
         self.model = self.model.to(self.device).eval()
         if int(self.model.config.num_labels) != 1:
             raise ValueError(f"{model}: expected a 1-logit regression head, found num_labels={self.model.config.num_labels}")
