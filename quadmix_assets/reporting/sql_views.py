@@ -103,10 +103,11 @@ def _features_sql(storage: StorageRoot, attrs: dict[str, list[str]], shards: lis
         for j, a in enumerate(common):
             froms.append(f"read_parquet({sql_str(file_ref(storage, layout.attribute(a, k)))}) AS a{j}")
             for c in schemas[a]:
-                if a == layout.RANKS_ATTRIBUTE or (a == "domain" and c == "domain"):
+                short = a.removeprefix("quality_")
+                if a == layout.RANKS_ATTRIBUTE or c == short or c.startswith(short + "_"):
                     alias = c
                 else:
-                    alias = f"{a.removeprefix('quality_')}_{c}"
+                    alias = f"{short}_{c}"
                 cols.append(f"a{j}.{_ident(c)} AS {_ident(alias)}")
         selects.append(f"SELECT {', '.join(cols)} FROM {' POSITIONAL JOIN '.join(froms)}")
     return "\nUNION ALL\n".join(selects)
