@@ -16,3 +16,22 @@ def test_progress_lines_are_rate_limited_and_give_rate_and_eta():
     p.update(50)
     assert lines[-1] == "teacher: 100/100 documents, 5.0 documents/s (20s so far)"
     assert len(lines) == 2
+
+
+def test_quadmix_run_prints_progress_lines(capsys):
+    import logging
+
+    from quadmix_assets.cli import show_progress_lines
+    from quadmix_assets.reporting.progress import LOGGER_NAME
+
+    logger = logging.getLogger(LOGGER_NAME)
+    before = list(logger.handlers)
+    try:
+        show_progress_lines()
+        show_progress_lines()  # once only
+        Progress("proxies", 2, "proxies").update(2)
+    finally:
+        for h in logger.handlers[len(before):]:
+            logger.removeHandler(h)
+    out = capsys.readouterr().out
+    assert out.count("proxies: 2/2 proxies") == 1
