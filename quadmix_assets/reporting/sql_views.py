@@ -31,6 +31,7 @@ from collections.abc import Callable
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.duck import file_ref, sql_list, sql_str
@@ -62,16 +63,18 @@ def _attributes(storage: StorageRoot) -> dict[str, list[str]]:
 
 def _per_file_union(storage: StorageRoot, files: list[tuple[str, str, str]], *, row: bool = True) -> str:
     """``files``: (key column name, key value, relpath); each file's rows with the key (and, with ``row``,
-    the row number in the file as ``row``)."""
-    if row:
-        return "\nUNION ALL BY NAME\n".join(
-            f"SELECT {sql_str(v)} AS {k}, file_row_number AS row, * EXCLUDE (file_row_number) "
-            f"FROM read_parquet({sql_str(file_ref(storage, rel))}, file_row_number = true)"
-            for k, v, rel in files
-        )
-    return "\nUNION ALL BY NAME\n".join(
-        f"SELECT {sql_str(v)} AS {k}, * FROM read_parquet({sql_str(file_ref(storage, rel))})" for k, v, rel in files
-    )
+    the row number in the file as ``row``, unless the file has its own ``row`` column, as documents do). A
+    file column named like the key is kept as ``file_<name>``."""
+    selects = []
+    for k, v, rel in files:
+        names = pq.read_schema(storage.path(rel), filesystem=storage.fs).names
+        cols = [f"{sql_str(v)} AS {_ident(k)}"]
+        if row and "row" not in names:
+            cols.append("file_row_number AS row")
+        cols += [_ident(c) + (f" AS {_ident('file_' + c)}" if c == k else "") for c in names]
+        extra = ", file_row_number = true" if row and "row" not in names else ""
+        selects.append(f"SELECT {', '.join(cols)} FROM read_parquet({sql_str(file_ref(storage, rel))}{extra})")
+    return "\nUNION ALL BY NAME\n".join(selects)
 
 
 def _mixture_files(storage: StorageRoot, name: str) -> list[tuple[str, str, str]]:

@@ -41,6 +41,7 @@ def write_random_corpus(
         storage.write_parquet(layout.documents(k), pa.table({
             "id": pa.array(ids, pa.string()), "id_hash": pa.array(hash_ids(ids)),
             "n_tokens": pa.array(tokens), "text": pa.array(texts, pa.string()),
+            "row": pa.array(np.arange(n, dtype=np.int64)), "shard": pa.array([f"source-{k}"] * n, pa.string()),
         }), {})
         storage.write_parquet(layout.attribute("domain", k), pa.table({"domain": pa.array(domain)}), {})
         for c in CRITERIA:
