@@ -1,6 +1,6 @@
 """The ``quadmix`` command: ``quadmix run`` materializes the graph in-process; ``quadmix ui`` opens Dagster;
 ``quadmix lineage`` tells where a mixture came from (read from the instance's event log); ``quadmix show``
-shows the documents behind a mixture or a criterion."""
+shows the documents behind a mixture or a criterion; ``quadmix sql`` queries a stored run with DuckDB."""
 
 from __future__ import annotations
 
@@ -20,7 +20,25 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 INSTANCE_YAML = """# written by quadmix: a local, persistent Dagster instance
 telemetry:
   enabled: false
+# progress lines of long steps (documents/s, ETA) into each run's logs
+python_logs:
+  python_log_level: INFO
+  managed_python_loggers:
+    - quadmix_assets.progress
 """
+
+
+def show_progress_lines() -> None:
+    """Print the progress lines of long steps (quadmix_assets.reporting.progress) on stdout, indented."""
+    import logging
+
+    logger = logging.getLogger("quadmix_assets.progress")
+    if not any(getattr(h, "_quadmix", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler._quadmix = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def prepare_dagster_home(path: str | None) -> str:
@@ -35,6 +53,7 @@ def prepare_dagster_home(path: str | None) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     home = prepare_dagster_home(args.dagster_home)
+    show_progress_lines()
     from dagster import DagsterInstance
 
     from quadmix_assets.defs.resources import QuadmixSettings
@@ -175,6 +194,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """A SQL query over a stored run's DuckDB views (documents, attributes, ranks, manifests, proxies, ...)."""
+    from quadmix_assets.reporting import sql_views
+    from quadmix_assets.storage import StorageRoot
+    from quadmix_assets.storage.duck import duck_session
+
+    storage = StorageRoot(os.path.abspath(args.storage) if args.storage and "://" not in args.storage
+                          else (args.storage or env.default_storage_root()))
+    with duck_session(storage, memory_limit=args.memory_limit) as con:
+        sql_views.create_views(con, storage, args.query)
+        spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+        sql_views.lock_to_storage(con, storage, [spill])
+        if args.out:
+            n = sql_views.query_to_file(con, args.query, args.out)
+            print(f"{n} rows written to {args.out}")
+        else:
+            sys.stdout.write(sql_views.query_text(con, args.query, max_rows=args.max_rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadmix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="on failure, show the exception class and the stack")
@@ -235,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.add_argument("--storage", default=None, help="storage root a `quadmix run` wrote (default: $QUADMIX_STORAGE or .quadmix/storage)")
     show.set_defaults(func=cmd_show)
+    sql = sub.add_parser("sql", help="a DuckDB SQL query over a stored run: views documents, features, attr_<name>, "
+                         "ranks, domains, mixtures, manifests, mixture_scores, proxy_results, proxy_set_losses, "
+                         "regressor_training (README, 'quadmix sql')")
+    sql.add_argument("query", help="one SQL statement, e.g. \"SELECT domain_name, count(*) FROM features GROUP BY 1\"")
+    sql.add_argument("--out", default=None, help="write every row to this .parquet or .csv file instead of printing")
+    sql.add_argument("--max-rows", type=int, default=40, help="rows printed (default 40)")
+    sql.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit; beyond it DuckDB spills to a temporary folder")
+    sql.add_argument("--storage", default=None, help="storage root a `quadmix run` wrote (default: $QUADMIX_STORAGE or .quadmix/storage)")
+    sql.set_defaults(func=cmd_sql)
     for p in sub.choices.values():  # also accepted after the command: quadmix run --verbose
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                        help="on failure, show the exception class and the stack")

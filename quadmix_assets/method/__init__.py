@@ -14,9 +14,11 @@ Per document ``x`` with domain ``d(x)`` in ``0..M-1``, ``N`` raw quality scores 
 :func:`sampling_plan` does steps 2-4 in one call. A config (:class:`QuadMixParams`, ``M * (N + 4)``
 numbers) is drawn from :class:`ParamSpace` (the paper's Algorithm 1) and named by its content hash
 ``config_id``. :func:`hash_ids` turns document ids into the ``uint64`` keys of the draw.
+:func:`sampling_plans` does steps 2-4 for many configs in one pass, equal to :func:`sampling_plan` per config.
 """
 
 from .aggregation import aggregate
+from .batch import sampling_plans
 from .ids import hash_id, hash_ids
 from .params import ParamSpace, QuadMixParams
 from .ranking import Normaliser, worse_than_rank
@@ -37,6 +39,7 @@ __all__ = [
     "sampling_frequency",
     "draw_copies",
     "sampling_plan",
+    "sampling_plans",
     "hash_ids",
     "hash_id",
     "seed_to_uint64",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -72,16 +72,26 @@ def train_and_score(config, batches: np.ndarray, target_seqs: Mapping[str, Seque
     size = max(1, min(int(group_size), math.ceil(K / workers)))
     groups = [list(range(i, min(K, i + size))) for i in range(0, K, size)]
     seqs = {k: [np.asarray(s) for s in v] for k, v in target_seqs.items()}
+    from quadmix_assets.reporting.progress import Progress  # here: the spawned workers need not import it
+
     t0 = time.perf_counter()
+    progress = Progress(f"proxies ({len(groups)} groups of <= {size})", K, "proxies", every_s=20.0)
     if workers > 1 and len(groups) > 1:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_train_group, config, batches[g], [seeds[i] for i in g], seqs, dev, eval_batch)
                        for g in groups]
+            sizes = {f: len(g) for f, g in zip(futures, groups)}
+            for f in as_completed(futures):
+                f.result()
+                progress.update(sizes[f])
             parts = [f.result() for f in futures]
     else:
-        parts = [_train_group(config, batches[g], [seeds[i] for i in g], seqs, dev, eval_batch) for g in groups]
+        parts = []
+        for g in groups:
+            parts.append(_train_group(config, batches[g], [seeds[i] for i in g], seqs, dev, eval_batch))
+            progress.update(len(g))
     wall = time.perf_counter() - t0
     return ProxyScores(
         loss_curves=np.concatenate([p["loss_curves"] for p in parts]),

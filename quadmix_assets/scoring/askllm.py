@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quadmix_assets.reporting.progress import Progress
 from quadmix_assets.scoring.fasttext_model import as_text_list
 from quadmix_assets.scoring.transformer_common import (
     InferenceStats,
@@ -43,6 +44,7 @@ from quadmix_assets.scoring.transformer_common import (
     package_folder,
     pad_batch,
     pick_device,
+    quiet_progress_bars,
 )
 
 ASKLLM_PROMPT = (
@@ -97,8 +99,9 @@ class AskLLMScorer:
         self.prompt = prompt
         kw = {"gguf_file": gguf_file} if gguf_file else {}
         t0 = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name, **kw)
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype, **kw)
+        with quiet_progress_bars():
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name, **kw)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype, **kw)
         self.model = self.model.to(device=self.device, dtype=self.dtype).eval()
         self.load_seconds = time.perf_counter() - t0
         tok = self.tokenizer
@@ -168,7 +171,9 @@ class AskLLMScorer:
         n = len(seqs)
         out = np.zeros(n, dtype=np.float32)
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=n)
+        progress = Progress("AskLLM", n)
         with torch.inference_mode():
             for idx in length_bucketed_batches(lengths, self.batch_size):
                 out[idx] = self._p_yes([seqs[i] for i in idx])
+                progress.update(len(idx))
         return out, InferenceStats(n, int(lengths.sum()), time.perf_counter() - t0, self.device, self.batch_size)

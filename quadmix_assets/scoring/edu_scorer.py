@@ -39,6 +39,7 @@ import numpy as np
 
 from quadmix_assets.scoring.domain_classifier import split_by_id
 from quadmix_assets.scoring.evaluation import spearman
+from quadmix_assets.reporting.progress import Progress
 from quadmix_assets.scoring.fasttext_model import as_text_list
 from quadmix_assets.scoring.transformer_common import (
     InferenceStats,
@@ -47,6 +48,7 @@ from quadmix_assets.scoring.transformer_common import (
     model_version,
     package_folder,
     pad_batch,
+    quiet_progress_bars,
 )
 from quadmix_assets.scoring.transformer_common import pick_device as _pick_device
 
@@ -101,6 +103,7 @@ class _BatchedModel:
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=n)
         out = None
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        progress = Progress(type(self).__name__, n)
         with torch.inference_mode():
             for idx in length_bucketed_batches(lengths, self.batch_size):
                 ids, mask = pad_batch([seqs[i] for i in idx], pad_id, left=False)
@@ -108,6 +111,7 @@ class _BatchedModel:
                 if out is None:
                     out = np.zeros((n,) + res.shape[1:], dtype=np.float32)
                 out[idx] = res
+                progress.update(len(idx))
         return out, InferenceStats(n, int(lengths.sum()), time.perf_counter() - t0, self.device, self.batch_size)
 
 
@@ -121,7 +125,8 @@ class TextEncoder(_BatchedModel):
         model = bundled_minilm_path() if model is None else model
         super().__init__(model, max_length, batch_size, device)
         self.tokenizer = _load_tokenizer(model)
-        self.model = AutoModel.from_pretrained(str(model), dtype=self.dtype).to(self.device).eval()
+        with quiet_progress_bars():
+            self.model = AutoModel.from_pretrained(str(model), dtype=self.dtype).to(self.device).eval()
 
     @property
     def dim(self) -> int:
@@ -157,7 +162,8 @@ class SequenceClassifierScorer(_BatchedModel):
 
         super().__init__(model, max_length, batch_size, device)
         self.tokenizer = _load_tokenizer(model)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(model), dtype=self.dtype)
+        with quiet_progress_bars():
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(model), dtype=self.dtype)
         self.model = self.model.to(self.device).eval()
         if int(self.model.config.num_labels) != 1:
             raise ValueError(f"{model}: expected a 1-logit regression head, found num_labels={self.model.config.num_labels}")

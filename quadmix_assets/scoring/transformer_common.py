@@ -27,6 +27,8 @@ fail), so they are located with :func:`package_folder` without importing them.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import importlib.util
 import json
@@ -161,3 +163,41 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, *, left: bool):
             ids[r, : len(s)] = t
             mask[r, : len(s)] = 1
     return ids, mask
+
+
+@contextlib.contextmanager
+def quiet_progress_bars():
+    """No tqdm bars from transformers / huggingface_hub while loading a model; the previous settings are
+    restored afterwards. transformers' GGUF de-quantisation calls ``tqdm`` directly (not through its own
+    progress-bar switch), so its module's ``tqdm`` is swapped for a disabled one for the duration."""
+    import functools
+    import importlib
+
+    from transformers.utils import logging as hf_logging
+
+    try:
+        gguf_mod = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    except ImportError:  # pragma: no cover - no gguf support installed
+        gguf_mod = None
+    gguf_tqdm = getattr(gguf_mod, "tqdm", None)
+    if gguf_tqdm is not None:
+        gguf_mod.tqdm = functools.partial(gguf_tqdm, disable=True)
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    except ImportError:  # pragma: no cover - older hub
+        are_progress_bars_disabled = disable_progress_bars = enable_progress_bars = None
+    hub_was_disabled = are_progress_bars_disabled() if are_progress_bars_disabled else True
+    if disable_progress_bars:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if gguf_tqdm is not None:
+            gguf_mod.tqdm = gguf_tqdm
+        if was:
+            hf_logging.enable_progress_bar()
+        if enable_progress_bars and not hub_was_disabled:
+            enable_progress_bars()

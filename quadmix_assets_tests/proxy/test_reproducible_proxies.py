@@ -47,3 +47,14 @@ def test_other_seed_other_loss_and_torch_threads_restored():
     assert not np.array_equal(a.set_losses["a"], b.set_losses["a"])
     assert torch.get_num_threads() == before
     assert a.finite.all() and a.parameters_per_proxy > 0
+
+
+def test_proxy_groups_report_progress_lines(caplog):
+    import logging
+
+    from quadmix_assets.reporting.progress import LOGGER_NAME
+
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        train_and_score(CFG, _data(3), _targets(), seeds=[1, 2, 3], group_size=2, workers=1)
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER_NAME]
+    assert lines and lines[-1].startswith("proxies (2 groups of <= 2): 3/3 proxies")

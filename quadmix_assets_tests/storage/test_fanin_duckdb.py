@@ -1,0 +1,186 @@
+"""The DuckDB fan-in queries give exactly the numbers of the numpy method library (random inputs with many
+ties, zero-token documents and domains, sampled normalisers, local and fsspec storage, a small memory
+limit). The equality on the bundled corpus, through the pipeline's stored run, is in
+``quadmix_assets_tests/pipeline/test_duckdb_sql.py``."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from quadmix_assets.method import Normaliser, ParamSpace, sampling_plan, worse_than_rank
+from quadmix_assets.mixing import fanin_duckdb as F
+from quadmix_assets.mixing.catalog import document_features
+from quadmix_assets.proxy.stream import occurrence_order
+from quadmix_assets.storage import StorageRoot, layout
+from quadmix_assets.storage.duck import duck_session
+
+from .fanin_support import CRITERIA, write_random_corpus
+
+ATTRS = {c: f"quality_{c}" for c in CRITERIA}
+N_DOMAINS = 6
+
+
+def _table(batches) -> pa.Table:
+    batches = list(batches)
+    return pa.Table.from_batches(batches) if batches else None
+
+
+def _numpy_plan(storage, shards, params, seed, aware):
+    feats = document_features(storage, shards, CRITERIA)
+    ranks = np.column_stack([feats[f"s_{c}"].to_numpy() for c in CRITERIA])
+    plan = sampling_plan(ranks, feats["domain"].to_numpy().astype(np.int64), feats["n_tokens"].to_numpy(),
+                         feats["id_hash"].to_numpy(), params, seed, domain_aware=aware)
+    return feats, plan
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    storage = StorageRoot(str(tmp_path_factory.mktemp("fanin") / "storage"))
+    shards = write_random_corpus(storage, [2500, 1800, 1, 40], N_DOMAINS, seed=3, zero_token_domain=4)
+    return storage, shards
+
+
+def test_global_worse_than_ranks_equal_the_numpy_normaliser(stored):
+    storage, shards = stored
+    with duck_session(storage) as con:
+        got = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
+    feats = document_features(storage, shards, CRITERIA)
+    assert got["shard"].to_pylist() == feats["shard"].to_pylist()
+    assert got["row"].to_pylist() == feats["row"].to_pylist()
+    tokens = feats["n_tokens"].to_numpy()
+    for c in CRITERIA:
+        scores = storage.dataset([layout.attribute(ATTRS[c], k) for k in shards]).to_table()["score"].to_numpy()
+        scores = scores.astype(np.float64)
+        assert len(np.unique(scores)) < scores.size / 10  # many ties
+        ref = worse_than_rank(scores, tokens)
+        assert np.array_equal(got[f"s_{c}"].to_numpy(), ref)
+        assert np.array_equal(got[f"s_{c}"].to_numpy(), Normaliser.fit(scores, tokens).transform(scores))
+        assert np.array_equal(got[f"s_{c}"].to_numpy(), feats[f"s_{c}"].to_numpy())
+
+
+def test_normaliser_tables_applied_equal_transform_also_when_sampled(tmp_path):
+    storage = StorageRoot(str(tmp_path / "storage"))
+    shards = write_random_corpus(storage, [7000, 5500], N_DOMAINS, seed=5, levels=4000, max_exact=100, sample_size=10_000)
+    assert not Normaliser.from_table(storage.read_parquet(layout.normaliser_table("dclm"))).exact
+    feats = document_features(storage, shards, CRITERIA)
+    with duck_session(storage) as con:
+        got = _table(F.normalised_ranks(con, storage, shards, ATTRS))
+        exact = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
+    for c in CRITERIA:
+        assert np.array_equal(got[f"s_{c}"].to_numpy(), feats[f"s_{c}"].to_numpy())
+    # the exact global rank differs from the sampled reference's (so the comparison above can fail)
+    assert not np.array_equal(exact["s_dclm"].to_numpy(), feats["s_dclm"].to_numpy())
+
+
+@pytest.mark.parametrize("aware", [True, False])
+def test_scores_and_copies_equal_the_numpy_sampling_plan(stored, aware):
+    storage, shards = stored
+    configs = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(4, seed=11)
+    with duck_session(storage, threads=2) as con:
+        for i, params in enumerate(configs):
+            seed = f"cfg-{i}:7"
+            got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, seed, domain_aware=aware, keep_scores=True))
+            feats, ref = _numpy_plan(storage, shards, params, seed, aware)
+            assert got.num_rows == feats.num_rows
+            assert got["id"].to_pylist() == feats["id"].to_pylist()
+            for k in ("qbar", "r", "expected", "copies"):
+                assert np.array_equal(got[k].to_numpy(), ref[k]), k
+            manifest = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, seed, domain_aware=aware))
+            sel = np.flatnonzero(ref["copies"] > 0)
+            assert manifest["id"].to_pylist() == feats["id"].take(sel).to_pylist()
+            assert np.array_equal(manifest["copies"].to_numpy(), ref["copies"][sel])
+
+
+def test_zero_tokens_everywhere_uses_counts(tmp_path):
+    storage = StorageRoot(str(tmp_path / "storage"))
+    shards = write_random_corpus(storage, [300, 200], 1, seed=2, zero_token_domain=0)
+    feats = document_features(storage, shards, CRITERIA)
+    assert int(feats["n_tokens"].to_numpy().sum()) == 0
+    params = ParamSpace(1, len(CRITERIA)).sample(1, seed=1)[0]
+    with duck_session(storage) as con:
+        ranks = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
+        got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 1, keep_scores=True))
+    _, ref = _numpy_plan(storage, shards, params, 1, True)
+    assert np.array_equal(got["r"].to_numpy(), ref["r"])
+    assert np.array_equal(got["copies"].to_numpy(), ref["copies"])
+    scores = storage.dataset([layout.attribute("quality_dclm", k) for k in shards]).to_table()["score"].to_numpy()
+    assert np.array_equal(ranks["s_dclm"].to_numpy(), worse_than_rank(scores, feats["n_tokens"].to_numpy()))
+
+
+def _export_rows(storage, manifest: pa.Table, seed: int) -> list[tuple]:
+    """What export_mixture writes to its text parts, row by row (its loop, without the tokenizer)."""
+    copies = manifest["copies"].to_numpy()
+    order = occurrence_order(copies, seed)
+    seen = np.zeros(manifest.num_rows, np.int64)
+    texts = {k: storage.read_parquet(layout.documents(k), columns=["text"])["text"].to_pylist()
+             for k in set(manifest["shard"].to_pylist())}
+    ids, shards, rows = manifest["id"].to_pylist(), manifest["shard"].to_pylist(), manifest["row"].to_pylist()
+    out = []
+    for i in order:
+        out.append((ids[i], shards[i], rows[i], int(seen[i]), texts[shards[i]][rows[i]]))
+        seen[i] += 1
+    return out
+
+
+def test_export_join_expands_every_copy_in_export_order(stored):
+    storage, shards = stored
+    params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=4)[0]
+    with duck_session(storage) as con:
+        manifest = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, "m:1"))
+        manifest = manifest.select(["id", "shard", "row", "copies"])
+        assert int(manifest["copies"].to_numpy().max()) >= 2  # some documents repeat
+        shuffled = _table(F.expand_copies(con, storage, manifest, seed=123))
+        plain = _table(F.expand_copies(con, storage, manifest))
+    expected = _export_rows(storage, manifest, 123)
+    got = list(zip(*(shuffled[c].to_pylist() for c in ("id", "shard", "row", "copy", "text"))))
+    assert got == expected
+    assert plain.num_rows == len(expected)
+    assert sorted(zip(*(plain[c].to_pylist() for c in ("id", "copy", "text")))) == sorted((e[0], e[3], e[4]) for e in expected)
+
+
+def test_fsspec_storage_gives_the_same_numbers(stored):
+    local, shards = stored
+    remote = StorageRoot(f"memory://fanin-{uuid.uuid4().hex}/storage")
+    for rel in local.list(""):
+        remote.write_bytes(rel, local.read_bytes(rel))
+    params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=9)[0]
+    with duck_session(remote) as con:
+        ranks = _table(F.worse_than_ranks(con, remote, shards, ATTRS))
+        plan = _table(F.sampling_plan(con, remote, shards, CRITERIA, params, 3, keep_scores=True))
+    _, ref = _numpy_plan(local, shards, params, 3, True)
+    feats = document_features(local, shards, CRITERIA)
+    assert np.array_equal(ranks["s_heuristic"].to_numpy(), feats["s_heuristic"].to_numpy())
+    assert np.array_equal(plan["copies"].to_numpy(), ref["copies"])
+
+
+def test_small_memory_limit_spills_and_stays_exact(tmp_path):
+    storage = StorageRoot(str(tmp_path / "storage"))
+    shards = write_random_corpus(storage, [60_000, 60_000], N_DOMAINS, seed=8, levels=100_000)
+    params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=2)[0]
+    with duck_session(storage, memory_limit="24MB", threads=1, temp_dir=str(tmp_path)) as con:
+        got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 5, keep_scores=True))
+    _, ref = _numpy_plan(storage, shards, params, 5, True)
+    assert np.array_equal(got["r"].to_numpy(), ref["r"])
+    assert np.array_equal(got["copies"].to_numpy(), ref["copies"])
+
+
+def test_bad_inputs_are_refused(stored, tmp_path):
+    storage, shards = stored
+    params = ParamSpace(N_DOMAINS - 2, len(CRITERIA)).sample(1, seed=2)[0]  # fewer domains than the labels use
+    with duck_session(storage) as con:
+        with pytest.raises(ValueError, match="out of range"):
+            list(F.sampling_plan(con, storage, shards, CRITERIA, params, 1))
+    bad = StorageRoot(str(tmp_path / "bad"))
+    write_random_corpus(bad, [50], N_DOMAINS, seed=1)
+    bad.write_parquet(layout.attribute("domain", "shard-000"), pa.table({"domain": pa.array(np.zeros(49, np.int16))}), {})
+    nan = pa.table({"score": pa.array(np.full(50, np.nan))})
+    bad.write_parquet(layout.attribute("quality_langid", "shard-000"), nan, {})
+    with duck_session(bad) as con:
+        with pytest.raises(ValueError, match="aligned"):
+            list(F.sampling_plan(con, bad, ["shard-000"], CRITERIA, ParamSpace(N_DOMAINS, 3).sample(1, 1)[0], 1))
+        with pytest.raises(ValueError, match="NaN"):
+            F.worse_than_ranks(con, bad, ["shard-000"], ATTRS)
