@@ -116,6 +116,7 @@ def test_toy_criterion_reaches_graph_checks_conditions_jobs_and_runner(tmp_path)
     # its scoring asset materialized for one shard, aligned and in range, its check run and passed
     assert got["materialized"] and got["toy_check_passed"] == [True]
     assert got["toy_rows"] == got["toy_documents"] == 120
+    assert got["toy_row_count_metadata"] == [120]  # Dagster's standard table metadata
     assert 0.0 <= got["toy_score_range"][0] <= got["toy_score_range"][1] <= 1.0
     assert got["toy_provenance_models"] == {"toy": "letters-share-v1"}
 

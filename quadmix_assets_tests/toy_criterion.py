@@ -74,6 +74,10 @@ def main(out_path: str, corpus_glob: str, storage_root: str, plain_only: bool) -
         assert job.execute_in_process(instance=instance, asset_selection=[AssetKey("domain_classifier")]).success
     result = job.execute_in_process(instance=instance, partition_key=shard, asset_selection=[AssetKey(k) for k in per_shard])
     out["materialized"] = result.success
+    out["toy_row_count_metadata"] = [
+        m.materialization.metadata["dagster/row_count"].value for m in result.get_asset_materialization_events()
+        if m.materialization.asset_key == key
+    ]
     out["toy_check_passed"] = [e.passed for e in result.get_asset_check_evaluations() if e.asset_key == key]
     storage = settings.storage()
     table = storage.read_parquet(layout.attribute(f"quality_{NAME}", shard))
