@@ -164,16 +164,16 @@ def _langid(settings, storage: StorageRoot):
 
 
 def load_edu_teacher(settings, storage: StorageRoot):
-    """The Edu teacher: a configured sequence-classification model, or the encoder + the trained head."""
-    from quadmix_assets.scoring.edu_scorer import EduHead, EduScorer, SequenceClassifierScorer, TextEncoder
+    """The Edu teacher (:func:`~quadmix_assets.scoring.edu_scorer.make_edu_scorer`, the one Edu factory): a
+    configured sequence-classification model, or the encoder + the head the ``edu_teacher`` asset trained."""
+    from quadmix_assets.scoring.edu_scorer import make_edu_scorer
     from quadmix_assets.scoring.stored_models import local_model_dir
 
-    preset = settings.run_preset()
+    max_length = settings.run_preset().edu_max_length
     if settings.edu_model:
-        return SequenceClassifierScorer(settings.edu_model, max_length=preset.edu_max_length)
+        return make_edu_scorer(settings.edu_model, max_length=max_length)
     with local_model_dir(storage, "edu_teacher") as d:
-        head = EduHead.load(d / "head.npz")
-    return EduScorer(TextEncoder(settings.edu_encoder, max_length=preset.edu_max_length), head)
+        return make_edu_scorer(settings.edu_encoder, head=d / "head.npz", max_length=max_length)
 
 
 def load_askllm_teacher(settings, storage: StorageRoot):
