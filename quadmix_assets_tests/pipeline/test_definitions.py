@@ -195,3 +195,24 @@ def test_gpu_steps_use_the_gpu_pool(tmp_path):
             "proxy_run"} <= gpu
     assert all(p == {"gpu"} for k, (p, _) in pools.items() if k in gpu), pools
     assert all(not p for k, (p, _) in pools.items() if k not in gpu), pools
+
+
+def test_quadmix_commands_print_no_dagster_warnings(tmp_path):
+    """`quadmix --help` and `quadmix lineage` (which loads the code location) print no Preview/Beta/
+    Supersession warning, with Python's default warning filters on."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    code = "import quadmix_assets.definitions, sys; from quadmix_assets.cli import main; sys.exit(main())"
+    for args in (["--help"], ["lineage", "draw-0001"]):
+        out = subprocess.run([sys.executable, "-W", "default", "-c", code, *args], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=900)
+        text = out.stdout + out.stderr
+        assert "quadmix" in text, text
+        assert not re.findall(r"(?:Preview|Beta|Supersession)Warning", text), text
