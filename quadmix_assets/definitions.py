@@ -44,9 +44,9 @@ from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.search import mixture_rounds, mixture_search
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
-from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
-from quadmix_assets.defs.model_scorers import askllm_student, edu_student, edu_teacher
-from quadmix_assets.defs.quality import dclm_classifier
+from quadmix_assets.defs.evaluation import criteria_evaluation
+from quadmix_assets.defs.model_scorers import STUDENT_ASSETS, edu_teacher
+from quadmix_assets.defs.quality import QUALITY_ASSETS, dclm_classifier
 from quadmix_assets.defs.resources import QuadmixSettings, settings_resource
 from quadmix_assets.settings import deployment_mode
 
@@ -56,8 +56,7 @@ ASSETS = [
     dclm_classifier,
     edu_teacher,
     domain_labels,
-    edu_student,
-    askllm_student,
+    *STUDENT_ASSETS.values(),
     *QUALITY_ASSETS.values(),
     criteria_evaluation,
     quality_normaliser,

@@ -54,7 +54,6 @@ PROXY = AssetKey("proxy_run")
 EXPORT = AssetKey("mixture_export")
 DOCUMENTS = AssetKey("documents")
 SEARCH = AssetKey("mixture_search")
-CONFIGS = AssetKey("mixture_configs")
 
 ORIGIN_LABELS = {"random_draw": "random draw", "baseline": "baseline", "search": "search result"}
 #: metadata keys naming a model's version, most specific first

@@ -57,18 +57,24 @@ class Preset:
         return asdict(self)
 
 
+#: the values the presets share; each preset below is this base with its own differences (``replace``)
+BASE = Preset(
+    name="base",
+    n_configs=64,
+    omega_max=0.5,
+    lambda_scale="log",
+    seed=20250423,
+    baseline_keep_fraction=0.25,
+    normaliser_max_exact=2_000_000,
+    normaliser_sample_size=100_000,
+    domain_epochs=15,
+    dclm_epochs=20,
+)
+
 PRESETS: dict[str, Preset] = {
-    "cpu": Preset(
+    "cpu": replace(
+        BASE,
         name="cpu",
-        n_configs=64,
-        omega_max=0.5,
-        lambda_scale="log",
-        seed=20250423,
-        baseline_keep_fraction=0.25,
-        normaliser_max_exact=2_000_000,
-        normaliser_sample_size=100_000,
-        domain_epochs=15,
-        dclm_epochs=20,
         edu_train_docs=1000,
         edu_max_length=256,
         edu_sample=800,
@@ -89,17 +95,12 @@ PRESETS: dict[str, Preset] = {
         round_size=16,
         round_min_gain_noise=0.5,
     ),
-    "paper": Preset(
+    "paper": replace(
+        BASE,
         name="paper",
         n_configs=3000,
         omega_max=0.1,
-        lambda_scale="log",
-        seed=20250423,
         baseline_keep_fraction=0.05,
-        normaliser_max_exact=2_000_000,
-        normaliser_sample_size=100_000,
-        domain_epochs=15,
-        dclm_epochs=20,
         edu_mode="direct",
         edu_max_length=512,
         askllm_sample=100_000,
@@ -112,14 +113,11 @@ PRESETS: dict[str, Preset] = {
         regressor_valid_fraction=200 / 3000,
         regressor_min_spearman=0.9,
     ),
-    "test": Preset(
+    "test": replace(
+        BASE,
         name="test",
         n_configs=4,
-        omega_max=0.5,
-        lambda_scale="log",
         seed=7,
-        baseline_keep_fraction=0.25,
-        normaliser_max_exact=2_000_000,
         normaliser_sample_size=10_000,
         domain_epochs=10,
         dclm_epochs=5,
@@ -150,12 +148,8 @@ DEFAULT_PRESET = "cpu"
 
 
 def get_preset(name: str, *, n_configs: int | None = None) -> Preset:
-    """The preset called ``name``, with ``n_configs`` overridden when given."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    preset = PRESETS[name]
-    if n_configs is not None:
-        if n_configs < 1:
-            raise ValueError(f"--configs must be >= 1, got {n_configs}")
-        preset = replace(preset, n_configs=n_configs)
-    return preset
+    """The preset called ``name``, with ``n_configs`` overridden when given (see
+    :func:`quadmix_assets.config.resolve_config` for every override)."""
+    from quadmix_assets.config import resolve_config
+
+    return resolve_config(name, {"n_configs": n_configs}).preset

@@ -27,6 +27,7 @@ from quadmix_assets.corpus.shards import file_fingerprint
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
 from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency, Reused, corpus_fingerprint, settings_fingerprint
+from quadmix_assets.scoring.criteria import teacher_criteria
 from quadmix_assets.storage import StorageNotWritable, layout
 from quadmix_assets.storage.lock import RunLock, StorageLocked
 
@@ -230,6 +231,12 @@ def run_pipeline(
     return summary
 
 
+def distilled_students() -> list[tuple[str, str]]:
+    """(criterion, student asset) of every teacher criterion in the registry: what the distill stage
+    (``distill_job``) trains and reports, in registry order."""
+    return [(c.name, c.student) for c in teacher_criteria()]
+
+
 def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log, lock: RunLock,
          resume: bool) -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # model loaders' progress bars; the runner prints progress
@@ -343,16 +350,16 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
     if not result.success:
         raise _StageFailed("distill", f"distilling the transformer criteria failed: {_failure_message(result)}")
     parts = []
-    for name in ("edu_student", "askllm_student"):
-        md = _metadata(result, name)
+    for criterion, student in distilled_students():
+        md = _metadata(result, student)
         summary.shards_left_out.update(_left_out(md))
         if md.get("mode") == "distill":
             parts.append(
-                f"{name[:-8]}: teacher {md.get('teacher_docs_per_s', 0):.1f} docs/s on {md.get('sample_docs')} docs, "
+                f"{criterion}: teacher {md.get('teacher_docs_per_s', 0):.1f} docs/s on {md.get('sample_docs')} docs, "
                 f"teacher-student rho {md.get('teacher_student_spearman_heldout', float('nan')):.2f}"
             )
         else:
-            parts.append(f"{name[:-8]}: direct")
+            parts.append(f"{criterion}: direct")
     log(f"[distill] {'; '.join(parts)} ({_took(result, t)})")
     per_shard("shard_model_job", "transformer scores", ok_keys)
     summary.shards_ok = [k for k in ok_keys if k not in summary.shards_failed]

@@ -140,10 +140,6 @@ def empty_documents() -> pa.Table:
     return DOCUMENT_SCHEMA.empty_table()
 
 
-def empty_quarantine() -> pa.Table:
-    return QUARANTINE_SCHEMA.empty_table()
-
-
 def derive_id(text: str) -> str:
     """The content-based id of a record without one: ``"sha256-"`` + the first 16 hex of SHA-256(text)."""
     return "sha256-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

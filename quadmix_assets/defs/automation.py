@@ -47,9 +47,10 @@ from quadmix_assets.defs.search import mixture_rounds, mixture_search
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.partitions import checked_keys, shards_partitions
-from quadmix_assets.defs.evaluation import QUALITY_ASSETS, criteria_evaluation
-from quadmix_assets.defs.model_scorers import MODEL_QUALITY_ASSETS, askllm_student, edu_student, edu_teacher
-from quadmix_assets.defs.quality import FAST_QUALITY_ASSETS, dclm_classifier
+from quadmix_assets.defs.evaluation import criteria_evaluation
+from quadmix_assets.defs.model_scorers import STUDENT_ASSETS
+from quadmix_assets.defs.quality import QUALITY_ASSETS
+from quadmix_assets.scoring.criteria import criteria
 from quadmix_assets.defs.resources import QuadmixSettings
 
 MAX_SHARDS_PER_TICK = 16
@@ -59,9 +60,14 @@ SENSOR_INTERVAL_S = int(os.environ.get("QUADMIX_SENSOR_INTERVAL", "60"))
 AUTOMATION_INTERVAL_S = int(os.environ.get("QUADMIX_AUTOMATION_INTERVAL", "30"))
 REFRESH_CRON = os.environ.get("QUADMIX_REFRESH_CRON", "0 3 * * *")
 
+#: per-shard scoring assets of the fast criteria (CPU, no distilled student) and of the heavy ones
+FAST_QUALITY_ASSETS = [QUALITY_ASSETS[c.name] for c in criteria() if not c.accelerator]
+MODEL_QUALITY_ASSETS = [QUALITY_ASSETS[c.name] for c in criteria() if c.accelerator]
+
 models_job = define_asset_job(
     "models_job",
-    selection=AssetSelection.assets(domain_classifier, dclm_classifier, edu_teacher),
+    # the domain classifier and every model a registered criterion needs (dclm_classifier, edu_teacher)
+    selection=AssetSelection.assets(domain_classifier, *dict.fromkeys(AssetKey(m) for c in criteria() for m in c.models)),
     description="Train (or import) the domain and DCLM-style classifiers and the Edu teacher's head.",
 )
 shard_job = define_asset_job(
@@ -72,17 +78,17 @@ shard_job = define_asset_job(
 )
 shard_fast_job = define_asset_job(
     "shard_fast_job",
-    selection=AssetSelection.assets(documents, domain_labels, *FAST_QUALITY_ASSETS.values()),
+    selection=AssetSelection.assets(documents, domain_labels, *FAST_QUALITY_ASSETS),
     description="Normalise one shard; domain label and the fastText / heuristic quality scores.",
 )
 distill_job = define_asset_job(
     "distill_job",
-    selection=AssetSelection.assets(edu_student, askllm_student),
+    selection=AssetSelection.assets(*STUDENT_ASSETS.values()),
     description="Annotate a seeded corpus sample with the transformer teachers and train their students.",
 )
 shard_model_job = define_asset_job(
     "shard_model_job",
-    selection=AssetSelection.assets(*MODEL_QUALITY_ASSETS.values()),
+    selection=AssetSelection.assets(*MODEL_QUALITY_ASSETS),
     description="The transformer criteria (teacher or student) of one shard.",
 )
 refresh_job = define_asset_job(

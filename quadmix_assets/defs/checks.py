@@ -17,11 +17,11 @@ from quadmix_assets.defs.proxies import proxy_run
 from quadmix_assets.defs.regressor import regressor_fit_quality
 from quadmix_assets.defs.normaliser import RANKS_ATTRIBUTE, quality_normaliser
 from quadmix_assets.defs.partitions import exports_partitions, mixtures_partitions, shards_partitions
-from quadmix_assets.defs.evaluation import QUALITY_ASSETS
+from quadmix_assets.defs.quality import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.export.megatron import read_megatron
 from quadmix_assets.mixing.catalog import duplicate_rows
-from quadmix_assets.scoring.criteria import CRITERIA, SCORE_RANGES, attribute_name
+from quadmix_assets.scoring.criteria import attribute_name, criteria
 from quadmix_assets.storage import StorageRoot, layout
 
 REQUIRED_DOCUMENT_COLUMNS = ("id", "id_hash", "text", "n_tokens", "row", "record")
@@ -81,8 +81,9 @@ def _n_domains_minus_one(storage: StorageRoot) -> float:
 
 
 ATTRIBUTE_CHECKS = [_attribute_check(domain_labels, "domain", "domain", 0.0, _n_domains_minus_one)] + [
-    _attribute_check(QUALITY_ASSETS[c], attribute_name(c), "score", SCORE_RANGES[c][0], lambda s, c=c: SCORE_RANGES[c][1])
-    for c in CRITERIA
+    # one per registered criterion: its raw score within the criterion's range
+    _attribute_check(QUALITY_ASSETS[c.name], c.attribute, "score", c.score_range[0], lambda s, c=c: c.score_range[1])
+    for c in criteria()
 ]
 
 

@@ -22,8 +22,8 @@ What is automated, and what is not:
   normaliser, then the mixtures.
 * ``mixture_manifest`` follows its ``mixture_scores`` partition (eager) and its own code version.
 
-Not automated, on purpose: the models (``domain_classifier``, ``dclm_classifier``, ``edu_teacher``,
-``edu_student``, ``askllm_student``: training and distillation cost minutes to hours and change every
+Not automated, on purpose: the models (``domain_classifier``, ``dclm_classifier``, ``edu_teacher``, every
+teacher criterion's student such as ``edu_student`` and ``askllm_student``: training and distillation cost minutes to hours and change every
 score downstream), the normaliser and mixture configs (corpus-wide refits: the nightly refresh, which
 runs only what is stale), and the optimisation loop (``target_sets``, ``proxy_tokenizer``,
 ``proxy_run``, ``mixture_regressor``, ``mixture_search``, ``mixture_export``: a proxy training per
@@ -33,12 +33,21 @@ the UI). Their UI still marks them stale when a parent or their code version cha
 
 from dagster import AssetSelection, AutomationCondition
 
+from quadmix_assets.scoring.criteria import criteria
+
 AC = AutomationCondition
+
+
+def criteria_scorer_models() -> list[str]:
+    """The model assets the registered criteria's scorers read (a plain criterion's models, a teacher
+    criterion's student), in registry order: the unpartitioned parents of ``criteria_evaluation``."""
+    return list(dict.fromkeys(m for c in criteria() for m in c.scorer_models))
+
 
 #: the parents whose update re-scores every mixture
 MIXTURE_INPUTS = AssetSelection.assets("quality_normaliser", "mixture_configs")
 #: unpartitioned parents of criteria_evaluation (the scorers); its per-shard parents may be missing
-CRITERIA_MODELS = AssetSelection.assets("dclm_classifier", "edu_student", "askllm_student")
+CRITERIA_MODELS = AssetSelection.assets(*criteria_scorer_models())
 
 
 def _guarded(trigger: AutomationCondition, missing: AutomationCondition, label: str) -> AutomationCondition:

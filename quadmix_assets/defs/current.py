@@ -9,14 +9,14 @@ from dagster import AssetKey, AssetPartitionStatus, MetadataValue
 
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
+from quadmix_assets.scoring.criteria import criteria
 from quadmix_assets.storage.current import ShardSelection, current_shards
 
 #: attributes every shard needs before the normaliser and the mixtures may use it
-SCORED_ATTRIBUTES: tuple[str, ...] = ("domain", *(attribute_name(c) for c in CRITERIA))
+SCORED_ATTRIBUTES: tuple[str, ...] = ("domain", *(c.attribute for c in criteria()))
 DOCUMENTS_ASSET = "documents"
 #: every per-shard asset (their latest runs must not have failed)
-PER_SHARD_ASSETS: tuple[str, ...] = (DOCUMENTS_ASSET, "domain_labels", *(f"quality_{c}" for c in CRITERIA))
+PER_SHARD_ASSETS: tuple[str, ...] = (DOCUMENTS_ASSET, "domain_labels", *(c.attribute for c in criteria()))
 
 
 def failed_shard_runs(instance, keys: list[str], assets: Sequence[str]) -> dict[str, str]:

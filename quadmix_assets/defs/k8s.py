@@ -14,6 +14,7 @@ kind       for                                                         resources
 ``gpu``    proxy training, transformer scorers                         ``nvidia.com/gpu`` limit,
                                                                        node selector, tolerations,
                                                                        the ``gpu`` concurrency pool
+                                                                       (``pool=``, :func:`step_pool`)
 =========  ==========================================================  ============================
 
 Every number comes from an environment variable read when the code location loads (set them on the
@@ -38,7 +39,6 @@ from collections.abc import Mapping
 from typing import Any
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
-POOL_TAG = "dagster/concurrency_key"
 KINDS = ("shard", "fanin", "model", "gpu")
 
 # kind -> (cpu request, memory request): one shard of ~100k web documents fits in 2 GiB with room;
@@ -120,16 +120,20 @@ def pod_config(kind: str, env: Mapping[str, str] | None = None) -> dict[str, Any
 
 
 def pod_tags(kind: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Op tags giving a step the pod shape ``kind`` ("shard", "fanin", "model" or "gpu").
-
-    GPU steps also join the ``gpu`` concurrency pool (``dagster/concurrency_key``), so the instance's
-    pool limit bounds how many GPU pods run at once across all runs.
-    """
+    """Op tags giving a step the pod shape ``kind`` ("shard", "fanin", "model" or "gpu"). GPU steps also
+    take :func:`step_pool` as their ``pool=``."""
     env = os.environ if env is None else env
-    tags = {K8S_CONFIG_TAG: json.dumps(pod_config(kind, env), sort_keys=True)}
-    if kind == "gpu":
-        tags[POOL_TAG] = _env("QUADMIX_K8S_GPU_POOL", "gpu", env)
-    return tags
+    return {K8S_CONFIG_TAG: json.dumps(pod_config(kind, env), sort_keys=True)}
+
+
+def step_pool(kind: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The Dagster concurrency pool (the ``pool=`` of an asset) of a step of pod shape ``kind``: GPU steps
+    join the ``gpu`` pool (``QUADMIX_K8S_GPU_POOL``), so the instance's pool limit bounds how many GPU pods
+    run at once across all runs; other steps none."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown pod kind {kind!r}; expected one of {', '.join(KINDS)}")
+    env = os.environ if env is None else env
+    return _env("QUADMIX_K8S_GPU_POOL", "gpu", env) if kind == "gpu" else None
 
 
 def requests_gpu(tags: Mapping[str, Any]) -> bool:

@@ -1,21 +1,22 @@
-"""Stage 2c: the transformer criteria (QUADMIX.md §1): a FineWeb-Edu-style encoder scorer and AskLLM.
+"""Stage 2c: the teacher criteria's models (QUADMIX.md §1): the Edu teacher's head, and every teacher
+criterion's distilled student, generated from the criterion registry.
 
-Each is a heavy *teacher*. Per the preset (or settings), a criterion either scores every document with
-its teacher ("direct") or annotates a seeded sample of the corpus with it and applies a fast fastText
-*student* to every shard ("distill"), recording the teacher-student Spearman on held-out sample docs.
+Each teacher criterion is a heavy *teacher*. Per the run configuration (preset or settings), it either
+scores every document with its teacher ("direct") or annotates a seeded sample of the corpus with it and
+a fast fastText *student* scores every shard ("distill"), recording the teacher-student Spearman on
+held-out sample docs. The scoring assets themselves are ``defs/quality.py``'s (one factory for all).
 """
 
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from dagster import (
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -24,52 +25,15 @@ from dagster import (
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.current import select_shards
-from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.models import local_model_dir, upload_model_dir
-from quadmix_assets.defs import conditions
-from quadmix_assets.defs.partitions import shards_partitions
+from quadmix_assets.defs.k8s import pod_tags, step_pool
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.shard_attributes import score_shard
-from quadmix_assets.scoring.criteria import DESCRIPTIONS, attribute_name
-from quadmix_assets.scoring.distill import Student, sample_for_annotation, train_student
-from quadmix_assets.storage import StorageRoot, layout
+from quadmix_assets.scoring.criteria import Criterion, load_edu_teacher, teacher_criteria
+from quadmix_assets.scoring.distill import corpus_sample, sample_for_annotation, train_student
+from quadmix_assets.scoring.stored_models import upload_model_dir
+from quadmix_assets.storage import layout
 
 EDU_TEACHER_VERSION = "edu-teacher-v1"
 STUDENT_VERSION = "distill-student-v1"
-MODEL_QUALITY_VERSIONS = {"edu": "quality-edu-v1", "askllm": "quality-askllm-v1"}
-
-
-def _mode(settings: QuadmixSettings, criterion: str) -> str:
-    preset = settings.run_preset()
-    mode = getattr(settings, f"{criterion}_mode") or getattr(preset, f"{criterion}_mode")
-    if mode not in ("direct", "distill"):
-        raise ValueError(f"{criterion}_mode must be 'direct' or 'distill', got {mode!r}")
-    return mode
-
-
-# ----------------------------------------------------------------------------------------------- teachers
-def load_edu_teacher(settings: QuadmixSettings, storage: StorageRoot):
-    """The Edu teacher: a configured sequence-classification model, or the encoder + the trained head."""
-    from quadmix_assets.scoring.edu_scorer import EduHead, EduScorer, SequenceClassifierScorer, TextEncoder
-
-    preset = settings.run_preset()
-    if settings.edu_model:
-        return SequenceClassifierScorer(settings.edu_model, max_length=preset.edu_max_length)
-    with local_model_dir(storage, "edu_teacher") as d:
-        head = EduHead.load(d / "head.npz")
-    return EduScorer(TextEncoder(settings.edu_encoder, max_length=preset.edu_max_length), head)
-
-
-def load_askllm_teacher(settings: QuadmixSettings):
-    from quadmix_assets.scoring.askllm import AskLLMScorer
-
-    return AskLLMScorer(
-        settings.askllm_model, gguf_file=settings.askllm_gguf_file, max_doc_tokens=settings.run_preset().askllm_max_doc_tokens
-    )
-
-
-def _teacher(settings: QuadmixSettings, storage: StorageRoot, criterion: str):
-    return load_edu_teacher(settings, storage) if criterion == "edu" else load_askllm_teacher(settings)
 
 
 @asset(
@@ -77,6 +41,7 @@ def _teacher(settings: QuadmixSettings, storage: StorageRoot, criterion: str):
     code_version=EDU_TEACHER_VERSION,
     kinds={"pytorch"},
     op_tags=pod_tags("gpu"),
+    pool=step_pool("gpu"),
     description="The FineWeb-Edu-style teacher: the bundled MiniLM encoder (or `edu_encoder`) with a ridge "
     "regression head trained on the LLM 0-5 usefulness scores, held-out split by id; or the configured "
     "sequence-classification model `edu_model` (e.g. HuggingFaceFW/fineweb-edu-classifier).",
@@ -125,45 +90,36 @@ def edu_teacher(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
     )
 
 
-# ----------------------------------------------------------------------------------------------- students
-def _corpus_sample(context, settings: QuadmixSettings, storage: StorageRoot, n: int) -> tuple[list[str], list[str], dict]:
-    """A seeded, order-independent sample of ``n`` documents (ids, texts) of the current corpus (only shards
-    whose documents are current: :func:`select_shards`), and the shards left out."""
-    selection = select_shards(context, settings)
-    shards = selection.shards
-    if not shards:
-        raise Failure(f"no shard has current documents: materialize `documents` first (left out: {selection.left_out})")
-    table = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["id"])
-    ids = table["id"].to_pylist()
-    picked = np.sort(sample_for_annotation(ids, min(n, len(ids)), seed=settings.run_preset().seed))
-    texts = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["text"])["text"].take(picked)
-    return [ids[i] for i in picked], texts.to_pylist(), selection.left_out
-
-
-def _student_asset(criterion: str, teacher_dep):
-    name = f"{criterion}_student"
+def student_asset(criterion: Criterion) -> AssetsDefinition:
+    """The ``<name>_student`` model asset of one teacher criterion of the registry."""
+    c = criterion
+    name = c.student
 
     @asset(
         name=name,
         group_name="models",
         code_version=STUDENT_VERSION,
-        deps=[AssetDep(documents, partition_mapping=AllPartitionMapping())] + ([teacher_dep] if teacher_dep else []),
+        deps=[AssetDep(documents, partition_mapping=AllPartitionMapping()), *(AssetKey(m) for m in c.models)],
         kinds={"fasttext", "pytorch"},
         op_tags=pod_tags("gpu"),
-        description=f"Annotate-then-distill for the {criterion} criterion: the teacher scores a seeded sample "
+        pool=step_pool("gpu"),
+        description=f"Annotate-then-distill for the {c.name} criterion: the teacher scores a seeded sample "
         "of the corpus and a fastText student learns it (teacher-student Spearman on held-out sample "
         "docs). In 'direct' mode nothing is trained and the teacher scores every shard.",
     )
     def _student(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
         storage = settings.storage()
-        preset = settings.run_preset()
-        mode = _mode(settings, criterion)
-        if mode == "direct":
+        config = settings.config()
+        preset = config.preset
+        if config.teacher(c.name).mode == "direct":
             storage.write_json(layout.model_card(name), {"mode": "direct"})
             return MaterializeResult(metadata={"mode": "direct"})
-        n = preset.edu_sample if criterion == "edu" else preset.askllm_sample
-        ids, texts, left_out = _corpus_sample(context, settings, storage, n)
-        teacher = _teacher(settings, storage, criterion)
+        selection = select_shards(context, settings)
+        if not selection.shards:
+            raise Failure(f"no shard has current documents: materialize `documents` first (left out: {selection.left_out})")
+        ids, texts = corpus_sample(storage, selection.shards, config.teacher(c.name).sample, seed=preset.seed)
+        left_out = selection.left_out
+        teacher = c.teacher.load(settings, storage)
         teacher_scores, stats = teacher.score(texts)
         student, report = train_student(texts, teacher_scores, ids, seed=preset.seed)
         with tempfile.TemporaryDirectory() as d:
@@ -196,74 +152,5 @@ def _student_asset(criterion: str, teacher_dep):
     return _student
 
 
-edu_student = _student_asset("edu", edu_teacher)
-askllm_student = _student_asset("askllm", None)
-
-
-def criterion_scorer(settings: QuadmixSettings, storage: StorageRoot, criterion: str):
-    """``(score(texts) -> (float32, stats | None), model versions)`` as the pipeline applies it."""
-    card = storage.read_json(layout.model_card(f"{criterion}_student"))
-    if card.get("mode") == "direct":
-        teacher = _teacher(settings, storage, criterion)
-        return teacher.score, {f"{criterion}_teacher": teacher.model_version}
-    with local_model_dir(storage, f"{criterion}_student") as d:
-        student = Student.load(d / "student.bin")
-    return (lambda texts: (student.score(texts), None)), {
-        f"{criterion}_teacher": card["teacher"],
-        f"{criterion}_student": student.model_version,
-    }
-
-
-def _quality_asset(criterion: str, student_asset, teacher_dep):
-    version = MODEL_QUALITY_VERSIONS[criterion]
-
-    @asset(
-        name=f"quality_{criterion}",
-        partitions_def=shards_partitions,
-        group_name="quality",
-        code_version=version,
-        automation_condition=conditions.SHARD_ATTRIBUTE,
-        deps=[documents, student_asset] + ([teacher_dep] if teacher_dep else []),
-        kinds={"parquet"},
-        op_tags=pod_tags("gpu"),
-        description=DESCRIPTIONS[criterion] + " (teacher or distilled student, per the scoring mode).",
-    )
-    def _quality(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
-        storage = settings.storage()
-        score, models = criterion_scorer(settings, storage, criterion)
-        totals: dict[str, Any] = {"docs": 0, "tokens": 0, "seconds": 0.0}
-
-        def scorer(texts: list[str]) -> pa.Table:
-            start = time.perf_counter()
-            values, stats = score(texts)
-            totals["docs"] += len(texts)
-            totals["seconds"] += time.perf_counter() - start
-            if stats is not None:
-                totals["tokens"] += stats.tokens
-            return pa.table({"score": pa.array(np.asarray(values, dtype=np.float32))})
-
-        result = score_shard(
-            context,
-            settings,
-            attribute=attribute_name(criterion),
-            step_version=version,
-            scorer=scorer,
-            models=models,
-            params={"mode": _mode(settings, criterion)},
-            summary_column="score",
-        )
-        metadata = dict(result.metadata)
-        metadata["mode"] = _mode(settings, criterion)
-        if totals["seconds"]:
-            metadata["docs_per_s"] = totals["docs"] / totals["seconds"]
-            if totals["tokens"]:
-                metadata["tokens_per_s"] = totals["tokens"] / totals["seconds"]
-        return MaterializeResult(metadata=metadata, data_version=result.data_version)
-
-    return _quality
-
-
-quality_edu = _quality_asset("edu", edu_student, edu_teacher)
-quality_askllm = _quality_asset("askllm", askllm_student, None)
-
-MODEL_QUALITY_ASSETS = {"edu": quality_edu, "askllm": quality_askllm}
+#: the distilled-student asset of every teacher criterion, in registry order
+STUDENT_ASSETS: dict[str, AssetsDefinition] = {c.name: student_asset(c) for c in teacher_criteria()}

@@ -23,7 +23,7 @@ from dagster import (
     asset,
 )
 
-from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.defs.k8s import pod_tags, step_pool
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest
 from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
@@ -65,6 +65,7 @@ def _fmt(v) -> str:
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_GROUP),
     group_name="proxies",
     op_tags=pod_tags("gpu"),
+    pool=step_pool("gpu"),
     code_version=PROXY_VERSION,
     deps=[mixture_manifest, target_sets, proxy_tokenizer],
     kinds={"pytorch"},
@@ -129,6 +130,7 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
 @asset(
     group_name="proxies",
     op_tags=pod_tags("gpu"),
+    pool=step_pool("gpu"),
     code_version=NOISE_VERSION,
     deps=[mixture_configs, AssetDep(proxy_run, partition_mapping=AllPartitionMapping())],
     kinds={"pytorch"},

@@ -1,32 +1,34 @@
-"""Stage 2b: quality criteria per shard (DCLM-style fastText, Gopher/C4 heuristics, language id), and
-their evaluation against human quality votes."""
+"""Stage 2b: every quality criterion's per-shard scoring asset, generated from the criterion registry
+(:mod:`quadmix_assets.scoring.criteria`) by one factory, and the DCLM-style classifier they may need.
 
+``quality_<criterion>`` scores one shard with the criterion's scorer (a plain scorer, or for a teacher
+criterion the teacher itself in 'direct' mode and its distilled student otherwise) and writes
+``attributes/quality_<criterion>/<shard>.parquet``: the raw score (float32) plus any extra columns.
+"""
 
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.models import import_model_file, load_stored_model
 from quadmix_assets.defs import conditions
+from quadmix_assets.defs.corpus import documents
+from quadmix_assets.defs.k8s import pod_tags, step_pool
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
-from quadmix_assets.scoring.criteria import DESCRIPTIONS, attribute_name
-from quadmix_assets.scoring.dclm_classifier import dclm_scores, train_dclm_classifier
+from quadmix_assets.scoring.criteria import Criterion, criteria
+from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
 from quadmix_assets.scoring.fasttext_model import save_model
-from quadmix_assets.scoring.heuristics import heuristic_score, heuristic_signals
-from quadmix_assets.scoring.langid import LanguageScorer
 from quadmix_assets.scoring.reference_data import load_reference_corpus
+from quadmix_assets.scoring.stored_models import import_model_file
 from quadmix_assets.storage import layout
-from quadmix_assets.defs.k8s import pod_tags
 
 DCLM_CLASSIFIER_VERSION = "dclm-classifier-v1"
-QUALITY_VERSIONS = {"dclm": "quality-dclm-v1", "heuristic": "quality-heuristic-v1", "langid": "quality-langid-v1"}
-EVALUATION_VERSION = "criteria-evaluation-v1"
 
 
 @asset(
@@ -64,84 +66,69 @@ def dclm_classifier(context: AssetExecutionContext, settings: QuadmixSettings) -
     return MaterializeResult(metadata=metadata)
 
 
-def _score_table(score: np.ndarray, extra: pa.Table | None = None) -> pa.Table:
-    table = pa.table({"score": pa.array(np.asarray(score, dtype=np.float32))})
-    if extra is not None:
-        for name in extra.column_names:
-            table = table.append_column(name, extra[name])
+def score_table(values: np.ndarray, columns: pa.Table | None = None) -> pa.Table:
+    """The attribute table of one batch: ``score`` (float32) and the scorer's extra columns."""
+    table = pa.table({"score": pa.array(np.asarray(values, dtype=np.float32))})
+    if columns is not None:
+        for name in columns.column_names:
+            table = table.append_column(name, columns[name])
     return table
 
 
-@asset(
-    partitions_def=shards_partitions,
-    group_name="quality",
-    op_tags=pod_tags("shard"),
-    code_version=QUALITY_VERSIONS["dclm"],
-    automation_condition=conditions.SHARD_ATTRIBUTE,
-    deps=[documents, dclm_classifier],
-    kinds={"parquet"},
-    description=DESCRIPTIONS["dclm"],
-)
-def quality_dclm(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
-    model, card = load_stored_model(settings.storage(), "dclm_classifier")
-    return score_shard(
-        context,
-        settings,
-        attribute=attribute_name("dclm"),
-        step_version=QUALITY_VERSIONS["dclm"],
-        scorer=lambda texts: _score_table(dclm_scores(model, texts)),
-        models={"dclm_classifier": card["sha256"]},
-        summary_column="score",
+def quality_asset(criterion: Criterion) -> AssetsDefinition:
+    """The per-shard scoring asset ``quality_<name>`` of one registered criterion."""
+    c = criterion
+    teacher = c.teacher is not None
+
+    @asset(
+        name=c.attribute,
+        partitions_def=shards_partitions,
+        group_name="quality",
+        code_version=c.version,
+        automation_condition=conditions.SHARD_ATTRIBUTE,
+        deps=[documents, *(AssetKey(m) for m in c.models), *((AssetKey(c.student),) if teacher else ())],
+        kinds={"parquet"},
+        op_tags=pod_tags("gpu" if c.accelerator else "shard"),
+        pool=step_pool("gpu" if c.accelerator else "shard"),
+        description=c.description + c.note,
     )
+    def _quality(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+        storage = settings.storage()
+        score, models = c.make_scorer(settings, storage)
+        mode = settings.config().teacher(c.name).mode if teacher else None
+        totals: dict[str, Any] = {"docs": 0, "tokens": 0, "seconds": 0.0}
+
+        def scorer(texts: list[str]) -> pa.Table:
+            start = time.perf_counter()
+            scored = score(texts)
+            totals["docs"] += len(texts)
+            totals["seconds"] += time.perf_counter() - start
+            if scored.stats is not None:
+                totals["tokens"] += scored.stats.tokens
+            return score_table(scored.values, scored.columns)
+
+        result = score_shard(
+            context,
+            settings,
+            attribute=c.attribute,
+            step_version=c.version,
+            scorer=scorer,
+            models=models,
+            params={"mode": mode} if teacher else None,
+            summary_column="score",
+        )
+        if not teacher:
+            return result
+        metadata = dict(result.metadata)
+        metadata["mode"] = mode
+        if totals["seconds"]:
+            metadata["docs_per_s"] = totals["docs"] / totals["seconds"]
+            if totals["tokens"]:
+                metadata["tokens_per_s"] = totals["tokens"] / totals["seconds"]
+        return MaterializeResult(metadata=metadata, data_version=result.data_version)
+
+    return _quality
 
 
-@asset(
-    partitions_def=shards_partitions,
-    group_name="quality",
-    op_tags=pod_tags("shard"),
-    code_version=QUALITY_VERSIONS["heuristic"],
-    automation_condition=conditions.SHARD_ATTRIBUTE,
-    deps=[documents],
-    kinds={"parquet"},
-    description=DESCRIPTIONS["heuristic"] + " (the individual signals are kept as columns).",
-)
-def quality_heuristic(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
-    def score(texts: list[str]) -> pa.Table:
-        signals = heuristic_signals(texts)
-        return _score_table(heuristic_score(signals), signals)
-
-    return score_shard(
-        context,
-        settings,
-        attribute=attribute_name("heuristic"),
-        step_version=QUALITY_VERSIONS["heuristic"],
-        scorer=score,
-        models={},
-        summary_column="score",
-    )
-
-
-@asset(
-    partitions_def=shards_partitions,
-    group_name="quality",
-    op_tags=pod_tags("shard"),
-    code_version=QUALITY_VERSIONS["langid"],
-    automation_condition=conditions.SHARD_ATTRIBUTE,
-    deps=[documents],
-    kinds={"parquet"},
-    description=DESCRIPTIONS["langid"],
-)
-def quality_langid(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
-    scorer = LanguageScorer(settings.langid_model)
-    return score_shard(
-        context,
-        settings,
-        attribute=attribute_name("langid"),
-        step_version=QUALITY_VERSIONS["langid"],
-        scorer=lambda texts: _score_table(scorer.score(texts)),
-        models={"langid": scorer.model_version},
-        summary_column="score",
-    )
-
-
-FAST_QUALITY_ASSETS = {"dclm": quality_dclm, "heuristic": quality_heuristic, "langid": quality_langid}
+#: the per-shard raw-score asset of every registered criterion, in registry (alpha column) order
+QUALITY_ASSETS: dict[str, AssetsDefinition] = {c.name: quality_asset(c) for c in criteria()}

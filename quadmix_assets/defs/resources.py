@@ -8,15 +8,14 @@ safe key (``../x``, ``/abs``: they would become paths), before any asset code ru
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from dagster import ConfigurableResource, Field as ConfigField, InitResourceContext, ResourceDefinition
 from pydantic import Field
 
 from quadmix_assets import settings as env
 from quadmix_assets.corpus import ShardRef, list_shards
 from quadmix_assets.corpus.reader import ReadLimits
-from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
+from quadmix_assets.config import RunConfig, resolve_config
+from quadmix_assets.presets import DEFAULT_PRESET, Preset
 from quadmix_assets.storage import StorageRoot, check_key
 
 #: run tags that carry partition keys (one partition, or a backfill range run as one)
@@ -82,11 +81,18 @@ class QuadmixSettings(ConfigurableResource):
         self.check_locations()
         return StorageRoot(self.storage_root)
 
+    def config(self) -> RunConfig:
+        """The run's typed configuration: the preset with this resource's overrides, per-criterion
+        teacher settings (:func:`quadmix_assets.config.resolve_config`, the one place they are merged)."""
+        return resolve_config(
+            self.preset,
+            {"n_configs": self.n_configs, "proxy_model": self.proxy_model,
+             "regressor_min_spearman": self.regressor_min_spearman, "search_samples": self.search_samples},
+            modes={"edu": self.edu_mode, "askllm": self.askllm_mode},
+        )
+
     def run_preset(self) -> Preset:
-        preset = get_preset(self.preset, n_configs=self.n_configs)
-        overrides = {k: v for k, v in (("proxy_model", self.proxy_model), ("regressor_min_spearman", self.regressor_min_spearman),
-                                       ("search_samples", self.search_samples)) if v is not None}
-        return replace(preset, **overrides) if overrides else preset
+        return self.config().preset
 
     def read_limits(self) -> ReadLimits:
         """The input limits of the shard reader (defaults of :class:`ReadLimits` where unset)."""

@@ -63,7 +63,6 @@ FASTTEXT_STUDENT_PARAMS: dict = {
     "max_chars": 10_000,
     "threads": 1,
 }
-DEFAULT_SAMPLE_SIZE = 2_000
 
 
 def _hash_u64(seed: int, ids: Sequence[str]) -> np.ndarray:
@@ -84,6 +83,18 @@ def sample_for_annotation(ids: Sequence[str], n: int, seed: int = 0) -> np.ndarr
     ids_arr = np.asarray([str(i) for i in ids], dtype=object)
     order = np.lexsort((ids_arr, h))  # hash, then id: total order independent of input order
     return np.sort(order[:n]).astype(np.int64)
+
+
+def corpus_sample(storage, shards: Sequence[str], n: int, seed: int) -> tuple[list[str], list[str]]:
+    """A seeded, order-independent sample of ``n`` documents (ids, texts) of the stored ``shards``
+    (:func:`sample_for_annotation` over their ids); ``storage`` is a :class:`~quadmix_assets.storage.StorageRoot`."""
+    from quadmix_assets.storage import layout
+
+    paths = [layout.documents(k) for k in shards]
+    ids = storage.dataset(paths).to_table(columns=["id"])["id"].to_pylist()
+    picked = np.sort(sample_for_annotation(ids, min(n, len(ids)), seed=seed))
+    texts = storage.dataset(paths).to_table(columns=["text"])["text"].take(picked)
+    return [ids[i] for i in picked], texts.to_pylist()
 
 
 def pick_scoring_mode(n_docs: int, teacher_docs_per_s: float, time_budget_s: float) -> str:

@@ -18,14 +18,15 @@ models then all train on the same number of tokens drawn from their pools.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quadmix_assets.presets import DEFAULT_PRESET, Preset, get_preset
+from quadmix_assets.config import PRESET_FIELDS, resolve_config
+from quadmix_assets.presets import DEFAULT_PRESET, Preset
 from quadmix_assets.proxy.model import ProxyConfig, run_proxy_config, preset as model_preset
 from quadmix_assets.proxy.tokenizer import eos_id
 from quadmix_assets.mixing.catalog import duplicate_rows, searched_specs, spec_entry
@@ -56,9 +57,8 @@ def run_preset(storage: StorageRoot) -> Preset:
     """The preset the stored run used (its recorded values over the named preset's defaults)."""
     doc = storage.read_json(layout.mixture_configs())
     stored = doc.get("preset") or {}
-    base = get_preset(stored.get("name", DEFAULT_PRESET))
-    known = {f.name for f in fields(Preset)}
-    return replace(base, **{k: v for k, v in stored.items() if k in known and k != "name"})
+    return resolve_config(stored.get("name", DEFAULT_PRESET), {k: v for k, v in stored.items() if k in PRESET_FIELDS},
+                          none_keeps=False).preset
 
 
 def pool_table(storage: StorageRoot) -> pa.Table:

@@ -6,7 +6,7 @@ from dagster import DagsterInstance, materialize
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.quality import quality_heuristic
+from quadmix_assets.defs.quality import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 
 
@@ -15,7 +15,7 @@ def materialize_one_shard(settings: QuadmixSettings, instance: DagsterInstance) 
     (shard,) = settings.shards()
     instance.add_dynamic_partitions(shards_partitions.name, [shard.key])
     result = materialize(
-        [documents, quality_heuristic],
+        [documents, QUALITY_ASSETS["heuristic"]],
         partition_key=shard.key,
         instance=instance,
         resources={"settings": settings},

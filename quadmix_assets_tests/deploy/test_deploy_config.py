@@ -8,7 +8,7 @@ import pytest
 from dagster import in_process_executor, multiprocess_executor
 from dagster._core.instance.config import dagster_instance_config
 
-from quadmix_assets.defs.k8s import K8S_CONFIG_TAG, POOL_TAG, pod_config, pod_tags, requests_gpu
+from quadmix_assets.defs.k8s import K8S_CONFIG_TAG, pod_config, pod_tags, requests_gpu, step_pool
 from quadmix_assets.definitions import build_definitions, executor_from_env
 from quadmix_assets_tests.deploy.k8s_support import DEPLOY, deploy_yaml
 
@@ -19,7 +19,8 @@ def test_cpu_kinds_have_requests_and_no_gpu():
         config = json.loads(tags[K8S_CONFIG_TAG])
         res = config["container_config"]["resources"]
         assert res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["memory"]
-        assert not requests_gpu(tags) and POOL_TAG not in tags and "pod_spec_config" not in config
+        assert not requests_gpu(tags) and step_pool(kind, env={}) is None and "pod_spec_config" not in config
+        assert "dagster/concurrency_key" not in tags  # pools are set with `pool=`, not the old tag
 
 
 def test_gpu_kind_defaults():
@@ -29,7 +30,7 @@ def test_gpu_kind_defaults():
     assert res["limits"]["nvidia.com/gpu"] == res["requests"]["nvidia.com/gpu"] == "1"
     assert config["pod_spec_config"]["node_selector"] == {"nvidia.com/gpu.present": "true"}
     assert config["pod_spec_config"]["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert tags[POOL_TAG] == "gpu" and requests_gpu(tags)
+    assert step_pool("gpu", env={}) == "gpu" and requests_gpu(tags)
     assert "image" not in config["container_config"]
 
 
@@ -44,7 +45,7 @@ def test_gpu_kind_from_environment():
     config = json.loads(tags[K8S_CONFIG_TAG])
     c = config["container_config"]
     assert c["resources"]["limits"] == {"memory": "40Gi", "cpu": "8", "nvidia.com/gpu": "2"}
-    assert c["image"] == "r/quadmix-gpu:1" and tags[POOL_TAG] == "h100"
+    assert c["image"] == "r/quadmix-gpu:1" and step_pool("gpu", env=env) == "h100"
     assert config["pod_spec_config"]["node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb", "pool": "gpu"}
     assert config["pod_spec_config"]["tolerations"][0]["toleration_seconds"] == 60
 

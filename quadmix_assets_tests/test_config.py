@@ -1,0 +1,161 @@
+"""The presets' values, frozen before presets became ``replace`` of a shared base and overrides moved into
+one function (:func:`quadmix_assets.config.resolve_config`): a refactor must not change a single value."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+
+from quadmix_assets.config import resolve_config
+from quadmix_assets.presets import PRESETS, get_preset
+
+# captured from the literals of presets.py at commit d3a42dc (before the refactor)
+FROZEN = {'cpu': {'askllm_max_doc_tokens': 128,
+         'askllm_mode': 'distill',
+         'askllm_sample': 384,
+         'baseline_keep_fraction': 0.25,
+         'dclm_epochs': 20,
+         'domain_epochs': 15,
+         'edu_max_length': 256,
+         'edu_mode': 'distill',
+         'edu_sample': 800,
+         'edu_train_docs': 1000,
+         'feature_docs': 2048,
+         'lambda_scale': 'log',
+         'n_configs': 64,
+         'name': 'cpu',
+         'noise_repeats': 16,
+         'normaliser_max_exact': 2000000,
+         'normaliser_sample_size': 100000,
+         'objective_sets': ('copa', 'lambada_openai', 'siqa', 'winogrande'),
+         'omega_max': 0.5,
+         'proxy_batch_size': 16,
+         'proxy_group_size': 4,
+         'proxy_model': 'cpu-tiny',
+         'proxy_steps': 120,
+         'proxy_workers': None,
+         'regressor_ceiling_share': 0.5,
+         'regressor_cv_folds': 5,
+         'regressor_cv_repeats': 5,
+         'regressor_min_spearman': 0.0,
+         'regressor_valid_fraction': 0.2,
+         'round_explore_share': 0.25,
+         'round_min_gain_noise': 0.5,
+         'round_size': 16,
+         'search_rounds': 2,
+         'search_samples': 100000,
+         'search_top_k': 10,
+         'seed': 20250423,
+         'target_examples': 48,
+         'tokenizer_train_docs': 4000,
+         'tokenizer_vocab': 4096},
+ 'paper': {'askllm_max_doc_tokens': 512,
+           'askllm_mode': 'distill',
+           'askllm_sample': 100000,
+           'baseline_keep_fraction': 0.05,
+           'dclm_epochs': 20,
+           'domain_epochs': 15,
+           'edu_max_length': 512,
+           'edu_mode': 'direct',
+           'edu_sample': 1000,
+           'edu_train_docs': 2800,
+           'feature_docs': 2048,
+           'lambda_scale': 'log',
+           'n_configs': 3000,
+           'name': 'paper',
+           'noise_repeats': 16,
+           'normaliser_max_exact': 2000000,
+           'normaliser_sample_size': 100000,
+           'objective_sets': None,
+           'omega_max': 0.1,
+           'proxy_batch_size': None,
+           'proxy_group_size': 8,
+           'proxy_model': 'regmix-1m',
+           'proxy_steps': None,
+           'proxy_workers': None,
+           'regressor_ceiling_share': 0.5,
+           'regressor_cv_folds': 5,
+           'regressor_cv_repeats': 5,
+           'regressor_min_spearman': 0.9,
+           'regressor_valid_fraction': 0.06666666666666667,
+           'round_explore_share': 0.25,
+           'round_min_gain_noise': 1.0,
+           'round_size': 16,
+           'search_rounds': 1,
+           'search_samples': 100000,
+           'search_top_k': 10,
+           'seed': 20250423,
+           'target_examples': None,
+           'tokenizer_train_docs': 200000,
+           'tokenizer_vocab': 50432},
+ 'test': {'askllm_max_doc_tokens': 48,
+          'askllm_mode': 'distill',
+          'askllm_sample': 12,
+          'baseline_keep_fraction': 0.25,
+          'dclm_epochs': 5,
+          'domain_epochs': 10,
+          'edu_max_length': 96,
+          'edu_mode': 'distill',
+          'edu_sample': 64,
+          'edu_train_docs': 160,
+          'feature_docs': 2048,
+          'lambda_scale': 'log',
+          'n_configs': 4,
+          'name': 'test',
+          'noise_repeats': 4,
+          'normaliser_max_exact': 2000000,
+          'normaliser_sample_size': 10000,
+          'objective_sets': None,
+          'omega_max': 0.5,
+          'proxy_batch_size': 2,
+          'proxy_group_size': 8,
+          'proxy_model': 'cpu-tiny',
+          'proxy_steps': 4,
+          'proxy_workers': None,
+          'regressor_ceiling_share': None,
+          'regressor_cv_folds': 3,
+          'regressor_cv_repeats': 2,
+          'regressor_min_spearman': None,
+          'regressor_valid_fraction': 0.2,
+          'round_explore_share': 0.25,
+          'round_min_gain_noise': None,
+          'round_size': 4,
+          'search_rounds': 2,
+          'search_samples': 2000,
+          'search_top_k': 10,
+          'seed': 7,
+          'target_examples': 8,
+          'tokenizer_train_docs': 300,
+          'tokenizer_vocab': 512}}
+
+
+@pytest.mark.parametrize("name", sorted(FROZEN))
+def test_presets_keep_their_values(name):
+    assert asdict(PRESETS[name]) == FROZEN[name]
+    assert asdict(resolve_config(name).preset) == FROZEN[name]
+
+
+def test_overrides_resolve_in_one_place():
+    cfg = resolve_config("cpu", {"n_configs": 8, "proxy_model": None, "search_samples": 500})
+    assert cfg.preset.n_configs == 8 and cfg.preset.search_samples == 500
+    assert cfg.preset.proxy_model == FROZEN["cpu"]["proxy_model"]  # None keeps the preset's value
+    assert get_preset("test", n_configs=3) == resolve_config("test", {"n_configs": 3}).preset
+    with pytest.raises(ValueError):
+        resolve_config("cpu", {"n_configs": 0})
+    with pytest.raises(ValueError):
+        resolve_config("cpu", {"no_such_field": 1})
+    with pytest.raises(ValueError):
+        resolve_config("laptop")
+    # a stored run's recorded values: None is a value there
+    assert resolve_config("cpu", {"target_examples": None}, none_keeps=False).preset.target_examples is None
+
+
+def test_settings_resource_uses_the_same_resolution(tmp_path):
+    from quadmix_assets.defs.resources import QuadmixSettings
+
+    s = QuadmixSettings.from_env(corpus_glob=str(tmp_path / "*.jsonl"), storage_root=str(tmp_path), preset="test",
+                                 n_configs=5, edu_mode="direct", search_samples=99)
+    assert s.config() == resolve_config("test", {"n_configs": 5, "search_samples": 99}, modes={"edu": "direct"})
+    assert s.run_preset() == s.config().preset and s.config().teacher("edu").mode == "direct"
+    assert s.config().teacher("askllm").mode == FROZEN["test"]["askllm_mode"]

@@ -1,0 +1,99 @@
+"""A toy quality criterion that exists only in the tests: the share of letters among a text's characters.
+
+``python -m quadmix_assets_tests.toy_criterion OUT.json CORPUS_GLOB STORAGE [--plain-only]`` registers it
+(with ``--plain-only`` after removing every criterion that needs a trained model or a teacher), *then*
+imports the code location, and writes what the generated graph, checks, conditions, jobs and runner stage
+list say about it; then materializes its scoring asset (and its check) for the corpus' first shard, and
+with ``--plain-only`` also ``criteria_evaluation`` (cheap then: no model to train). A separate process,
+because the code location reads the registry when it is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from quadmix_assets.scoring.criteria import Criterion, Scored, register_criterion, unregister_criterion
+
+NAME = "toy"
+
+
+def _letters_share(settings, storage):
+    def score(texts: list[str]) -> Scored:
+        return Scored(np.asarray([sum(ch.isalpha() for ch in t) / max(len(t), 1) for t in texts], dtype=np.float64))
+
+    return score, {"toy": "letters-share-v1"}
+
+
+TOY = Criterion(NAME, "Share of letters among the characters (a test-only criterion)", (0.0, 1.0), "quality-toy-v1",
+                scorer=_letters_share)
+
+
+def main(out_path: str, corpus_glob: str, storage_root: str, plain_only: bool) -> None:
+    if plain_only:
+        for name in ("dclm", "edu", "askllm"):
+            unregister_criterion(name)
+    register_criterion(TOY)
+
+    from dagster import AssetKey, DagsterInstance
+
+    from quadmix_assets import runner
+    from quadmix_assets.definitions import build_definitions
+    from quadmix_assets.defs.partitions import shards_partitions
+    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.scoring import criteria as registry
+    from quadmix_assets.storage import layout
+
+    settings = QuadmixSettings.from_env(corpus_glob=corpus_glob, storage_root=storage_root, preset="test")
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    key = AssetKey(f"quality_{NAME}")
+    out: dict = {
+        "criteria": list(registry.CRITERIA),
+        "assets": sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
+        "toy_parents": sorted(p.to_user_string() for p in graph.get(key).parent_keys),
+        "toy_group": graph.get(key).group_name,
+        "toy_condition": graph.get(key).automation_condition.get_label(),
+        "toy_checks": sorted(k.name for k in graph.asset_check_keys if k.asset_key == key),
+        "evaluation_parents": sorted(p.to_user_string() for p in graph.get(AssetKey("criteria_evaluation")).parent_keys),
+        "normaliser_parents": sorted(p.to_user_string() for p in graph.get(AssetKey("quality_normaliser")).parent_keys),
+        "jobs_with_toy": sorted(
+            j.name for j in defs.get_repository_def().get_all_jobs()
+            if not j.name.startswith("__") and key in j.asset_layer.executable_asset_keys
+        ),
+        "runner_students": runner.distilled_students(),
+    }
+    instance = DagsterInstance.ephemeral()
+    shard = settings.shards()[0].key
+    instance.add_dynamic_partitions(shards_partitions.name, [r.key for r in settings.shards()])
+    job = defs.resolve_implicit_global_asset_job_def()
+    per_shard = ["documents", f"quality_{NAME}"] + (["domain_labels", "quality_heuristic", "quality_langid"] if plain_only else [])
+    if plain_only:
+        assert job.execute_in_process(instance=instance, asset_selection=[AssetKey("domain_classifier")]).success
+    result = job.execute_in_process(instance=instance, partition_key=shard, asset_selection=[AssetKey(k) for k in per_shard])
+    out["materialized"] = result.success
+    out["toy_row_count_metadata"] = [
+        m.materialization.metadata["dagster/row_count"].value for m in result.get_asset_materialization_events()
+        if m.materialization.asset_key == key
+    ]
+    out["toy_check_passed"] = [e.passed for e in result.get_asset_check_evaluations() if e.asset_key == key]
+    storage = settings.storage()
+    table = storage.read_parquet(layout.attribute(f"quality_{NAME}", shard))
+    out["toy_rows"] = table.num_rows
+    out["toy_documents"] = storage.read_parquet(layout.documents(shard), columns=["id"]).num_rows
+    out["toy_score_range"] = [float(np.min(table["score"])), float(np.max(table["score"]))]
+    out["toy_provenance_models"] = storage.provenance(layout.attribute(f"quality_{NAME}", shard)).get("models")
+    if plain_only:
+        result = job.execute_in_process(instance=instance, asset_selection=[AssetKey("criteria_evaluation")])
+        out["evaluation_ok"] = result.success
+        report = storage.read_json(layout.criteria_report())
+        out["evaluation_roc_auc"] = report["roc_auc"]
+        out["evaluation_spearman"] = sorted(report["spearman_corpus"])
+    with open(out_path, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], "--plain-only" in sys.argv[4:])
