@@ -88,6 +88,9 @@ def _json_safe(v: Any) -> Any:
         return v if math.isfinite(v) else None
     if isinstance(v, dict):
         return {str(k): _json_safe(x) for k, x in v.items()}
+    columns = getattr(v, "columns", None)
+    if columns is not None and not isinstance(v, list):  # a TableSchema (dagster/column_schema): a record, not iterable
+        return {str(c.name): str(c.type) for c in columns}
     if isinstance(v, (list, tuple)):
         return [_json_safe(x) for x in v]
     if v is None or isinstance(v, (str, int, bool)):

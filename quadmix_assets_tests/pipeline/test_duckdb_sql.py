@@ -50,7 +50,7 @@ def test_duckdb_fanin_equals_the_stored_numpy_results(demo_run):
                 assert np.array_equal(exact[f"s_{c}"].to_numpy(), stored_ranks[f"s_{c}"].to_numpy())
         for key in mixtures:
             spec, configs = load_spec(storage, key)
-            seed = f"{key}:{configs['preset']['seed']}"
+            seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content id seeds the copy draws
             got = _table(F.sampling_plan(con, storage, shards, CRITERIA, spec.params, seed,
                                          domain_aware=spec.domain_aware, keep_scores=True))
             scores = storage.read_parquet(layout.mixture_scores(key))
