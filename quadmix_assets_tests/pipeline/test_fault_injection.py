@@ -222,7 +222,9 @@ def test_killed_three_times_then_resumed_gives_the_same_bytes(baseline, two_shar
     assert "current, skipped" not in out and "resume:" not in out, out[-3000:]
     assert re.search(r"stage models FAILED: .*File too large", out), out[-3000:]
     assert_nothing_partial(storage)
-    assert tree(storage, temp=False) == got  # every output of the finished run intact
+    after = tree(storage, temp=False)  # every output of the finished run intact (the models job redid the DCLM model)
+    assert sorted(after) == sorted(got)
+    assert {k for k in got if after[k] != got[k]} <= KNOWN_NONDETERMINISTIC, [k for k in got if after[k] != got[k]]
 
 
 FSIZE_LIMIT = 24 << 20  # above the instance's SQLite files, below a trained classifier (34-46 MB)
