@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .aggregation import _check_domains, _check_ranks, _check_tokens, _sort_key_dtype
+from .aggregation import _check_ranks, _check_tokens, _sort_key_dtype
 from .params import QuadMixParams
-from .sampling import _draw, _keys
+from .sampling import _domain_codes, _draw, _keys
 
 __all__ = ["sampling_plans"]
 
@@ -102,16 +102,8 @@ def sampling_plans(
         raise ValueError("all configs must have the same numbers of domains and criteria")
     s = _check_ranks(ranks, n_crit)
     n = s.shape[0]
-    if domain_aware:
-        d = _check_domains(domains, n, n_dom)
-        m_used = n_dom
-    else:
-        if domains is not None:
-            dd = np.asarray(domains)
-            if dd.ndim != 1 or dd.shape[0] != n:
-                raise ValueError(f"domains has shape {dd.shape} for {n} documents")
-        d = np.zeros(n, dtype=np.uint8)
-        m_used = 1
+    d = _domain_codes(domains, n, n_dom, domain_aware)
+    m_used = n_dom if domain_aware else 1
     t = _check_tokens(tokens, n)
     keys = _keys(doc_keys)
     if keys.shape[0] != n:

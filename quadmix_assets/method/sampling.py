@@ -119,6 +119,18 @@ def seed_to_uint64(seed: int | str) -> int:
     raise TypeError(f"seed must be an int or a str; got {type(seed).__name__}")
 
 
+def _domain_codes(domains, n: int, n_domains: int, domain_aware: bool) -> np.ndarray:
+    """Each document's domain code: the checked ``domains`` when ranking per domain, else all 0 (``domains``,
+    if given, must still have one entry per document)."""
+    if domain_aware:
+        return _check_domains(domains, n, n_domains)
+    if domains is not None:
+        dd = np.asarray(domains)
+        if dd.ndim != 1 or dd.shape[0] != n:
+            raise ValueError(f"domains has shape {dd.shape} for {n} documents")
+    return np.zeros(n, dtype=np.uint8)
+
+
 def _keys(doc_ids: Any) -> np.ndarray:
     if isinstance(doc_ids, np.ndarray):
         if doc_ids.ndim != 1:
@@ -220,15 +232,10 @@ def sampling_plan(
         raise TypeError(f"params must be a QuadMixParams; got {type(params).__name__}")
     s = _check_ranks(ranks, params.n_criteria)
     n = s.shape[0]
+    d = _domain_codes(domains, n, params.n_domains, domain_aware)
     if domain_aware:
-        d = _check_domains(domains, n, params.n_domains)
         p = params
     else:
-        if domains is not None:
-            dd = np.asarray(domains)
-            if dd.ndim != 1 or dd.shape[0] != n:
-                raise ValueError(f"domains has shape {dd.shape} for {n} documents")
-        d = np.zeros(n, dtype=np.uint8)
         p = QuadMixParams(
             alpha=params.alpha[:1],
             lam=params.lam[:1],
