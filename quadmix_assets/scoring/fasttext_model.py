@@ -243,12 +243,52 @@ def predict_proba(
     return out
 
 
+class ModelWriteError(OSError):
+    """A fastText model file was not written completely (full disk, file-size limit, I/O error)."""
+
+
 def save_model(model, path: str | os.PathLike) -> str:
-    """Save ``model`` to a local ``path`` (parent folders are created); returns the path."""
+    """Save ``model`` to a local ``path`` (parent folders are created) and verify it; returns the path.
+
+    fastText's ``saveModel`` writes through a C++ ``ofstream`` and never checks it: on a full disk or past
+    a file-size limit (``EFBIG``; Python ignores ``SIGXFSZ``) it leaves a truncated file and returns as if
+    all went well. The file is therefore checked against the model in memory: it must end with the two
+    matrices exactly as fastText lays them out (``quant`` flag, int64 rows, int64 columns, float32 data; the
+    input matrix, then the ``qout`` flag and the output matrix), else :class:`ModelWriteError` is raised and
+    the partial file removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save_model(str(path))
+    try:
+        _verify_saved(model, path)
+    except ModelWriteError:
+        path.unlink(missing_ok=True)
+        raise
     return str(path)
+
+
+def _matrix_record(matrix: np.ndarray) -> bytes:
+    flag = b"\x00"  # not quantized
+    shape = np.asarray(matrix.shape, dtype=np.int64).tobytes()
+    return flag + shape + np.ascontiguousarray(matrix, dtype=np.float32).tobytes()
+
+
+def _verify_saved(model, path: Path) -> None:
+    size = path.stat().st_size
+    if model.is_quantized():  # quantized matrices have no dense layout to compare; the size must be plausible
+        if size == 0:
+            raise ModelWriteError(f"fastText wrote an empty model file {path}")
+        return
+    tail = _matrix_record(model.get_input_matrix()) + _matrix_record(model.get_output_matrix())
+    if size <= len(tail):
+        raise ModelWriteError(f"fastText's model file {path} was not written completely: {size} bytes, less than "
+                              f"its matrices alone ({len(tail)} bytes; full disk or file-size limit?)")
+    with open(path, "rb") as fh:
+        fh.seek(size - len(tail))
+        if fh.read() != tail:
+            raise ModelWriteError(f"fastText's model file {path} ({size} bytes) does not end with the model's "
+                                  "matrices: it was not written completely (full disk or file-size limit?)")
 
 
 def load_model(path: str | os.PathLike):

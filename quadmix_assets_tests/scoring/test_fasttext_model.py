@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import resource
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quadmix_assets.scoring.fasttext_model import (
+    ModelWriteError,
     fasttext_line,
     file_sha256,
     load_model,
@@ -139,6 +141,22 @@ def test_save_load_roundtrip(small_model, train_set, tmp_path):
     np.testing.assert_array_equal(predict_proba(again, texts[:20], labels), predict_proba(small_model, texts[:20], labels))
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.bin")
+
+
+def test_a_truncated_save_is_an_error_not_a_model(small_model, tmp_path):
+    """Past a file-size limit (what a writer sees on a full disk) fastText itself writes a truncated model and
+    returns quietly; save_model notices, raises and leaves no partial file."""
+    full = save_model(small_model, tmp_path / "full.bin")
+    size = (tmp_path / "full.bin").stat().st_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, hard))
+    try:
+        with pytest.raises(ModelWriteError, match="not written completely"):
+            save_model(small_model, tmp_path / "cut.bin")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not (tmp_path / "cut.bin").exists()
+    assert file_sha256(save_model(small_model, tmp_path / "again.bin")) == file_sha256(full)
 
 
 def test_training_rejects_bad_input():
