@@ -122,7 +122,10 @@ def _export_tokenizer(settings: QuadmixSettings, storage):
             raise Failure(description=f"the export tokenizer cannot be loaded: {exc}", allow_retries=False) from exc
         return tok, tok.card()
     proxy_tok, card = load_proxy_tokenizer(storage)
-    tok = as_export_tokenizer(proxy_tok, f"proxy_tokenizer {card['source']}", version=card["version"])
+    src = card.get("source")
+    if isinstance(src, dict):  # how the proxies' tokenizer was trained, said for people
+        src = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in src.items())
+    tok = as_export_tokenizer(proxy_tok, f"the proxies' own tokenizer ({src})", version=card["version"])
     return tok, tok.card()
 
 

@@ -258,6 +258,29 @@ def _dismiss_welcome(page) -> None:
     skip.wait_for(state="hidden")
 
 
+def _open_markdown(page, metadata_row):
+    """A markdown metadata entry: Dagster shows a short one inline in its row, a long one behind "[Show Markdown]"
+    in a dialog. Returns where its text is."""
+    from playwright.sync_api import expect
+
+    expect(metadata_row).to_be_visible()
+    link = metadata_row.get_by_text("[Show Markdown]")
+    if not link.count():
+        return metadata_row
+    link.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def _close_markdown(page, shown) -> None:
+    from playwright.sync_api import expect
+
+    if page.get_by_role("dialog").count():
+        page.keyboard.press("Escape")
+        expect(shown).to_be_hidden()
+
+
 def _wait_for_run(server: UiServer, short_id: str) -> str:
     deadline = time.monotonic() + RUN_TIMEOUT_S
     with server.instance() as instance:
@@ -325,6 +348,69 @@ def test_mixture_partition_page_and_lineage(ui_server, demo_run, page, tmp_path)
     expect(page).to_have_url(re.compile(r"view=lineage"))
     expect(page.get_by_text("mixture_scores", exact=True).first).to_be_visible()
     _screenshot(page, tmp_path, "mixture_manifest_lineage")
+
+
+def test_find_a_baseline_by_name_and_read_its_data_and_story(ui_server, demo_run, page, tmp_path):
+    """A person types a baseline's name into the mixtures' partition filter, opens it, reads its data view (a table of
+    documents from the top, middle and bottom of each domain's rank), its proxy result on the proxy's page, and the
+    export's own lineage on the export's page. (Runs before the materialize test, like the one above.)"""
+    from playwright.sync_api import expect
+
+    storage = demo_run[0].storage()
+    configs = storage.read_json(layout.mixture_configs())["configs"]
+    base = next(c for c in configs if c["origin"] == "baseline" and c["name"] == "heuristic-only")
+    key, others = base["mixture_id"], [c["mixture_id"] for c in configs if c["name"] != "heuristic-only"]
+
+    def row(name: str):
+        return page.locator("tr").filter(has=page.get_by_text(name, exact=True)).first
+
+    def find(asset: str, typed: str, want: str) -> None:
+        """On the asset's partitions page, type into the partition filter and open the one partition it leaves."""
+        page.goto(f"{ui_server.url}/assets/{asset}?view=partitions")
+        _dismiss_welcome(page)
+        box = page.get_by_placeholder("Filter by name…").first  # the partition list's search box
+        box.fill(typed)
+        expect(page.get_by_text(want, exact=True).first).to_be_visible()
+        for other in others[:3]:  # what does not match the name is filtered out
+            expect(page.get_by_text(other, exact=True)).to_have_count(0)
+        page.get_by_text(want, exact=True).first.click()
+        expect(page.get_by_text("Latest materialization").first).to_be_visible()
+
+    # the mixture, found by its name: the key carries it
+    find("mixture_manifest", "heuristic", key)
+    expect(row("name")).to_contain_text("heuristic-only")
+    row("data_view").get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("table").first).to_be_visible()
+    for shown in ("band", "top", "middle", "bottom", "copies"):
+        expect(dialog.locator("table").first).to_contain_text(shown)
+    _screenshot(page, tmp_path, "baseline_data_view")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    # its proxy result: the proxy's page for the same partition lists the run's proxies with their target losses
+    record = storage.read_json(layout.proxy_run(key))
+    find("proxy_run", "heuristic-only", key)
+    scope = _open_markdown(page, row("runs"))
+    proxy_row = scope.locator("tr").filter(has=page.get_by_text(key, exact=True)).last  # the innermost row
+    expect(proxy_row).to_contain_text("heuristic-only")
+    expect(proxy_row).to_contain_text(f"{record['target_loss']:.4g}")
+    _screenshot(page, tmp_path, "baseline_proxy_result")
+    _close_markdown(page, scope)
+
+    # the export records its own part of the story: which mixture, why, from which manifest, with which tokenizer
+    with ui_server.instance() as instance:
+        exported = instance.get_dynamic_partitions("exports")
+    assert exported, "the demo run exported a mixture"
+    page.goto(f"{ui_server.url}/assets/mixture_export?view=partitions")
+    page.get_by_text(exported[0], exact=True).first.click()
+    expect(page.get_by_text("Latest materialization").first).to_be_visible()
+    story = _open_markdown(page, row("lineage"))
+    for shown in ("Export", exported[0], "Megatron", "tokenizer"):
+        expect(story).to_contain_text(shown)
+    _screenshot(page, tmp_path, "export_lineage")
+    _close_markdown(page, story)
 
 
 def test_materialize_an_asset_from_its_page(ui_server, page, tmp_path):
