@@ -159,7 +159,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare_command(storage or env.default_storage_root(), eval_preset=args.eval_preset,
                            budget_tokens=args.budget_tokens, methods=methods, max_examples=args.max_examples or None,
                            seed=args.seed, regmix_proxies=args.regmix_proxies, device=args.device, threads=args.threads,
-                           seeds=args.seeds, out=args.out)
+                           seeds=args.seeds, jobs=args.jobs, out=args.out)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seed", type=int, default=None, help="data order, subsets, DSIR/RegMix draws and model init (default: the run preset's seed)")
     cmp_.add_argument("--seeds", type=int, default=1, help="evaluation models per method (different init and data order); "
                       "with S > 1 the table gives mean ± standard error and the paired difference against random")
+    cmp_.add_argument("--jobs", type=int, default=1, help="train the seeds in this many worker processes at once "
+                      "(e.g. one per core with --threads 1); the table is the same as with one process")
     cmp_.add_argument("--regmix-proxies", type=int, default=None, help="RegMix proxy runs (default: the run preset's number of configs)")
     cmp_.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     cmp_.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 can be faster on a busy machine)")

@@ -18,7 +18,7 @@ models then all train on the same number of tokens drawn from their pools.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -154,14 +154,72 @@ def token_seqs(tokenizer, texts: Sequence[str]) -> list[np.ndarray]:
     return [np.asarray([eos, *e.ids], dtype=np.int64) for e in tokenizer.encode_batch(list(texts))]
 
 
+def seed_of(seed: int, i: int) -> int:
+    """Seed ``i`` of a multi-seed comparison: another data order and other initial weights, same methods.
+    ``quadmix compare --seed seed_of(s, i)`` alone trains exactly seed ``i`` of ``--seed s --seeds S``."""
+    return (int(seed) + 7919 * int(i)) % (2**31)
+
+
+@dataclass(frozen=True)
+class _SeedWork:
+    """One seed's evaluation models: everything but the data, which the caller (or a worker) holds."""
+
+    index: int
+    seed: int
+    eval_preset: str | ProxyConfig
+    budget_tokens: int | None
+    max_examples: int | None
+    group_size: int | None
+    device: object
+
+    def run(self, ordered, texts, tokenizer, targets, log) -> Comparison:
+        cfg = (replace(self.eval_preset, seed=self.seed) if isinstance(self.eval_preset, ProxyConfig)
+               else model_preset(self.eval_preset, seed=self.seed))
+        return compare_methods(ordered, texts, tokenizer, targets, cfg, budget_tokens=self.budget_tokens,
+                               max_examples=self.max_examples, seed=self.seed, group_size=self.group_size,
+                               device=self.device, log=log)
+
+
+def _seed_worker(work: _SeedWork, ordered, storage_url: str, tokenizer_json: str, targets, threads) -> Comparison:
+    """One seed in a worker process (spawned: a fresh interpreter, its own torch threads)."""
+    from tokenizers import Tokenizer
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    tag = f"[seed {work.index + 1}, {work.seed}]"
+    return work.run(ordered, ShardTexts(StorageRoot(storage_url), max_shards=64), Tokenizer.from_str(tokenizer_json),
+                    targets, lambda line: print(f"{tag} {line}", flush=True))
+
+
+def _seeds_in_processes(work: list[_SeedWork], ordered, storage_url: str, tokenizer_json: str, targets, threads,
+                        jobs: int, log: Callable[[str], None]) -> list[Comparison]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = min(int(jobs), len(work))
+    log(f"{len(work)} seeds in {jobs} worker processes ({threads or 'default'} torch thread(s) each)")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_seed_worker, w, ordered, storage_url, tokenizer_json, targets, threads) for w in work]
+        comps = [f.result() for f in futures]
+    for w in work:
+        log(f"seed {w.index + 1} of {len(work)} ({w.seed}) done")
+    return comps
+
+
 def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfig = "cpu-eval", budget_tokens: int | None = None,
                           methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
                           regmix_proxies: int | None = None, group_size: int | None = None, device=None,
-                          threads: int | None = None, seeds: int = 1,
+                          threads: int | None = None, seeds: int = 1, jobs: int = 1,
                           log: Callable[[str], None] = print) -> tuple[Comparison, dict]:
     """Build DSIR and RegMix selections, collect the stored baselines and the QuaDMix optimum, train one
     evaluation model per method and judge them on the held-out half. Returns the comparison and a report
-    (method sources, selection info, messages, wall time per phase)."""
+    (method sources, selection info, messages, wall time per phase).
+
+    With ``seeds`` > 1 each seed is one more evaluation model per method (:func:`seed_of`); ``jobs`` > 1 trains
+    the seeds in that many worker processes at once (``threads`` torch threads each). A seed's models are a
+    function of their seed alone, so the table is the same bytes whichever way the seeds were run."""
     from tokenizers import Tokenizer
 
     if threads:
@@ -250,15 +308,17 @@ def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfi
     for m in messages:
         log(m)
     ordered = {m: manifests[m] for m in wanted if m in manifests}
-    comps = []
     t = time.perf_counter()
-    for i in range(int(seeds)):
-        s_i = (seed + 7919 * i) % (2**31)  # seed i: another data order and other initial weights, same methods
-        cfg = replace(eval_preset, seed=s_i) if isinstance(eval_preset, ProxyConfig) else model_preset(eval_preset, seed=s_i)
-        if seeds > 1:
-            log(f"seed {i + 1} of {seeds} ({s_i})")
-        comps.append(compare_methods(ordered, texts, tokenizer, targets, cfg, budget_tokens=budget_tokens,
-                                     max_examples=max_examples, seed=s_i, group_size=group_size, device=device, log=log))
+    work = [_SeedWork(i, seed_of(seed, i), eval_preset, budget_tokens, max_examples, group_size, device)
+            for i in range(int(seeds))]
+    if int(jobs or 1) > 1 and len(work) > 1:
+        comps = _seeds_in_processes(work, ordered, storage.url, tokenizer.to_str(), targets, threads, int(jobs), log)
+    else:
+        comps = []
+        for w in work:
+            if seeds > 1:
+                log(f"seed {w.index + 1} of {seeds} ({w.seed})")
+            comps.append(w.run(ordered, texts, tokenizer, targets, log))
     comp = comps[0]
     if seeds > 1:
         comp.info["across_seeds"] = across_seeds(comps)
@@ -284,7 +344,7 @@ def phases_text(phases: dict[str, float]) -> str:
 def compare_command(storage_url: str, *, eval_preset: str = "cpu-eval", budget_tokens: int | None = None,
                     methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
                     regmix_proxies: int | None = None, group_size: int | None = None, device=None,
-                    threads: int | None = None, seeds: int = 1, out: str | None = None,
+                    threads: int | None = None, seeds: int = 1, jobs: int = 1, out: str | None = None,
                     log: Callable[[str], None] = print) -> int:
     """``quadmix compare``: run the stored comparison, print the tables and the wall time per phase, and
     write ``<out>/selection_table.md`` and ``.json`` when ``out`` is given. Returns an exit code."""
@@ -298,7 +358,7 @@ def compare_command(storage_url: str, *, eval_preset: str = "cpu-eval", budget_t
         comp, report = run_stored_comparison(storage, eval_preset=eval_preset, budget_tokens=budget_tokens,
                                              methods=methods, max_examples=max_examples, seed=seed,
                                              regmix_proxies=regmix_proxies, group_size=group_size, device=device,
-                                             threads=threads, seeds=seeds, log=log)
+                                             threads=threads, seeds=seeds, jobs=jobs, log=log)
     except CompareError as exc:
         log(f"quadmix compare: {exc}")
         return 2

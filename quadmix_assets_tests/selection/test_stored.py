@@ -101,3 +101,24 @@ def test_searched_entry_says_why_it_is_missing(tmp_path):
     st.write_parquet(layout.mixture_manifest("f" * 16), pa.table({"id": ["a"]}), {})
     entry, why = searched_entry(st)
     assert entry["name"] == "search-f" and why == ""
+
+
+def test_seeds_in_worker_processes_give_the_same_table(tmp_path, tokenizer, capsys):
+    """`--jobs 2` trains the seeds in two processes at once: the same per-seed rows and the same mean ± SE as one
+    process; and `--seed seed_of(s, 1)` alone trains exactly the second seed of `--seed s --seeds 2`."""
+    from quadmix_assets.selection.stored import seed_of
+
+    st, _ = _storage(tmp_path, tokenizer)
+    small = [*ARGS, "--methods", "random,a-only,criteria-mean", "--threads", "1", "--seed", "11", "--seeds", "2"]
+    docs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        assert main(["compare", "--storage", st.url, *small, "--jobs", jobs, "--out", str(out)]) == 0
+        docs[jobs] = json.loads((out / "selection_table.json").read_text())
+    assert "2 seeds in 2 worker processes" in capsys.readouterr().out
+    assert docs["1"]["per_seed_rows"] == docs["2"]["per_seed_rows"]
+    assert docs["1"]["across_seeds"] == docs["2"]["across_seeds"]
+    assert docs["1"]["per_seed_rows"][0] != docs["1"]["per_seed_rows"][1]  # two seeds, two different models
+    lone = [a for a in small[:-4]] + ["--seed", str(seed_of(11, 1)), "--seeds", "1"]
+    assert main(["compare", "--storage", st.url, *lone, "--out", str(tmp_path / "lone")]) == 0
+    assert json.loads((tmp_path / "lone" / "selection_table.json").read_text())["rows"] == docs["1"]["per_seed_rows"][1]
