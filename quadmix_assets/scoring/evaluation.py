@@ -1,16 +1,15 @@
-"""Evaluation helpers for quality scorers: tie-aware ROC-AUC, Spearman's rho, the DCLM human labels.
+"""Evaluation helpers for quality scorers: ROC-AUC and Spearman's rho (scikit-learn and scipy, with the
+checks and the NaN conventions the pipeline relies on), and the DCLM human labels.
 
-``roc_auc`` is the Mann-Whitney U statistic with average ranks for ties, divided by
-``n_pos * n_neg``; it equals ``sklearn.metrics.roc_auc_score`` (tested). ``spearman`` is Pearson's
-correlation of average ranks (scipy's definition). ``load_dclm_human_labels`` reads the 499 web
-documents with human majority good (1) / bad (0) votes from mlfoundations/dclm: the honest
-validation set for any quality scorer; never train on it.
+``load_dclm_human_labels`` reads the 499 web documents with human majority good (1) / bad (0) votes from
+mlfoundations/dclm: the honest validation set for any quality scorer; never train on it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,60 +17,36 @@ import numpy as np
 DCLM_HUMAN_MAJORITY = "labels/dclm_human_majority_data.jsonl"
 
 
-def rankdata(x) -> np.ndarray:
-    """Average ranks (1-based, ties get the mean of their ranks), float64."""
-    x = np.asarray(x)
-    n = x.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    # boundaries of runs of equal values
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    new[1:] = xs[1:] != xs[:-1]
-    starts = np.flatnonzero(new)
-    ends = np.append(starts[1:], n)
-    avg = (starts + ends + 1) / 2.0  # mean of 1-based ranks starts+1 .. ends
-    run = np.cumsum(new) - 1
-    ranks = np.empty(n, dtype=np.float64)
-    ranks[order] = avg[run]
-    return ranks
-
-
 def roc_auc(scores, labels) -> float:
-    """Tie-aware ROC-AUC of ``scores`` for binary ``labels`` (1 = positive); NaN if one class is empty."""
+    """Tie-aware ROC-AUC of ``scores`` for binary ``labels`` (1 = positive), ``sklearn.metrics.roc_auc_score``;
+    NaN if one class is empty (scikit-learn raises there), ValueError on NaN scores or mismatched lengths."""
+    from sklearn.metrics import roc_auc_score
+
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel().astype(bool)
     if s.shape != y.shape:
         raise ValueError(f"{s.shape[0]} scores but {y.shape[0]} labels")
     if np.isnan(s).any():
         raise ValueError("scores contain NaN")
-    n_pos = int(y.sum())
-    n_neg = int(y.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    r = rankdata(s)
-    u = r[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
 
 
 def spearman(a, b) -> float:
-    """Spearman's rank correlation (Pearson on average ranks); NaN when either side is constant."""
+    """Spearman's rank correlation, ``scipy.stats.spearmanr``; NaN when either side is constant or shorter
+    than 2 (quietly: a constant side is an expected outcome here, e.g. a scorer that ties everything)."""
+    from scipy.stats import spearmanr
+
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"lengths differ: {a.shape[0]} vs {b.shape[0]}")
-    if a.size < 2:
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return float("nan")
-    ra = rankdata(a)
-    rb = rankdata(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    den = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    if den == 0:
-        return float("nan")
-    return float((ra * rb).sum() / den)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(a, b).statistic)
 
 
 def load_dclm_human_labels(data_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
