@@ -31,6 +31,7 @@ from quadmix_assets.scoring.criteria import Criterion, load_edu_teacher, teacher
 from quadmix_assets.scoring.distill import corpus_sample, sample_for_annotation, train_student
 from quadmix_assets.scoring.stored_models import upload_model_dir
 from quadmix_assets.storage import layout
+from quadmix_assets.reporting.numbers import round_sig
 
 EDU_TEACHER_VERSION = "edu-teacher-v1"
 STUDENT_VERSION = "distill-student-v1"
@@ -137,11 +138,11 @@ def student_asset(criterion: Criterion) -> AssetsDefinition:
             metadata={
                 "mode": "distill",
                 "sample_docs": len(ids),
-                "teacher_student_spearman_heldout": float(report.get("spearman", float("nan"))),
+                "teacher_student_spearman_heldout": round_sig(float(report.get("spearman", float("nan")))),
                 "n_train": int(report.get("n_train", 0)),
                 "n_test": int(report.get("n_test", 0)),
-                "teacher_docs_per_s": stats.docs_per_s,
-                "teacher_tokens_per_s": stats.tokens_per_s,
+                "teacher_docs_per_s": round_sig(float(stats.docs_per_s)),
+                "teacher_tokens_per_s": round_sig(float(stats.tokens_per_s)),
                 "teacher_version": teacher.model_version,
                 "student_version": student.model_version,
                 "shards_left_out": MetadataValue.json(left_out),

@@ -32,7 +32,7 @@ from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.mixing.catalog import load_spec, training_entries
 from quadmix_assets.proxy.runs import noise_subset, noise_summary, per_set_repeatability, stored_loss, train_mixture_proxies
 from quadmix_assets.reporting import markdown_table
-from quadmix_assets.reporting.numbers import fmt_num
+from quadmix_assets.reporting.numbers import fmt_num, round_sig
 from quadmix_assets.reporting.plots import loss_curves_png, png_markdown
 from quadmix_assets.storage import content_hash, layout
 
@@ -92,8 +92,8 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
                 metadata={
                     "name": spec.name,
                     "status": record["status"],
-                    "target_loss": record["target_loss"] if record["target_loss"] is not None else float("nan"),
-                    "target_losses": MetadataValue.json(record["target_losses"] or {}),
+                    "target_loss": round_sig(record["target_loss"]) if record["target_loss"] is not None else float("nan"),
+                    "target_losses": MetadataValue.json(round_sig(record["target_losses"] or {})),
                     "documents_read": record["sampler"]["documents_read"],
                     "path": MetadataValue.path(storage.uri(layout.proxy_run(key))),
                     "lineage": MetadataValue.md(_proxy_lineage(key, spec.name, record)),
@@ -108,8 +108,8 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
         "proxy_model": preset.proxy_model,
         "parameters_per_proxy": scores.parameters_per_proxy,
         "budget_tokens_per_proxy": records[keys[0]]["budget_tokens"] if keys else 0,
-        "tokens_per_s": float(scores.tokens_per_s),
-        "train_seconds": float(scores.wall_s),
+        "tokens_per_s": round_sig(float(scores.tokens_per_s)),
+        "train_seconds": round_sig(float(scores.wall_s)),
         "device": scores.device,
         "init_and_window_seed": int(run["config"].seed),
         "tokenizer_version": run["tokenizer_version"],
@@ -123,7 +123,7 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
     if len(keys) == 1:
         only = results[keys[0]]
         metadata |= {"name": only["name"], "status": only["status"],
-                     "target_loss": only["target_loss"] if only["target_loss"] is not None else float("nan")}
+                     "target_loss": round_sig(only["target_loss"]) if only["target_loss"] is not None else float("nan")}
     return MaterializeResult(metadata=metadata, data_version=DataVersion(content_hash(results)))
 
 
@@ -167,11 +167,11 @@ def proxy_noise(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
         metadata={
             "path": MetadataValue.path(uri),
             "configs_repeated": summary["n"],
-            "repeat_spearman": summary["repeat_spearman"],
-            "noise_sd": summary.get("noise_sd", float("nan")),
-            "loss_sd_across_configs": summary.get("loss_sd_across_configs", float("nan")),
-            "reliability": summary.get("reliability", float("nan")),
-            "train_seconds": float(scores.wall_s),
+            "repeat_spearman": round_sig(summary["repeat_spearman"]),
+            "noise_sd": round_sig(summary.get("noise_sd", float("nan"))),
+            "loss_sd_across_configs": round_sig(summary.get("loss_sd_across_configs", float("nan"))),
+            "reliability": round_sig(summary.get("reliability", float("nan"))),
+            "train_seconds": round_sig(float(scores.wall_s)),
             "losses": MetadataValue.md(markdown_table(["mixture", "seed 1 loss", "seed 2 loss", "spread"], rows)),
             "per_set_repeat_spearman": MetadataValue.md(markdown_table(
                 ["target set", "repeat Spearman", "in objective"],

@@ -27,6 +27,7 @@ from quadmix_assets.scoring.fasttext_model import save_model
 from quadmix_assets.scoring.reference_data import load_reference_corpus
 from quadmix_assets.scoring.stored_models import import_model_file
 from quadmix_assets.storage import layout
+from quadmix_assets.reporting.numbers import round_sig
 
 DCLM_CLASSIFIER_VERSION = "dclm-classifier-v1"
 
@@ -122,9 +123,9 @@ def quality_asset(criterion: Criterion) -> AssetsDefinition:
         metadata = dict(result.metadata)
         metadata["mode"] = mode
         if totals["seconds"]:
-            metadata["docs_per_s"] = totals["docs"] / totals["seconds"]
+            metadata["docs_per_s"] = round_sig(totals["docs"] / totals["seconds"])
             if totals["tokens"]:
-                metadata["tokens_per_s"] = totals["tokens"] / totals["seconds"]
+                metadata["tokens_per_s"] = round_sig(totals["tokens"] / totals["seconds"])
         return MaterializeResult(metadata=metadata, data_version=result.data_version)
 
     return _quality
