@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import pyarrow as pa
 
 from quadmix_assets.cli import main
@@ -122,3 +123,18 @@ def test_seeds_in_worker_processes_give_the_same_table(tmp_path, tokenizer, caps
     lone = [a for a in small[:-4]] + ["--seed", str(seed_of(11, 1)), "--seeds", "1"]
     assert main(["compare", "--storage", st.url, *lone, "--out", str(tmp_path / "lone")]) == 0
     assert json.loads((tmp_path / "lone" / "selection_table.json").read_text())["rows"] == docs["1"]["per_seed_rows"][1]
+    # separate runs of single seeds merge into the table of the multi-seed run (benchmarks/merge_compare_seeds.py)
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("merge_compare_seeds", Path(__file__).resolve().parents[2]
+                                                  / "benchmarks" / "merge_compare_seeds.py")
+    merger = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merger)
+    first = [a for a in small[:-4]] + ["--seed", "11", "--seeds", "1"]
+    assert main(["compare", "--storage", st.url, *first, "--out", str(tmp_path / "first")]) == 0
+    parts = [json.loads((tmp_path / d / "selection_table.json").read_text()) for d in ("lone", "first")]
+    rows, seeds = merger.merge(parts)
+    assert seeds == [11, seed_of(11, 1)] and rows == docs["1"]["across_seeds"]
+    with pytest.raises(SystemExit, match="appears twice"):
+        merger.merge([parts[0], parts[0]])
