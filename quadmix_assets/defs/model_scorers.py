@@ -27,11 +27,11 @@ from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.current import select_shards
 from quadmix_assets.defs.k8s import pod_tags, step_pool
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.scoring.criteria import Criterion, load_edu_teacher, teacher_criteria
 from quadmix_assets.scoring.distill import corpus_sample, sample_for_annotation, train_student
 from quadmix_assets.scoring.stored_models import upload_model_dir
 from quadmix_assets.storage import layout
-from quadmix_assets.reporting.numbers import round_sig
 
 EDU_TEACHER_VERSION = "edu-teacher-v1"
 STUDENT_VERSION = "distill-student-v1"

@@ -21,13 +21,13 @@ from quadmix_assets.defs.k8s import pod_tags, step_pool
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
+from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.scoring.criteria import Criterion, criteria
 from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
 from quadmix_assets.scoring.fasttext_model import save_model
 from quadmix_assets.scoring.reference_data import load_reference_corpus
 from quadmix_assets.scoring.stored_models import import_model_file
 from quadmix_assets.storage import layout
-from quadmix_assets.reporting.numbers import round_sig
 
 DCLM_CLASSIFIER_VERSION = "dclm-classifier-v1"
 

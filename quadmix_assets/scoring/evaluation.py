@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +43,7 @@ def spearman(a, b) -> float:
         raise ValueError(f"lengths differ: {a.shape[0]} vs {b.shape[0]}")
     if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(spearmanr(a, b).statistic)
+    return float(spearmanr(a, b).statistic)
 
 
 def load_dclm_human_labels(data_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:

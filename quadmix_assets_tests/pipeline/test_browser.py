@@ -379,15 +379,12 @@ def test_find_a_baseline_by_name_and_read_its_data_and_story(ui_server, demo_run
     # the mixture, found by its name: the key carries it
     find("mixture_manifest", "heuristic", key)
     expect(row("name")).to_contain_text("heuristic-only")
-    row("data_view").get_by_text("[Show Markdown]").click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible()
-    expect(dialog.locator("table").first).to_be_visible()
+    view = _open_markdown(page, row("data_view"))
+    expect(view.locator("table").first).to_be_visible()
     for shown in ("band", "top", "middle", "bottom", "copies"):
-        expect(dialog.locator("table").first).to_contain_text(shown)
+        expect(view.locator("table").first).to_contain_text(shown)
     _screenshot(page, tmp_path, "baseline_data_view")
-    page.keyboard.press("Escape")
-    expect(dialog).to_be_hidden()
+    _close_markdown(page, view)
 
     # its proxy result: the proxy's page for the same partition lists the run's proxies with their target losses
     record = storage.read_json(layout.proxy_run(key))

@@ -1,5 +1,10 @@
 """A run killed (SIGKILL) while it writes an export leaves nothing half-written under the final name, and
-the export written again is byte-identical to the one of an uninterrupted run."""
+the export written again is byte-identical to the one of an uninterrupted run.
+
+The export of the test preset takes about a second, too short to catch by polling on a loaded machine (CI once
+saw it finish first). So the child holds still right after it has staged its first file, says so through a
+marker file, and the parent kills it there: the kill always lands mid-export, between a staged file and the
+manifest."""
 
 from __future__ import annotations
 
@@ -22,12 +27,29 @@ def _tree(folder: Path) -> dict[str, str]:
 
 SCRIPT = textwrap.dedent("""
     import sys
+    import time
+    from pathlib import Path
     from dagster import DagsterInstance
     from quadmix_assets.defs.resources import QuadmixSettings
     from quadmix_assets.definitions import build_definitions
+    from quadmix_assets.storage.root import TMP_MARK, StorageRoot
+
+    def hold_after_first_staged_file(marker):
+        write_file = StorageRoot.write_file
+
+        def write_then_hold(self, relpath, local_file):
+            out = write_file(self, relpath, local_file)
+            if TMP_MARK in relpath:
+                Path(marker).write_text(relpath)
+                time.sleep(600)  # the parent kills us here
+            return out
+
+        StorageRoot.write_file = write_then_hold
 
     def main():
         corpus, storage, key = sys.argv[1:4]
+        if len(sys.argv) > 4:
+            hold_after_first_staged_file(sys.argv[4])
         settings = QuadmixSettings.from_env(corpus_glob=corpus, storage_root=storage, preset="test")
         instance = DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("mixtures", [key])
@@ -53,14 +75,15 @@ def test_kill_during_export_then_rerun_gives_the_same_bytes(demo_run, tmp_path):
     script.write_text(SCRIPT)
     args = [sys.executable, str(script), settings.corpus_glob, str(copy), key]
     exports = copy / "exports"
-    proc = subprocess.Popen(args, start_new_session=True)
+    marker = tmp_path / "staged"
+    proc = subprocess.Popen([*args, str(marker)], start_new_session=True)
     try:
         deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None:  # kill as soon as the staged folder has files
-            staged = [p for p in exports.glob("*.tmp-*")] if exports.exists() else []
-            if any(any(p.rglob("*")) for p in staged):
-                break
+        while time.time() < deadline and proc.poll() is None and not marker.exists():
             time.sleep(0.05)
+        assert marker.exists(), "the export never staged a file"
+        staged = [p for p in exports.glob("*.tmp-*")]
+        assert staged and any(p.is_file() for s in staged for p in s.rglob("*")), "no staged file on disk"
         killed = proc.poll() is None
         if killed:
             os.killpg(proc.pid, signal.SIGKILL)

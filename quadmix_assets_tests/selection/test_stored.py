@@ -120,7 +120,8 @@ def test_seeds_in_worker_processes_give_the_same_table(tmp_path, tokenizer, caps
     assert docs["1"]["per_seed_rows"] == docs["2"]["per_seed_rows"]
     assert docs["1"]["across_seeds"] == docs["2"]["across_seeds"]
     assert docs["1"]["per_seed_rows"][0] != docs["1"]["per_seed_rows"][1]  # two seeds, two different models
-    lone = [a for a in small[:-4]] + ["--seed", str(seed_of(11, 1)), "--seeds", "1"]
+    one_seed = small[:-4]  # without "--seed 11 --seeds 2"
+    lone = [*one_seed, "--seed", str(seed_of(11, 1)), "--seeds", "1"]
     assert main(["compare", "--storage", st.url, *lone, "--out", str(tmp_path / "lone")]) == 0
     assert json.loads((tmp_path / "lone" / "selection_table.json").read_text())["rows"] == docs["1"]["per_seed_rows"][1]
     # separate runs of single seeds merge into the table of the multi-seed run (benchmarks/merge_compare_seeds.py)
@@ -131,7 +132,7 @@ def test_seeds_in_worker_processes_give_the_same_table(tmp_path, tokenizer, caps
                                                   / "benchmarks" / "merge_compare_seeds.py")
     merger = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(merger)
-    first = [a for a in small[:-4]] + ["--seed", "11", "--seeds", "1"]
+    first = [*one_seed, "--seed", "11", "--seeds", "1"]
     assert main(["compare", "--storage", st.url, *first, "--out", str(tmp_path / "first")]) == 0
     parts = [json.loads((tmp_path / d / "selection_table.json").read_text()) for d in ("lone", "first")]
     rows, seeds = merger.merge(parts)
