@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     **({"QUADMIX_CONFIGS": str(settings.n_configs)} if settings.n_configs else {})}, indent=2)
     )
     with DagsterInstance.get() as instance:
-        summary = run_pipeline(settings, instance, resume=not args.no_resume)
+        summary = run_pipeline(settings, instance, resume=not args.no_resume, jobs=args.jobs)
     return report_failures(summary, args.allow_partial)
 
 
@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-resume", "--force", dest="no_resume", action="store_true",
                      help="redo every stage (default: skip shards, mixtures, proxies and stages whose outputs are current: "
                      "same settings, code versions and input data versions)")
+    run.add_argument("--jobs", "-j", type=int, default=None, help="shard and mixture partitions run at once, each in a "
+                     "worker process (default: one per core; 1 runs every partition in this process)")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="open the Dagster UI on loopback over the same instance")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only; see the README's threat model)")

@@ -141,6 +141,26 @@ def _latest(instance: DagsterInstance, key: AssetKey, partition: str | None = No
     return records[0] if records else None
 
 
+def _latest_each(instance: DagsterInstance, key: AssetKey, partitions: list[str], before: int | None = None) -> dict[str, Any]:
+    """:func:`_latest` for many partitions of ``key`` at once: newest first, paged until each is found (one
+    query per page instead of one per partition: a mixture's story reads every shard of every per-shard asset)."""
+    out: dict[str, Any] = dict.fromkeys(partitions)
+    if not partitions:
+        return out
+    flt = AssetRecordsFilter(asset_key=key, asset_partitions=list(partitions), before_storage_id=before)
+    cursor, missing = None, set(partitions)
+    while missing:
+        result = instance.fetch_materializations(flt, limit=_PAGE, cursor=cursor)
+        for rec in result.records:
+            if rec.partition_key in missing:
+                out[rec.partition_key] = rec
+                missing.discard(rec.partition_key)
+        if not result.has_more or not result.records:
+            break
+        cursor = result.cursor
+    return out
+
+
 def _latest_observation(instance: DagsterInstance, key: AssetKey, partition: str):
     records = instance.fetch_observations(AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
     return records[0] if records else None
@@ -327,7 +347,7 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
     per_shard: dict[AssetKey, dict[str, Any]] = {}
     for key in reversed(upstream):
         if _partitions_name(graph.get(key)) == SHARDS:
-            per_shard[key] = {s: _latest(instance, key, s, before=as_of[key]) for s in shard_keys}
+            per_shard[key] = _latest_each(instance, key, shard_keys, before=as_of[key])
             records[key] = [r for r in per_shard[key].values() if r is not None]
             continue
         rec = None
@@ -353,12 +373,13 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
         node = graph.get(key)
         name = key.to_user_string()
         if key in per_shard:
+            newest = _latest_each(instance, key, [s for s in shard_keys if per_shard[key][s] is not None])
             for s in shard_keys:
                 rec = per_shard[key][s]
                 entry: dict[str, Any] = {"materialized": rec is not None}
                 if rec is not None:
                     sm = _summary(rec)
-                    latest = _latest(instance, key, s)
+                    latest = newest[s]
                     entry.update(
                         data_version=sm["data_version"],
                         code_version=sm["code_version"],

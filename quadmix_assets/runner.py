@@ -3,6 +3,8 @@
 Stages: models -> every shard (documents, domain labels, quality scores) -> normaliser, criteria
 evaluation and mixture configs -> every mixture (scores, manifest). Each shard and each mixture is one
 run of its partitioned job, so a bad shard fails alone and the others go on; the UI shows every run.
+The partitions of a stage run ``jobs`` at a time in worker processes (:mod:`quadmix_assets.run_pool`;
+default: one per core), reported in partition order.
 
 Resume (on unless ``resume=False``, ``quadmix run --no-resume``): a job, or a job's partition, whose outputs
 are current (:mod:`quadmix_assets.resume`: same settings, Dagster's stale status FRESH, no failed run since)
@@ -12,6 +14,7 @@ finished. Only one ``quadmix run`` works on a storage root at a time (:mod:`quad
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -102,8 +105,12 @@ def _failure_message(result) -> str:
     """Why the first failed step failed and what to do, in plain language (:mod:`quadmix_assets.errors`): a
     ``Failure``'s description, else the user code's outermost exception under Dagster's wrappers (a
     ``ShardError`` naming the file, not the zlib error it was raised from); with ``--verbose`` also the
-    exception class and the stack."""
+    exception class and the stack. A run done in a worker (:class:`~quadmix_assets.run_pool.Outcome`)
+    brings its message written there."""
     from quadmix_assets import errors
+
+    if getattr(result, "failure", ""):
+        return result.failure
 
     for event in result.all_events:
         if event.is_step_failure:
@@ -202,15 +209,20 @@ def run_pipeline(
     instance: DagsterInstance,
     log: Callable[[str], None] = lambda s: print(s, flush=True),
     resume: bool = True,
+    jobs: int | None = None,
 ) -> RunSummary:
     """Materialize the whole graph; never raises for a failed shard, mixture or stage: the summary says
     what failed (``summary.failure_lines()``) and ``summary.exit_code()`` what ``quadmix run`` returns.
-    With ``resume`` (the default) jobs and partitions whose outputs are current are skipped."""
+    With ``resume`` (the default) jobs and partitions whose outputs are current are skipped. ``jobs``:
+    partitions of a stage run at once (default: one per core; 1 runs everything in this process)."""
+    from quadmix_assets.run_pool import default_jobs
+
     summary = RunSummary()
     start = time.perf_counter()
     lock = RunLock(settings.storage())
     try:
-        _run(settings, instance, summary, log, lock, resume)
+        with contextlib.ExitStack() as stack:
+            _run(settings, instance, summary, log, lock, resume, default_jobs() if jobs is None else max(1, int(jobs)), stack)
     except _StageFailed as exc:
         summary.stages_failed[exc.stage] = exc.message
         log(f"[{exc.stage}] FAILED: {exc.message}")
@@ -238,7 +250,9 @@ def distilled_students() -> list[tuple[str, str]]:
 
 
 def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log, lock: RunLock,
-         resume: bool) -> None:
+         resume: bool, jobs: int, stack: contextlib.ExitStack) -> None:
+    from quadmix_assets.run_pool import PartitionPool
+
     os.environ.setdefault("TQDM_DISABLE", "1")  # model loaders' progress bars; the runner prints progress
     storage = settings.storage()
     try:  # before any work: a read-only or full storage is reported now, not after minutes of training
@@ -271,12 +285,7 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
     log(f"quadmix: {len(refs)} shard(s) from {settings.corpus_glob}")
     log(f"         storage {settings.storage_root}, preset {preset.name} (K={preset.n_configs}), instance {instance.root_directory}")
 
-    def execute(job_name: str, partition_key: str | None = None, tags: dict | None = None):
-        job = defs.resolve_job_def(job_name)
-        result = job.execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET,
-            tags={**runner_tags, **(tags or {})},
-        )
+    def count_checks(result, partition_key: str | None) -> None:
         for evaluation in result.get_asset_check_evaluations():
             summary.checks_run += 1
             if not evaluation.passed:
@@ -286,26 +295,61 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
                 if severity == "ERROR":
                     metadata = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in evaluation.metadata.items()}
                     log(f"  check {evaluation.check_name}{where} FAILED: {metadata}")
+
+    def execute(job_name: str, partition_key: str | None = None, tags: dict | None = None):
+        job = defs.resolve_job_def(job_name)
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET,
+            tags={**runner_tags, **(tags or {})},
+        )
+        count_checks(result, partition_key)
         return result
 
     def currency() -> Currency | None:
         """What is current now (one per stage: the resolver caches what it reads)."""
         return Currency(instance, defs, settings_hash, corpus_hash) if resume else None
 
+    def reuse(job_name: str, partition_key: str | None, current: Currency | None, extra) -> Reused | None:
+        """When resuming and the job's (partition's) outputs are current: their records, else None."""
+        if not resume:
+            return None
+        counts = summary.skipped.setdefault(job_name, [0, 0])
+        counts[1] += 1
+        fan_in = job_name not in PER_SHARD_JOBS
+        why, records = (current or currency()).check(job_name, partition_key, extra, fan_in=fan_in)
+        if why is None:
+            counts[0] += 1
+            return Reused(records)
+        return None
+
     def step(job_name: str, partition_key: str | None = None, tags: dict | None = None,
              current: Currency | None = None, extra=None):
         """Run the job (partition), or, when resuming and its outputs are current, reuse them."""
-        if resume:
-            counts = summary.skipped.setdefault(job_name, [0, 0])
-            counts[1] += 1
-            fan_in = job_name not in PER_SHARD_JOBS
-            why, records = (current or currency()).check(job_name, partition_key, extra, fan_in=fan_in)
-            if why is None:
-                counts[0] += 1
-                return Reused(records)
-        return execute(job_name, partition_key, tags)
+        return reuse(job_name, partition_key, current, extra) or execute(job_name, partition_key, tags)
 
-    execute.step, execute.currency = step, currency  # the stage helpers below get both through ``execute``
+    pool = stack.enter_context(PartitionPool(settings, instance, runner_tags, jobs))
+
+    def steps(job_name: str, keys: list[str], extra=None):
+        """:func:`step` for many partitions of one stage: yields ``(key, result)`` in the order of ``keys``,
+        each as soon as it and those before it are done; the ones not current run in the pool's workers."""
+        current = currency()
+        reused = {k: reuse(job_name, k, current, extra(k) if extra else None) for k in keys}
+        todo = [k for k in keys if reused[k] is None]
+        if len(todo) < 2 or not pool.usable:
+            for key in keys:
+                yield key, reused[key] or execute(job_name, key)
+            return
+        ran = pool.map(job_name, todo)
+        for key in keys:
+            if reused[key] is not None:
+                yield key, reused[key]
+                continue
+            done_key, result = next(ran)
+            assert done_key == key
+            count_checks(result, key)
+            yield key, result
+
+    execute.step, execute.steps, execute.currency = step, steps, currency  # the stage helpers get them here
 
     t = time.perf_counter()
     result = step("models_job")
@@ -329,10 +373,8 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
         return check
 
     def per_shard(job_name: str, stage: str, keys: list[str]) -> None:
-        current = currency()
-        for i, key in enumerate(keys, 1):
-            t = time.perf_counter()
-            result = step(job_name, key, current=current, extra=same_corpus_file(key))
+        t = time.perf_counter()
+        for i, (key, result) in enumerate(steps(job_name, keys, extra=same_corpus_file), 1):
             if result.success:
                 md = _metadata(result, "documents")
                 what = f"{md.get('documents')} docs, {md.get('quarantined')} quarantined" if md else "scored"
@@ -340,6 +382,7 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             else:
                 summary.shards_failed[key] = _failure_message(result)
                 log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.shards_failed[key]}")
+            t = time.perf_counter()
         _log_skipped(summary, job_name, stage, log)
 
     per_shard("shard_fast_job", "shard", [r.key for r in refs])
@@ -390,7 +433,12 @@ def _log_skipped(summary: RunSummary, job_name: str, stage: str, log) -> None:
 
 
 def _took(result, t: float) -> str:
-    return "current, skipped" if isinstance(result, Reused) else f"{time.perf_counter() - t:.1f}s"
+    """How long a run took: its own time when a worker ran it, else the time since ``t``."""
+    from quadmix_assets.run_pool import Outcome
+
+    if isinstance(result, Reused):
+        return "current, skipped"
+    return f"{result.seconds if isinstance(result, Outcome) else time.perf_counter() - t:.1f}s"
 
 
 def _contiguous_ranges(ordered: list[str], wanted: set[str], size: int) -> list[list[str]]:
@@ -460,10 +508,8 @@ def _new_partitions(instance, before: set[str]) -> list[str]:
 
 def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) -> list[str]:
     ok = []
-    current = execute.currency()
-    for i, key in enumerate(keys, 1):
-        t = time.perf_counter()
-        result = execute.step("mixture_job", key, current=current)
+    t = time.perf_counter()
+    for i, (key, result) in enumerate(execute.steps("mixture_job", keys), 1):
         if result.success:
             md = _metadata(result, "mixture_manifest")
             summary.mixtures_ok.append(key)
@@ -474,6 +520,7 @@ def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) ->
         else:
             summary.mixtures_failed[key] = _failure_message(result)
             log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.mixtures_failed[key]}")
+        t = time.perf_counter()
     _log_skipped(summary, "mixture_job", stage, log)
     return ok
 

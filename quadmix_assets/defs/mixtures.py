@@ -26,7 +26,7 @@ from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_frequency
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
-from quadmix_assets.mixing.catalog import document_features, load_spec, round_of, searched_specs, spec_entry
+from quadmix_assets.mixing.catalog import TRAINING_ORIGINS, document_features, load_spec, round_of, searched_specs, spec_entry
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
@@ -100,6 +100,13 @@ def _mixture_shards(context: AssetExecutionContext, settings: QuadmixSettings, c
     return shards, {k: fitted[k] for k in shards}, left_out
 
 
+def _shown_to_people(spec: MixtureSpec) -> bool:
+    """Baselines and search results, the mixtures a person opens in the UI, get pictures and a data view;
+    the many configs only the regressor reads (K drawn, the search rounds) do not: two PNGs cost a third of
+    a mixture's run. `quadmix show` prints any mixture's documents."""
+    return spec.origin not in TRAINING_ORIGINS
+
+
 def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params, fingerprints: dict) -> dict:
     """What the lineage report reads back from the event log: the config's numbers, the shards with
     their fingerprints, how a search result was found, and the sampling curve per domain."""
@@ -114,6 +121,8 @@ def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoo
         if found:
             md["found_by"] = MetadataValue.json(found)
             md["regressor_version"] = str(found.get("regressor_version"))
+    if not _shown_to_people(spec):
+        return md
     names = domain_names if spec.domain_aware else ["all documents (one global rank)"]
     curve = try_png_markdown(lambda: sampling_curves_png(params, names, mixture=spec.name), f"sampling curve {spec.name}", context.log.warning)
     if curve:
@@ -187,14 +196,16 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
 
 
 def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names, before, after) -> dict:
-    """Domain shares before/after sampling, and the lineage story read from the instance's event log."""
+    """Domain shares before/after sampling (where people look), and the lineage story read from the
+    instance's event log (every mixture)."""
     md = {}
-    shares = try_png_markdown(
-        lambda: domain_shares_png(names, before, after, title=f"{spec.name}: domain token shares before and after sampling"),
-        f"domain shares {spec.name}", context.log.warning
-    )
-    if shares:
-        md["domain_shares"] = MetadataValue.md(shares)
+    if _shown_to_people(spec):
+        shares = try_png_markdown(
+            lambda: domain_shares_png(names, before, after, title=f"{spec.name}: domain token shares before and after sampling"),
+            f"domain shares {spec.name}", context.log.warning
+        )
+        if shares:
+            md["domain_shares"] = MetadataValue.md(shares)
     try:
         from quadmix_assets.lineage import lineage_markdown, mixture_lineage
 
@@ -216,7 +227,7 @@ def _data_view_metadata(context: AssetExecutionContext, storage: StorageRoot, sp
     """Documents from the top, middle and bottom of each domain's rank, with scores and copies (never fails
     the manifest). Only where people look: baselines and search results, not the many drawn and round
     configs (reading every shard's text costs about a second per mixture); `quadmix show` covers any."""
-    if spec.origin in ("random_draw", "round"):
+    if not _shown_to_people(spec):
         return {}
     try:
         view = mixture_samples(storage, spec.mixture_id, n=DATA_VIEW_ROWS_PER_BAND, scores=scores, copies=copies)

@@ -35,7 +35,7 @@ def demo_run(tmp_path_factory, two_shard_corpus):
     lines: list[str] = []
     (root / "home").mkdir()
     instance = DagsterInstance.local_temp(str(root / "home"))
-    summary = run_pipeline(settings, instance, log=lines.append)
+    summary = run_pipeline(settings, instance, log=lines.append, jobs=2)  # shards and mixtures in 2 worker processes
     yield settings, instance, summary, lines
     instance.dispose()
 

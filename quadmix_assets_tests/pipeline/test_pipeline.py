@@ -93,12 +93,13 @@ def test_baselines_keep_about_the_requested_share(demo_run):
 
 
 def test_same_inputs_same_bytes(demo_run, tmp_path, two_shard_corpus):
-    """A second run into a fresh storage root and instance writes byte-identical outputs."""
+    """A second run into a fresh storage root and instance writes byte-identical outputs, also when it runs
+    every partition in its own process (``jobs=1``) where the first ran them in two worker processes."""
     settings, *_ = demo_run
     other = make_settings(str(two_shard_corpus / "*.jsonl.gz"), tmp_path / "storage")
     (tmp_path / "home").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
-        summary = run_pipeline(other, instance, log=lambda s: None)
+        summary = run_pipeline(other, instance, log=lambda s: None, jobs=1)
     assert summary.ok
     a, b = settings.storage(), other.storage()
     rels = a.list("", ".parquet")
