@@ -1,4 +1,4 @@
-"""The quadmix code location: every asset, job, sensor and schedule, and the settings resource.
+"""The quadmix code location: every asset, job and sensor, and the settings resource.
 
 Settings come from the environment (``QUADMIX_CORPUS``, ``QUADMIX_STORAGE``, ``QUADMIX_DATA_DIR``,
 ``QUADMIX_PRESET``); see ``quadmix_assets.settings``. With ``QUADMIX_DEPLOYMENT=cluster`` run config
@@ -17,7 +17,6 @@ from dagster import Definitions, ExecutorDefinition, in_process_executor, multip
 
 from quadmix_assets.defs.automation import (
     automation_sensor,
-    corpus_refresh_schedule,
     distill_job,
     export_job,
     mixture_job,
@@ -117,7 +116,6 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         asset_checks=CHECKS,
         jobs=JOBS,
         sensors=[shard_sensor, automation_sensor],
-        schedules=[corpus_refresh_schedule],
         resources={"settings": settings_resource(settings)},
         executor=executor_from_env(),
     )

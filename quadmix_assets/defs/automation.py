@@ -1,15 +1,15 @@
-"""Jobs, the shard sensor (new or changed corpus files -> shard partitions and runs), the automation
-condition sensor (``defs/conditions.py``: labels, scores and mixtures kept current) and the refresh
-schedule (the normaliser and mixture configs, refitted when stale).
+"""Jobs, the shard sensor (new or changed corpus files -> shard partitions and runs) and the automation
+condition sensor (``defs/conditions.py``: labels, scores and mixtures kept current, and the nightly
+refresh of the normaliser and mixture configs when stale).
 
 A new corpus file, with ``dagster dev`` (or the daemon) running and nothing else done: the shard
 sensor adds its ``shards`` partition and runs ``shard_job`` (documents, domain label, every quality
 score); automation then re-evaluates the criteria; the next refresh refits the normaliser over every
 complete shard, and automation re-scores and re-draws every mixture from it.
 
-Intervals and the refresh cron come from the environment (read when the code location loads):
-``QUADMIX_SENSOR_INTERVAL`` (shard sensor, seconds, default 60), ``QUADMIX_AUTOMATION_INTERVAL``
-(automation sensor, default 30), ``QUADMIX_REFRESH_CRON`` (default ``0 3 * * *``, nightly).
+Intervals come from the environment (read when the code location loads): ``QUADMIX_SENSOR_INTERVAL``
+(shard sensor, seconds, default 60), ``QUADMIX_AUTOMATION_INTERVAL`` (automation sensor, default 30); the
+refresh cron is ``defs/conditions.REFRESH_CRON`` (``QUADMIX_REFRESH_CRON``, default ``0 3 * * *``).
 """
 
 
@@ -21,18 +21,12 @@ from dagster import (
     AssetRecordsFilter,
     AssetSelection,
     AutomationConditionSensorDefinition,
-    DagsterInvariantViolationError,
-    DagsterRunStatus,
-    DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
-    RunsFilter,
-    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     define_asset_job,
-    schedule,
     sensor,
 )
 
@@ -58,7 +52,6 @@ MAX_SHARDS_PER_TICK = 16
 MAX_HASHES_PER_TICK = 64
 SENSOR_INTERVAL_S = int(os.environ.get("QUADMIX_SENSOR_INTERVAL", "60"))
 AUTOMATION_INTERVAL_S = int(os.environ.get("QUADMIX_AUTOMATION_INTERVAL", "30"))
-REFRESH_CRON = os.environ.get("QUADMIX_REFRESH_CRON", "0 3 * * *")
 
 #: per-shard scoring assets of the fast criteria (CPU, no distilled student) and of the heavy ones
 FAST_QUALITY_ASSETS = [QUALITY_ASSETS[c.name] for c in criteria() if not c.accelerator]
@@ -209,95 +202,7 @@ automation_sensor = AutomationConditionSensorDefinition(
     minimum_interval_seconds=AUTOMATION_INTERVAL_S,
     description="Evaluates the assets' automation conditions (defs/conditions.py): new shard scores -> "
     "criteria evaluation; a refitted normaliser or new configs -> every mixture's scores and manifest; a "
-    "changed model or code version -> what it feeds. Models, proxies, regressor, search and export are "
-    "never requested here. Defined explicitly because Dagster's implicit default sensor starts stopped.",
+    "changed model or code version -> what it feeds; at the refresh cron's tick, the normaliser and the "
+    "mixture configs when stale. Models, proxies, regressor, search and export are never requested here. "
+    "Defined explicitly because Dagster's implicit default sensor starts stopped.",
 )
-
-#: refresh_job's assets that the refresh schedule keeps current (criteria_evaluation is automation's)
-REFRESHED = (quality_normaliser, mixture_configs)
-#: jobs whose runs write the normaliser's inputs
-SHARD_JOBS = (shard_job.name, shard_fast_job.name, shard_model_job.name)
-IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-
-
-def _planned_storage_id(instance, record) -> int:
-    """Where the run that wrote ``record`` was created (its planned-materialization event): anything a
-    parent wrote after that may not have been read. Runless events: the record itself."""
-    run_id = record.event_log_entry.run_id
-    if run_id:
-        planned = instance.fetch_planned_materializations(
-            AssetRecordsFilter(asset_key=record.asset_key, before_storage_id=record.storage_id), limit=20
-        ).records
-        for p in planned:
-            if p.event_log_entry.run_id == run_id:
-                return p.storage_id
-    return record.storage_id
-
-
-def _refreshed_nodes(repository_def=None) -> dict:
-    """asset key -> (code version, parent keys) of the refreshed assets, from the loaded definitions
-    when given (what the code location serves), else from the asset definitions themselves."""
-    if repository_def is not None:
-        graph = repository_def.asset_graph
-        return {a.key: (graph.get(a.key).code_version, set(graph.get(a.key).parent_keys)) for a in REFRESHED}
-    return {a.key: (a.code_versions_by_key.get(a.key), set(a.asset_deps[a.key])) for a in REFRESHED}
-
-
-def stale_reasons(instance, repository_def=None) -> dict[str, str]:
-    """For each refreshed asset that is stale, why: never materialized, a new code version, or a parent
-    (any partition) materialized after the run that last wrote it started."""
-    out: dict[str, str] = {}
-    for key, (code_version, parents) in _refreshed_nodes(repository_def).items():
-        name = key.to_user_string()
-        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1).records
-        if not records:
-            out[name] = "never materialized"
-            continue
-        record = records[0]
-        recorded = (record.asset_materialization.tags or {}).get("dagster/code_version")
-        if code_version and recorded != code_version:
-            out[name] = f"code version {recorded} -> {code_version}"
-            continue
-        since = _planned_storage_id(instance, record)
-        for parent in sorted(parents, key=lambda k: k.to_user_string()):
-            if instance.fetch_materializations(AssetRecordsFilter(asset_key=parent, after_storage_id=since), limit=1).records:
-                out[name] = f"{parent.to_user_string()} materialized since"
-                break
-    return out
-
-
-def inputs_in_flight(instance, repository_def=None) -> list[str]:
-    """Runs in flight that write a parent of the refreshed assets (a refit now would leave their shards out)."""
-    parents = set().union(*(p for _, p in _refreshed_nodes(repository_def).values()))
-    busy = []
-    for run in instance.get_runs(RunsFilter(statuses=IN_FLIGHT), limit=200):
-        selection = run.asset_selection
-        if (selection is not None and selection & parents) or (selection is None and run.job_name in SHARD_JOBS):
-            busy.append(run.run_id)
-    return busy
-
-
-@schedule(
-    job=refresh_job,
-    cron_schedule=REFRESH_CRON,
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="The corpus refresh (nightly by default, QUADMIX_REFRESH_CRON): refit the normaliser and "
-    "re-register the mixture configs, each only when stale (never materialized, new code version, or new "
-    "shard data since); skipped while shard runs are in flight. Automation then updates every mixture.",
-)
-def corpus_refresh_schedule(context: ScheduleEvaluationContext):
-    try:
-        repository_def = context.repository_def  # the definitions the code location serves
-    except DagsterInvariantViolationError:  # a bare context built without them
-        repository_def = None
-    busy = inputs_in_flight(context.instance, repository_def)
-    if busy:
-        return SkipReason(f"{len(busy)} run(s) writing shard data are in flight ({', '.join(busy[:3])}): refresh at the next tick")
-    stale = stale_reasons(context.instance, repository_def)
-    if not stale:
-        return SkipReason("nothing stale: the normaliser and mixture configs are current")
-    context.log.info(f"refreshing: {stale}")
-    return RunRequest(
-        asset_selection=[AssetKey.from_user_string(k) for k in stale],
-        tags={"quadmix/refresh": ",".join(sorted(stale))},
-    )

@@ -18,18 +18,24 @@ What is automated, and what is not:
 * ``mixture_scores`` re-runs, for every mixture, when the normaliser or the mixture configs update, when
   its code version changes, and for a mixture partition that is new (configs or the search registered
   it). New shard scores alone do not trigger it: they reach the mixtures through the normaliser, which
-  is refitted by the refresh (``corpus_refresh_schedule``), so "the next refresh" updates the
+  is refitted by the nightly refresh (below), so "the next refresh" updates the
   normaliser, then the mixtures.
 * ``mixture_manifest`` follows its ``mixture_scores`` partition (eager) and its own code version.
+* ``quality_normaliser`` and ``mixture_configs`` (corpus-wide refits) are the nightly refresh: at the
+  refresh cron's tick (``QUADMIX_REFRESH_CRON``, default ``0 3 * * *``) each is requested when it is stale,
+  i.e. never materialized, or a parent updated or its code version changed since it was last requested or
+  updated, and no parent is being written (a refit then would leave that shard out: it waits for the
+  next tick). Nothing else refits them by itself.
 
 Not automated, on purpose: the models (``domain_classifier``, ``dclm_classifier``, ``edu_teacher``, every
 teacher criterion's student such as ``edu_student`` and ``askllm_student``: training and distillation cost minutes to hours and change every
-score downstream), the normaliser and mixture configs (corpus-wide refits: the nightly refresh, which
-runs only what is stale), and the optimisation loop (``target_sets``, ``proxy_tokenizer``,
+score downstream), and the optimisation loop (``target_sets``, ``proxy_tokenizer``,
 ``proxy_run``, ``mixture_regressor``, ``mixture_search``, ``mixture_export``: a proxy training per
 mixture is the most expensive step of the method and is run deliberately, by ``quadmix run`` or from
 the UI). Their UI still marks them stale when a parent or their code version changed.
 """
+
+import os
 
 from dagster import AssetSelection, AutomationCondition
 
@@ -60,6 +66,22 @@ def _guarded(trigger: AutomationCondition, missing: AutomationCondition, label: 
         & ~AC.in_progress()
     ).with_label(label)
 
+
+#: when the corpus refresh runs (read when the code location loads)
+REFRESH_CRON = os.environ.get("QUADMIX_REFRESH_CRON", "0 3 * * *")
+
+
+def refresh(cron: str = REFRESH_CRON) -> AutomationCondition:
+    """quality_normaliser, mixture_configs: at each tick of ``cron``, when stale (never materialized, or a
+    parent updated or the code version changed since last handled) and no parent or itself in progress."""
+    stale = AC.missing() | (AC.any_deps_updated() | AC.code_version_changed()).since_last_handled()
+    return (
+        AC.cron_tick_passed(cron) & stale & ~AC.any_deps_in_progress() & ~AC.in_progress()
+    ).with_label("refresh_when_stale")
+
+
+#: the nightly corpus refresh of the normaliser and the mixture configs
+REFRESH = refresh()
 
 #: documents: only a new code version (new or replaced files are the shard sensor's)
 DOCUMENTS = (AC.code_version_changed().since_last_handled() & ~AC.in_progress()).with_label("documents_code_changed")

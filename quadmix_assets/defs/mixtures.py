@@ -44,6 +44,7 @@ MANIFEST_VERSION = "mixture-manifest-v1"
     op_tags=pod_tags("fanin"),
     code_version=CONFIGS_VERSION,
     deps=[domain_classifier],
+    automation_condition=conditions.REFRESH,
     kinds={"json"},
     description="K configs drawn from the QuaDMix parameter space with the preset's seed, plus the named "
     "baselines; each becomes a `mixtures` partition keyed by its name and content hash (`draw-0002-1c9e04aa`).",

@@ -14,7 +14,6 @@ left out of every mixture. Per-shard files keep all rows (still aligned with the
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
     AssetDep,
@@ -28,6 +27,7 @@ from dagster import (
 
 from quadmix_assets.corpus.duplicates import cross_shard_duplicates as text_duplicates
 from quadmix_assets.corpus.duplicates import rows_left_out, text_digests
+from quadmix_assets.defs import conditions
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, left_out_metadata, select_shards
 from quadmix_assets.defs.provenance import provenance
@@ -35,7 +35,7 @@ from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import Normaliser
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
-from quadmix_assets.storage import StorageRoot, content_hash, layout
+from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.reporting.plots import score_histograms_png, try_png_markdown
 
@@ -57,6 +57,7 @@ def cross_shard_duplicates(ids: pa.ChunkedArray) -> list[str]:
     code_version=NORMALISER_VERSION,
     deps=[AssetDep(documents, partition_mapping=AllPartitionMapping())]
     + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],
+    automation_condition=conditions.REFRESH,
     kinds={"parquet"},
     description="Token-weighted worse-than rank tables per criterion (0 = best), fitted over the corpus, "
     "and the per-shard rank attributes they give.",

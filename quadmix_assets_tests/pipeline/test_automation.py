@@ -1,10 +1,12 @@
-"""Corpus refreshes: the automation conditions, the refresh schedule and the shard sensor, over a copy of
-the demo run's state (storage and instance copied to tmp; the shared demo run is never written).
+"""Corpus refreshes: the automation conditions (the nightly refresh among them) and the shard sensor,
+over a copy of the demo run's state (storage and instance copied to tmp; the shared demo run is never
+written).
 
 The conditions are evaluated with ``dagster.evaluate_automation_conditions`` tick by tick (the cursor
-carried between ticks, as the daemon does); the last test runs the acceptance check for real: a third
-shard dropped into the corpus folder while ``dagster dev`` runs is labelled and scored, and the next
-refresh refits the normaliser and automation re-draws every mixture.
+carried between ticks, as the daemon does; the refresh's cron tick is reached by evaluating at a later
+time); the last test runs the acceptance check for real: a third shard dropped into the corpus folder
+while ``dagster dev`` runs is labelled and scored, and the next refresh refits the normaliser and
+automation re-draws every mixture.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -28,14 +31,12 @@ from dagster import (
     DagsterRunStatus,
     Definitions,
     RunsFilter,
-    build_schedule_context,
     build_sensor_context,
     evaluate_automation_conditions,
 )
-from dagster._core.test_utils import create_run_for_test
 
 from quadmix_assets import definitions as qdefs
-from quadmix_assets.defs.automation import corpus_refresh_schedule, shard_sensor
+from quadmix_assets.defs.automation import shard_sensor
 from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
 
 from .conftest import CORPUS, make_settings
@@ -131,39 +132,53 @@ def test_a_new_code_version_reruns_that_asset_and_what_it_feeds_cheaply(state):
     assert requested(result) == {"quality_heuristic": shards}
 
 
-def refresh_tick(instance, defs: Definitions):
-    """One evaluation of the refresh schedule, as the daemon does it: (run requests, skip message)."""
-    context = build_schedule_context(instance=instance, repository_def=defs.get_repository_def())
-    data = corpus_refresh_schedule.evaluate_tick(context)
-    return list(data.run_requests or []), data.skip_message
+def next_refresh(after: datetime) -> datetime:
+    """A minute past a tick of the refresh cron (03:00 UTC) that comes after ``after``."""
+    return (after + timedelta(days=1)).replace(hour=3, minute=1, second=0, microsecond=0)
 
 
-def selections(requests) -> list[list[str]]:
-    return [sorted(k.to_user_string() for k in r.asset_selection) for r in requests]
-
-
-def test_refresh_schedule_runs_only_what_is_stale(state):
+def test_refresh_at_the_cron_tick_runs_only_what_is_stale(state):
     settings, instance, defs = state
-    requests, skip = refresh_tick(instance, defs)
-    assert not requests and "nothing stale" in skip
+    now = datetime.now(timezone.utc)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)  # the daemon starts
+    t = next_refresh(now)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {}  # the refresh tick, nothing stale
 
-    # new shard data, while a shard run is still in flight: wait (a refit now would leave its shard out)
+    # new shard data, while a run writing another shard is in flight: wait (a refit now would leave its shard out)
     instance.report_runless_asset_event(AssetMaterialization("quality_heuristic", partition="shard-00000"))
-    run = create_run_for_test(instance, job_name="shard_job", status=DagsterRunStatus.STARTED)
-    requests, skip = refresh_tick(instance, defs)
-    assert not requests and "in flight" in skip
+    run = instance.create_run_for_job(
+        job_def=defs.resolve_job_def("shard_job"), tags={"dagster/partition": "shard-00001"}, status=DagsterRunStatus.STARTED
+    )
+    t = next_refresh(t)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {}
     instance.delete_run(run.run_id)
-    requests, skip = refresh_tick(instance, defs)
-    assert selections(requests) == [["quality_normaliser"]]  # the configs are not stale
+    # between ticks the stale normaliser waits for the cron (the criteria evaluation, automation's own, goes now)
+    t += timedelta(minutes=1)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {"criteria_evaluation": {None}}
+    # the next tick: the normaliser, once; the configs are not stale
+    t = next_refresh(t)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {"quality_normaliser": {None}}
+    t += timedelta(minutes=1)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {}
 
-    # a new code version of the configs makes them stale too
-    requests, _ = refresh_tick(instance, with_code_version(settings, "mixture_configs", "mixture-configs-v999"))
-    assert selections(requests) == [["mixture_configs", "quality_normaliser"]]
+    # a new code version of the configs makes them stale: refitted at the next tick, not before
+    newer = with_code_version(settings, "mixture_configs", "mixture-configs-v999")
+    t += timedelta(minutes=1)
+    result = evaluate_automation_conditions(defs=newer, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {}
+    t = next_refresh(t)
+    result = evaluate_automation_conditions(defs=newer, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {"mixture_configs": {None}}
 
 
 def test_new_shard_in_process_labelled_scored_then_refresh_rescores_mixtures(state):
     """The acceptance chain, tick by tick in-process: sensor -> shard_job -> automation (criteria only)
-    -> refresh schedule (normaliser only) -> automation (every mixture)."""
+    -> the refresh tick (normaliser only) -> automation (every mixture)."""
     settings, instance, defs = state
     cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
     shutil.copy(CORPUS / f"{NEW_SHARD}.jsonl.gz", Path(settings.corpus_glob).parent / f"{NEW_SHARD}.jsonl.gz")
@@ -179,13 +194,15 @@ def test_new_shard_in_process_labelled_scored_then_refresh_rescores_mixtures(sta
     result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     assert requested(result) == {"criteria_evaluation": {None}}  # mixtures wait for the normaliser
 
-    requests, _ = refresh_tick(instance, defs)
-    assert selections(requests) == [["quality_normaliser"]]
-    run_job(defs, instance, "refresh_job", asset_selection=list(requests[0].asset_selection), tags=requests[0].tags)
+    t = next_refresh(datetime.now(timezone.utc))
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t, cursor=result.cursor)
+    assert requested(result) == {"quality_normaliser": {None}}
+    run_job(defs, instance, "refresh_job", asset_selection=[NORMALISER])
     md = instance.fetch_materializations(AssetRecordsFilter(asset_key=NORMALISER), limit=1).records[0].asset_materialization.metadata
     assert md["shards"].value == 3
 
-    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    t += timedelta(minutes=1)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t, cursor=result.cursor)
     mixtures = mixture_keys(instance)
     assert requested(result) == {"mixture_scores": mixtures, "mixture_manifest": mixtures}
 
@@ -241,7 +258,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def test_a_shard_dropped_into_the_corpus_under_dagster_dev_is_scored_and_refreshed(demo_run, tmp_path):
     """With `dagster dev` running and no other action: a new shard file is labelled and scored (shard
-    sensor), the next refresh (the schedule; its cron set to every minute here) refits the normaliser
+    sensor), the next refresh (automation at the refresh cron's tick; every minute here) refits the normaliser
     over 3 shards, and automation re-scores and re-draws every mixture; no proxy is trained."""
     settings, home = copy_demo(demo_run, tmp_path)
     (home / "dagster.yaml").write_text(
@@ -307,9 +324,9 @@ def test_a_shard_dropped_into_the_corpus_under_dagster_dev_is_scored_and_refresh
 
         normaliser = _wait("the refresh to refit the normaliser over 3 shards", refitted, deadline, log_path)
         marks["normaliser_s"] = round(time.time() - t0)
+        assert _by_automation(instance, normaliser)  # the refresh, launched by automation at the cron tick
         refresh_run = instance.get_run_by_id(normaliser.event_log_entry.run_id)
-        assert refresh_run.tags.get("dagster/schedule_name") == "corpus_refresh_schedule"
-        assert refresh_run.tags.get("quadmix/refresh") == "quality_normaliser"  # the configs were not stale
+        assert AssetKey("mixture_configs") not in (refresh_run.asset_selection or set())  # the configs were not stale
 
         mixtures = mixture_keys(instance)
 

@@ -112,17 +112,19 @@ def test_jobs_sensors_schedules(tmp_path):
         ("quadmix_automation_sensor", "RUNNING"),
         ("shard_sensor", "RUNNING"),
     ]
-    assert [(s.name, s.default_status.value) for s in repo.schedule_defs] == [("corpus_refresh_schedule", "RUNNING")]
-    assert repo.get_schedule_def("corpus_refresh_schedule").cron_schedule == "0 3 * * *"
+    # no schedule: the nightly refresh is the normaliser's and configs' automation condition (cron tick, stale)
+    assert list(repo.schedule_defs) == []
 
 
 EXPECTED_AUTOMATION = {
-    # asset: automation condition label (defs/conditions.py); every other asset has none: the models,
-    # normaliser, configs and the optimisation loop are run deliberately or by the refresh schedule
+    # asset: automation condition label (defs/conditions.py); every other asset has none: the models and
+    # the optimisation loop are run deliberately
     "documents": "documents_code_changed",
     "domain_labels": "shard_attribute_current",
     **{f"quality_{c}": "shard_attribute_current" for c in ALL_CRITERIA},
     "criteria_evaluation": "criteria_current",
+    "quality_normaliser": "refresh_when_stale",
+    "mixture_configs": "refresh_when_stale",
     "mixture_scores": "mixture_scores_current",
     "mixture_manifest": "mixture_manifest_current",
 }
