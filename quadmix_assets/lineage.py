@@ -141,41 +141,32 @@ def _latest(instance: DagsterInstance, key: AssetKey, partition: str | None = No
     return records[0] if records else None
 
 
-def _latest_each(instance: DagsterInstance, key: AssetKey, partitions: list[str], before: int | None = None) -> dict[str, Any]:
-    """:func:`_latest` for many partitions of ``key`` at once: newest first, paged until each is found (one
-    query per page instead of one per partition: a mixture's story reads every shard of every per-shard asset)."""
-    out: dict[str, Any] = dict.fromkeys(partitions)
-    if not partitions:
-        return out
-    flt = AssetRecordsFilter(asset_key=key, asset_partitions=list(partitions), before_storage_id=before)
-    cursor, missing = None, set(partitions)
-    while missing:
-        result = instance.fetch_materializations(flt, limit=_PAGE, cursor=cursor)
-        for rec in result.records:
-            if rec.partition_key in missing:
-                out[rec.partition_key] = rec
-                missing.discard(rec.partition_key)
-        if not result.has_more or not result.records:
-            break
-        cursor = result.cursor
-    return out
-
-
 def _latest_observation(instance: DagsterInstance, key: AssetKey, partition: str):
     records = instance.fetch_observations(AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
     return records[0] if records else None
 
 
-def _latest_per_partition(instance: DagsterInstance, key: AssetKey) -> dict[str, Any]:
-    """The newest materialization record of every partition of ``key`` (one scan of the event log)."""
-    out: dict[str, Any] = {}
+def _latest_per_partition(instance: DagsterInstance, key: AssetKey, partitions: list[str] | None = None,
+                          before: int | None = None) -> dict[str, Any]:
+    """The newest materialization record of every partition of ``key`` (of ``partitions`` only, each None
+    when it has none), made before storage id ``before``: newest first, one paged scan of the event log that
+    stops once every partition asked for is found (not one query per partition)."""
+    out: dict[str, Any] = dict.fromkeys(partitions or ())
+    if partitions is not None and not partitions:
+        return out
+    missing = None if partitions is None else set(partitions)
+    flt = AssetRecordsFilter(asset_key=key, asset_partitions=partitions, before_storage_id=before)
     cursor = None
     while True:
-        result = instance.fetch_materializations(key, limit=_PAGE, cursor=cursor)
+        result = instance.fetch_materializations(flt, limit=_PAGE, cursor=cursor)
         for rec in result.records:
-            if rec.partition_key is not None and rec.partition_key not in out:
-                out[rec.partition_key] = rec
-        if not result.has_more or not result.records:
+            part = rec.partition_key
+            if part is None or out.get(part) is not None or (missing is not None and part not in missing):
+                continue
+            out[part] = rec
+            if missing is not None:
+                missing.discard(part)
+        if missing == set() or not result.has_more or not result.records:
             return out
         cursor = result.cursor
 
@@ -347,7 +338,7 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
     per_shard: dict[AssetKey, dict[str, Any]] = {}
     for key in reversed(upstream):
         if _partitions_name(graph.get(key)) == SHARDS:
-            per_shard[key] = _latest_each(instance, key, shard_keys, before=as_of[key])
+            per_shard[key] = _latest_per_partition(instance, key, shard_keys, before=as_of[key])
             records[key] = [r for r in per_shard[key].values() if r is not None]
             continue
         rec = None
@@ -373,7 +364,7 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
         node = graph.get(key)
         name = key.to_user_string()
         if key in per_shard:
-            newest = _latest_each(instance, key, [s for s in shard_keys if per_shard[key][s] is not None])
+            newest = _latest_per_partition(instance, key, [s for s in shard_keys if per_shard[key][s] is not None])
             for s in shard_keys:
                 rec = per_shard[key][s]
                 entry: dict[str, Any] = {"materialized": rec is not None}

@@ -29,15 +29,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-__all__ = ["Outcome", "PartitionPool", "default_jobs"]
+__all__ = ["Outcome", "PartitionPool"]
 
 _PR_SET_PDEATHSIG = 1
 _WORKER: dict = {}
-
-
-def default_jobs() -> int:
-    """Partitions run at once by default: the cores this process may use."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @dataclass
@@ -90,7 +85,7 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _run_partition(job_name: str, partition_key: str | None, tags: dict | None) -> Outcome:
+def _run_partition(job_name: str, partition_key: str | None) -> Outcome:
     from quadmix_assets.runner import QUIET, _failure_message
 
     t = time.perf_counter()
@@ -98,7 +93,7 @@ def _run_partition(job_name: str, partition_key: str | None, tags: dict | None) 
         job = _WORKER["defs"].resolve_job_def(job_name)
         result = job.execute_in_process(
             instance=_WORKER["instance"], partition_key=partition_key, raise_on_error=False, run_config=QUIET,
-            tags={**_WORKER["tags"], **(tags or {})},
+            tags=_WORKER["tags"],
         )
     except Exception as exc:  # noqa: BLE001 - reported as this partition's failure, like a failed step
         return Outcome(False, f"the run could not start: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - t)
@@ -143,10 +138,10 @@ class PartitionPool:
         for future in [pool.submit(_ready) for _ in range(self.jobs)]:
             future.result()
 
-    def map(self, job_name: str, keys: Sequence[str], tags: dict | None = None) -> Iterator[tuple[str, Outcome]]:
+    def map(self, job_name: str, keys: Sequence[str]) -> Iterator[tuple[str, Outcome]]:
         """Run ``job_name`` for every partition key; yields ``(key, outcome)`` in the order of ``keys``."""
         pool = self._executor()
-        futures: list[tuple[str, Future]] = [(k, pool.submit(_run_partition, job_name, k, tags)) for k in keys]
+        futures: list[tuple[str, Future]] = [(k, pool.submit(_run_partition, job_name, k)) for k in keys]
         try:
             for key, future in futures:
                 try:

@@ -215,14 +215,14 @@ def run_pipeline(
     what failed (``summary.failure_lines()``) and ``summary.exit_code()`` what ``quadmix run`` returns.
     With ``resume`` (the default) jobs and partitions whose outputs are current are skipped. ``jobs``:
     partitions of a stage run at once (default: one per core; 1 runs everything in this process)."""
-    from quadmix_assets.run_pool import default_jobs
+    from quadmix_assets.proxy.parallel import default_workers
 
     summary = RunSummary()
     start = time.perf_counter()
     lock = RunLock(settings.storage())
     try:
         with contextlib.ExitStack() as stack:
-            _run(settings, instance, summary, log, lock, resume, default_jobs() if jobs is None else max(1, int(jobs)), stack)
+            _run(settings, instance, summary, log, lock, resume, default_workers() if jobs is None else max(1, int(jobs)), stack)
     except _StageFailed as exc:
         summary.stages_failed[exc.stage] = exc.message
         log(f"[{exc.stage}] FAILED: {exc.message}")

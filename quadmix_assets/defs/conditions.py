@@ -71,17 +71,14 @@ def _guarded(trigger: AutomationCondition, missing: AutomationCondition, label: 
 REFRESH_CRON = os.environ.get("QUADMIX_REFRESH_CRON", "0 3 * * *")
 
 
-def refresh(cron: str = REFRESH_CRON) -> AutomationCondition:
-    """quality_normaliser, mixture_configs: at each tick of ``cron``, when stale (never materialized, or a
-    parent updated or the code version changed since last handled) and no parent or itself in progress."""
-    stale = AC.missing() | (AC.any_deps_updated() | AC.code_version_changed()).since_last_handled()
-    return (
-        AC.cron_tick_passed(cron) & stale & ~AC.any_deps_in_progress() & ~AC.in_progress()
-    ).with_label("refresh_when_stale")
-
-
-#: the nightly corpus refresh of the normaliser and the mixture configs
-REFRESH = refresh()
+#: quality_normaliser, mixture_configs (the nightly corpus refresh): at each tick of the cron, when stale (never
+#: materialized, or a parent updated or the code version changed since last handled) and nothing in progress
+REFRESH = (
+    AC.cron_tick_passed(REFRESH_CRON)
+    & (AC.missing() | (AC.any_deps_updated() | AC.code_version_changed()).since_last_handled())
+    & ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+).with_label("refresh_when_stale")
 
 #: documents: only a new code version (new or replaced files are the shard sensor's)
 DOCUMENTS = (AC.code_version_changed().since_last_handled() & ~AC.in_progress()).with_label("documents_code_changed")
