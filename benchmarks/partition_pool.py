@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from finished_run import add_run_arguments, open_run  # noqa: E402 - the benchmarks folder, just added
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -44,26 +47,17 @@ def _outputs(root: Path, job: str, keys: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--storage", required=True)
-    ap.add_argument("--dagster-home", required=True)
-    ap.add_argument("--corpus", default=None, help="the run's corpus glob (default: the bundled web text)")
-    ap.add_argument("--preset", default="test")
+    add_run_arguments(ap)
     ap.add_argument("--job", default="mixture_job", choices=["mixture_job", "shard_fast_job", "shard_model_job"])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="only the first N partitions (default: all)")
     args = ap.parse_args(argv)
 
-    from dagster import DagsterInstance
-
-    from quadmix_assets import settings as env
     from quadmix_assets.definitions import build_definitions
-    from quadmix_assets.defs.resources import QuadmixSettings
     from quadmix_assets.run_pool import PartitionPool
     from quadmix_assets.runner import QUIET
 
-    corpus = args.corpus or str(Path(env.data_dir()) / "corpus" / "webtext" / "*.jsonl.gz")
-    settings = QuadmixSettings.from_env(corpus_glob=corpus, storage_root=args.storage, preset=args.preset)
-    instance = DagsterInstance.from_config(args.dagster_home)
+    settings, instance = open_run(args)
     partitions = "mixtures" if args.job == "mixture_job" else "shards"
     keys = list(instance.get_dynamic_partitions(partitions))
     keys = keys[: args.limit] if args.limit else keys

@@ -105,12 +105,15 @@ def locked_k8s_executor(k8s_job_executor: ExecutorDefinition) -> ExecutorDefinit
 
 
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
-    """The Definitions object for ``settings`` (default: from the environment)."""
-    if settings is None:
+    """The Definitions object for ``settings`` (default: from the environment; locally as ``EnvVar`` read
+    when a run starts, in the cluster fixed when the code location loads, where its policy checks them)."""
+    if settings is None and deployment_mode() == "cluster":
         settings = QuadmixSettings.from_env(
             preset=os.environ.get("QUADMIX_PRESET"),
             n_configs=int(os.environ["QUADMIX_CONFIGS"]) if os.environ.get("QUADMIX_CONFIGS") else None,
         )
+    elif settings is None:
+        settings = QuadmixSettings.read_at_launch()
     return Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,

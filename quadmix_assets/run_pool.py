@@ -19,8 +19,6 @@ calling process at run time; run with ``jobs=1`` otherwise.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import signal
@@ -28,6 +26,8 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+
+from quadmix_assets import libc
 
 __all__ = ["Outcome", "PartitionPool"]
 
@@ -45,6 +45,27 @@ class Outcome:
     checks: list = field(default_factory=list)
     seconds: float = 0.0
 
+    run_of: int = 1  # partitions in the Dagster run this came from
+
+    @classmethod
+    def of(cls, result, seconds: float) -> Outcome:
+        """The parts the runner reads of an ``execute_in_process`` result."""
+        from quadmix_assets.runner import _failure_message
+
+        return cls(
+            success=result.success,
+            failure="" if result.success else _failure_message(result),
+            materializations=[e.materialization for e in result.get_asset_materialization_events()],
+            checks=list(result.get_asset_check_evaluations()),
+            seconds=seconds,
+        )
+
+    def partition(self, key: str, run_of: int) -> Outcome:
+        """This outcome as seen by one partition of its run: its own materializations (the run's checks
+        are counted once, for the run)."""
+        return Outcome(self.success, self.failure, [m for m in self.materializations if m.partition == key], [],
+                       self.seconds, run_of)
+
     def get_asset_materialization_events(self):
         from types import SimpleNamespace
 
@@ -55,11 +76,10 @@ class Outcome:
 
 
 def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the pool's shutdown still ends the workers
+    prctl = libc.function("prctl")
+    if prctl is None:  # not Linux: the pool's shutdown still ends the workers
         return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
 
@@ -85,25 +105,20 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _run_partition(job_name: str, partition_key: str | None) -> Outcome:
-    from quadmix_assets.runner import QUIET, _failure_message
+def _run_partition(job_name: str, partitions: str | Sequence[str] | None) -> Outcome:
+    from quadmix_assets.runner import QUIET, partition_run_args
 
     t = time.perf_counter()
     try:
         job = _WORKER["defs"].resolve_job_def(job_name)
+        key, tags = partition_run_args(partitions)
         result = job.execute_in_process(
-            instance=_WORKER["instance"], partition_key=partition_key, raise_on_error=False, run_config=QUIET,
-            tags=_WORKER["tags"],
+            instance=_WORKER["instance"], partition_key=key, raise_on_error=False, run_config=QUIET,
+            tags={**_WORKER["tags"], **tags},
         )
     except Exception as exc:  # noqa: BLE001 - reported as this partition's failure, like a failed step
         return Outcome(False, f"the run could not start: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - t)
-    return Outcome(
-        success=result.success,
-        failure="" if result.success else _failure_message(result),
-        materializations=[e.materialization for e in result.get_asset_materialization_events()],
-        checks=list(result.get_asset_check_evaluations()),
-        seconds=time.perf_counter() - t,
-    )
+    return Outcome.of(result, time.perf_counter() - t)
 
 
 class PartitionPool:
@@ -138,8 +153,9 @@ class PartitionPool:
         for future in [pool.submit(_ready) for _ in range(self.jobs)]:
             future.result()
 
-    def map(self, job_name: str, keys: Sequence[str]) -> Iterator[tuple[str, Outcome]]:
-        """Run ``job_name`` for every partition key; yields ``(key, outcome)`` in the order of ``keys``."""
+    def map(self, job_name: str, keys: Sequence[str | Sequence[str]]) -> Iterator[tuple[str | Sequence[str], Outcome]]:
+        """Run ``job_name`` for every partition key (or every run of consecutive keys, one Dagster run over
+        their range); yields ``(key, outcome)`` in the order of ``keys``."""
         pool = self._executor()
         futures: list[tuple[str, Future]] = [(k, pool.submit(_run_partition, job_name, k)) for k in keys]
         try:

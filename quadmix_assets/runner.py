@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from dagster import DagsterInstance
 
 from quadmix_assets.defs.partitions import add_partitions, exports_partitions, shards_partitions
+from quadmix_assets.defs.mixtures import MIXTURE_BATCH
 from quadmix_assets.defs.proxies import MAX_GROUP as MAX_PROXY_RUN
 from quadmix_assets.corpus.shards import file_fingerprint
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -180,6 +181,17 @@ def fail_killed_runs(instance: DagsterInstance) -> list[str]:
     return marked
 
 
+def partition_run_args(partitions: str | list[str] | tuple | None) -> tuple[str | None, dict]:
+    """``(partition_key, tags)`` for ``execute_in_process``: one key as Dagster's partition, several
+    consecutive keys (in the instance's order) as a backfill-style run over their range."""
+    if partitions is None or isinstance(partitions, str):
+        return partitions, {}
+    keys = list(partitions)
+    if len(keys) == 1:
+        return keys[0], {}
+    return None, {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+
+
 def _metadata(result, asset_name: str) -> dict:
     for mat in result.get_asset_materialization_events():
         m = mat.materialization
@@ -296,13 +308,14 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
                     metadata = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in evaluation.metadata.items()}
                     log(f"  check {evaluation.check_name}{where} FAILED: {metadata}")
 
-    def execute(job_name: str, partition_key: str | None = None, tags: dict | None = None):
+    def execute(job_name: str, partition_key: str | None = None, tags: dict | None = None, count: bool = True):
         job = defs.resolve_job_def(job_name)
         result = job.execute_in_process(
             instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET,
             tags={**runner_tags, **(tags or {})},
         )
-        count_checks(result, partition_key)
+        if count:
+            count_checks(result, partition_key)
         return result
 
     def currency() -> Currency | None:
@@ -349,7 +362,45 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             count_checks(result, key)
             yield key, result
 
+    def in_runs_of(job_name: str, keys: list[str], size: int):
+        """:func:`steps` for a stage whose runs may cover several partitions (the mixtures): the partitions
+        not current run as ranges of consecutive keys (in the instance's order), at most ``size`` per run and
+        spread over the pool's workers; yields ``(key, result)`` in the order of ``keys``, each result
+        holding that partition's own materializations."""
+        from quadmix_assets.defs.partitions import mixtures_partitions
+        from quadmix_assets.run_pool import Outcome
+
+        current = currency()
+        reused = {k: reuse(job_name, k, current, None) for k in keys}
+        todo = [k for k in keys if reused[k] is None]
+        ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
+        runs = plan_runs(ordered, todo, size, pool.jobs if pool.usable else 1)
+        if pool.usable and len(runs) > 1:
+            done = pool.map(job_name, runs)
+        else:
+            def one_by_one():
+                for keys_of_run in runs:
+                    t = time.perf_counter()
+                    key, tags = partition_run_args(keys_of_run)
+                    result = execute(job_name, key, tags, count=False)
+                    yield keys_of_run, (result if len(keys_of_run) == 1 else Outcome.of(result, time.perf_counter() - t))
+            done = one_by_one()
+        results: dict[str, object] = {}
+        for key in keys:
+            if reused[key] is not None:
+                yield key, reused[key]
+                continue
+            while key not in results:
+                keys_of_run, result = next(done)
+                count_checks(result, keys_of_run[0] if len(keys_of_run) == 1 else f"{keys_of_run[0]}..{keys_of_run[-1]}")
+                if len(keys_of_run) == 1:
+                    results[keys_of_run[0]] = result
+                else:
+                    results.update({k: result.partition(k, len(keys_of_run)) for k in keys_of_run})
+            yield key, results.pop(key)
+
     execute.step, execute.steps, execute.currency = step, steps, currency  # the stage helpers get them here
+    execute.in_runs_of = in_runs_of
 
     t = time.perf_counter()
     result = step("models_job")
@@ -438,6 +489,8 @@ def _took(result, t: float) -> str:
 
     if isinstance(result, Reused):
         return "current, skipped"
+    if isinstance(result, Outcome) and result.run_of > 1:
+        return f"{result.seconds:.1f}s for the {result.run_of} in its run"
     return f"{result.seconds if isinstance(result, Outcome) else time.perf_counter() - t:.1f}s"
 
 
@@ -455,6 +508,16 @@ def _contiguous_ranges(ordered: list[str], wanted: set[str], size: int) -> list[
     if cur:
         out.append(cur)
     return out
+
+
+def plan_runs(ordered: list[str], todo: list[str], size: int, workers: int) -> list[list[str]]:
+    """The Dagster runs for the partitions ``todo``: ranges of consecutive keys in the instance's order
+    ``ordered``, at most ``size`` per run and no more than an equal share per worker, so every worker
+    gets a run."""
+    if not todo:
+        return []
+    per_run = max(1, min(size, -(-len(todo) // max(1, workers))))
+    return _contiguous_ranges(ordered, set(todo), per_run)
 
 
 def _train_proxies(keys: list[str], instance, summary: RunSummary, execute, log, group_size: int, stage: str) -> None:
@@ -509,7 +572,7 @@ def _new_partitions(instance, before: set[str]) -> list[str]:
 def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) -> list[str]:
     ok = []
     t = time.perf_counter()
-    for i, (key, result) in enumerate(execute.steps("mixture_job", keys), 1):
+    for i, (key, result) in enumerate(execute.in_runs_of("mixture_job", keys, MIXTURE_BATCH), 1):
         if result.success:
             md = _metadata(result, "mixture_manifest")
             summary.mixtures_ok.append(key)

@@ -119,23 +119,37 @@ def normaliser_covers_corpus(context: AssetCheckExecutionContext, settings: Quad
     )
 
 
+def _per_mixture(keys: list[str], judged: dict[str, tuple[bool, bool, dict]]) -> AssetCheckResult:
+    """One result for the mixtures of a run: ``judged[key] = (passed, error, metadata)``. One mixture: its
+    own metadata; several (a backfill run): which failed, with theirs. ERROR if any failed as an error."""
+    if len(keys) == 1:
+        passed, error, metadata = judged[keys[0]]
+        return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.ERROR if error else AssetCheckSeverity.WARN,
+                                metadata=metadata)
+    failed = {k: md for k, (ok, _, md) in judged.items() if not ok}
+    error = any(err for ok, err, _ in judged.values() if not ok)
+    return AssetCheckResult(passed=not failed, severity=AssetCheckSeverity.ERROR if error else AssetCheckSeverity.WARN,
+                            metadata={"mixtures": len(keys), "failed": sorted(failed), "failed_metadata": failed})
+
+
 @asset_check(
     asset=mixture_scores,
     partitions_def=mixtures_partitions,
     description="The mixture draws from every shard of the corpus; fails listing the shards left out (failed, "
-    "stale, or changed since the normaliser was fitted).",
+    "stale, or changed since the normaliser was fitted); run over several mixtures it judges each.",
 )
 def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
     storage = settings.storage()
-    used = storage.provenance(layout.mixture_scores(context.partition_key)).get("inputs", {}).get("shard_fingerprints", {})
     card = storage.read_json(layout.normaliser_card())
     missing = card.get("missing_shards", {})
-    left_out = {r.key: missing.get(r.key, "left out of this mixture") for r in settings.shards() if r.key not in used}
-    return AssetCheckResult(
-        passed=not left_out,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"shards": len(used), "shards_left_out": left_out},
-    )
+    corpus = [r.key for r in settings.shards()]
+    keys = list(context.partition_keys)
+    judged = {}
+    for key in keys:
+        used = storage.provenance(layout.mixture_scores(key)).get("inputs", {}).get("shard_fingerprints", {})
+        left_out = {k: missing.get(k, "left out of this mixture") for k in corpus if k not in used}
+        judged[key] = (not left_out, True, {"shards": len(used), "shards_left_out": left_out})
+    return _per_mixture(keys, judged)
 
 
 @asset_check(
@@ -143,31 +157,36 @@ def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: Quadmix
     partitions_def=mixtures_partitions,
     description="Copies >= 1, rows point at the right documents (never at a quarantined cross-shard text "
     "duplicate), the mixture is not empty; warns when a "
-    "corpus domain gets no tokens at all.",
+    "corpus domain gets no tokens at all; run over several mixtures it judges each.",
 )
 def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
     storage = settings.storage()
-    m = storage.read_parquet(layout.mixture_manifest(context.partition_key), columns=["id", "shard", "row", "copies", "n_tokens", "domain"])
-    copies_ok = bool(m.num_rows == 0 or pc.min(m["copies"]).as_py() >= 1)
-    pointers_ok = True
-    for shard in pc.unique(m["shard"]).to_pylist():
-        sel = m.filter(pc.equal(m["shard"], shard))
-        ids = storage.read_parquet(layout.documents(shard), columns=["id"])["id"]
-        pointers_ok &= ids.take(sel["row"]).equals(sel["id"])
-    tokens = int(pc.sum(pc.multiply(m["n_tokens"], m["copies"].cast("int64"))).as_py() or 0)
-    used = storage.provenance(layout.mixture_scores(context.partition_key)).get("inputs", {}).get("shard_fingerprints", {})
-    left_out = {(s, int(r)) for s, rows in duplicate_rows(storage, sorted(used)).items() for r in rows}
-    duplicates_drawn = sum(1 for s, r in zip(m["shard"].to_pylist(), m["row"].to_pylist()) if (s, int(r)) in left_out)
-    pointers_ok &= duplicates_drawn == 0
-    scores = storage.read_parquet(layout.mixture_scores(context.partition_key), columns=["domain"])
-    corpus_domains = set(pc.unique(scores["domain"]).to_pylist())
-    mixture_domains = set(pc.unique(m["domain"]).to_pylist())
-    uncovered = sorted(corpus_domains - mixture_domains)
-    passed = copies_ok and pointers_ok and tokens > 0
-    return AssetCheckResult(
-        passed=passed and not uncovered,
-        severity=AssetCheckSeverity.ERROR if not passed else AssetCheckSeverity.WARN,
-        metadata={
+    ids_of: dict[str, object] = {}  # shard -> its documents' ids, read once for every mixture of the run
+    left_out_of: dict[tuple, set] = {}  # shards used -> the (shard, row) quarantined as cross-shard duplicates
+    keys = list(context.partition_keys)
+    judged = {}
+    for key in keys:
+        m = storage.read_parquet(layout.mixture_manifest(key), columns=["id", "shard", "row", "copies", "n_tokens", "domain"])
+        copies_ok = bool(m.num_rows == 0 or pc.min(m["copies"]).as_py() >= 1)
+        pointers_ok = True
+        for shard in pc.unique(m["shard"]).to_pylist():
+            sel = m.filter(pc.equal(m["shard"], shard))
+            if shard not in ids_of:
+                ids_of[shard] = storage.read_parquet(layout.documents(shard), columns=["id"])["id"]
+            pointers_ok &= ids_of[shard].take(sel["row"]).equals(sel["id"])
+        tokens = int(pc.sum(pc.multiply(m["n_tokens"], m["copies"].cast("int64"))).as_py() or 0)
+        used = tuple(sorted(storage.provenance(layout.mixture_scores(key)).get("inputs", {}).get("shard_fingerprints", {})))
+        if used not in left_out_of:
+            left_out_of[used] = {(s, int(r)) for s, rows in duplicate_rows(storage, list(used)).items() for r in rows}
+        left_out = left_out_of[used]
+        duplicates_drawn = sum(1 for s, r in zip(m["shard"].to_pylist(), m["row"].to_pylist()) if (s, int(r)) in left_out) if left_out else 0
+        pointers_ok &= duplicates_drawn == 0
+        scores = storage.read_parquet(layout.mixture_scores(key), columns=["domain"])
+        corpus_domains = set(pc.unique(scores["domain"]).to_pylist())
+        mixture_domains = set(pc.unique(m["domain"]).to_pylist())
+        uncovered = sorted(corpus_domains - mixture_domains)
+        passed = copies_ok and pointers_ok and tokens > 0
+        judged[key] = (passed and not uncovered, not passed, {
             "tokens": tokens,
             "copies_at_least_one": copies_ok,
             "rows_point_at_ids": bool(pointers_ok),
@@ -175,8 +194,8 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
             "domains_in_corpus": len(corpus_domains),
             "domains_in_mixture": len(mixture_domains),
             "domains_without_tokens": uncovered,
-        },
-    )
+        })
+    return _per_mixture(keys, judged)
 
 
 @asset_check(

@@ -8,6 +8,7 @@ from dagster import (
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
+    BackfillPolicy,
     DataVersion,
     Failure,
     MaterializeResult,
@@ -21,12 +22,13 @@ from quadmix_assets.defs.current import PER_SHARD_ASSETS, select_shards
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs import conditions
+from quadmix_assets.defs.partition_metadata import add_partition_metadata
 from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_frequency
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
-from quadmix_assets.mixing.catalog import TRAINING_ORIGINS, document_features, load_spec, round_of, searched_specs, spec_entry
+from quadmix_assets.mixing.catalog import TRAINING_ORIGINS, document_features, load_specs, round_of, searched_specs
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
@@ -37,6 +39,9 @@ from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_pn
 CONFIGS_VERSION = "mixture-configs-v2"  # v2: partition keys carry the mixture's name
 SCORES_VERSION = "mixture-scores-v1"
 MANIFEST_VERSION = "mixture-manifest-v1"
+#: mixture partitions per run in a backfill (and in `quadmix run`): the attributes are read once per run and
+#: the Dagster run's own cost (about a second) is shared; each partition still gets its own materialization
+MIXTURE_BATCH = 256
 
 
 @asset(
@@ -102,23 +107,24 @@ def _mixture_shards(context: AssetExecutionContext, settings: QuadmixSettings, c
 
 
 def _shown_to_people(spec: MixtureSpec) -> bool:
-    """Baselines and search results, the mixtures a person opens in the UI, get pictures and a data view;
-    the many configs only the regressor reads (K drawn, the search rounds) do not: two PNGs cost a third of
-    a mixture's run. `quadmix show` prints any mixture's documents."""
+    """Baselines and search results, the mixtures a person opens in the UI, get pictures, a data view and
+    the lineage story; the many configs only the regressor reads (K drawn, the search rounds) do not: two
+    PNGs cost a third of a mixture's run, the story another third. `quadmix show` prints any mixture's
+    documents, `quadmix lineage` any mixture's story."""
     return spec.origin not in TRAINING_ORIGINS
 
 
-def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params, fingerprints: dict) -> dict:
+def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params,
+                             fingerprints: dict, domain_names: list[str], searched: dict) -> dict:
     """What the lineage report reads back from the event log: the config's numbers, the shards with
     their fingerprints, how a search result was found, and the sampling curve per domain."""
-    domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     md = {
         "params": MetadataValue.json(spec.params.to_dict()),
         "param_axes": MetadataValue.json({"domains": list(domain_names), "criteria": list(CRITERIA)}),
         "shards": MetadataValue.json(fingerprints),
     }
     if spec.origin == "search":
-        found = next((d.get("found_by") for d in searched_specs(storage) if d["mixture_id"] == spec.mixture_id), None)
+        found = (searched.get(spec.mixture_id) or {}).get("found_by")
         if found:
             md["found_by"] = MetadataValue.json(found)
             md["regressor_version"] = str(found.get("regressor_version"))
@@ -131,8 +137,17 @@ def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoo
     return md
 
 
+def _batch_summary(keys: list[str]) -> dict:
+    """What every partition of a run over several mixtures records about that run (Dagster copies the run's
+    own metadata into each partition's materialization, so it stays small)."""
+    if len(keys) == 1:
+        return {}
+    return {"mixtures_in_run": len(keys), "run_range": f"{keys[0]} .. {keys[-1]}"}
+
+
 @asset(
     partitions_def=mixtures_partitions,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MIXTURE_BATCH),
     group_name="mixtures",
     op_tags=pod_tags("fanin"),
     code_version=SCORES_VERSION,
@@ -145,11 +160,13 @@ def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoo
     ],
     kinds={"parquet"},
     description="Per document: the merged quality qbar (domain-weighted ranks), its in-domain token-weighted "
-    "rank r, and the expected copy count S(r) of this mixture's config.",
+    "rank r, and the expected copy count S(r) of this mixture's config. A run over several mixtures (a "
+    "backfill) reads the documents' attributes once for all of them.",
 )
 def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
-    spec, _ = load_spec(storage, context.partition_key)
+    keys = list(context.partition_keys)
+    entries, _ = load_specs(storage, keys)
     card = storage.read_json(layout.normaliser_card())
     shards, fingerprints, left_out = _mixture_shards(context, settings, card)
     if not shards:
@@ -157,32 +174,33 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
     features = document_features(storage, shards, CRITERIA)
     ranks = np.column_stack([features[f"s_{c}"].to_numpy() for c in CRITERIA])
     tokens = features["n_tokens"].to_numpy()
-    if spec.domain_aware:
-        domains = features["domain"].to_numpy().astype(np.int64)
-        params = spec.params
-    else:
-        domains = np.zeros(features.num_rows, dtype=np.int64)
-        params = global_params(spec.params)
-    qbar, r = aggregate(ranks, domains, tokens, params)
-    expected = sampling_frequency(r, domains, params)
-    table = features.select(["shard", "row", "id", "id_hash", "n_tokens", "domain"])
-    table = table.append_column("qbar", pa.array(qbar, pa.float64()))
-    table = table.append_column("r", pa.array(r, pa.float64()))
-    table = table.append_column("expected", pa.array(expected, pa.float64()))
-    prov = provenance(
-        context,
-        SCORES_VERSION,
-        models={"normaliser": card["version"]},
-        params=spec.to_dict(),
-        inputs={"shard_fingerprints": fingerprints},
-    )
-    uri = storage.write_parquet(layout.mixture_scores(spec.mixture_id), table, prov)
-    return MaterializeResult(
-        metadata={
+    domains_of_docs = features["domain"].to_numpy().astype(np.int64)
+    one_domain = np.zeros(features.num_rows, dtype=np.int64)
+    base = features.select(["shard", "row", "id", "id_hash", "n_tokens", "domain"])
+    domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
+    searched = {d["mixture_id"]: d for d in searched_specs(storage)}
+    for key in keys:
+        spec = MixtureSpec.from_dict(entries[key])
+        domains, params = (domains_of_docs, spec.params) if spec.domain_aware else (one_domain, global_params(spec.params))
+        qbar, r = aggregate(ranks, domains, tokens, params)
+        expected = sampling_frequency(r, domains, params)
+        table = base.append_column("qbar", pa.array(qbar, pa.float64()))
+        table = table.append_column("r", pa.array(r, pa.float64()))
+        table = table.append_column("expected", pa.array(expected, pa.float64()))
+        prov = provenance(
+            context,
+            SCORES_VERSION,
+            models={"normaliser": card["version"]},
+            params=spec.to_dict(),
+            inputs={"shard_fingerprints": fingerprints},
+            partition=key,
+        )
+        uri = storage.write_parquet(layout.mixture_scores(spec.mixture_id), table, prov)
+        add_partition_metadata(context, {
             "path": MetadataValue.path(uri),
             "name": spec.name,
             "origin": spec.origin,
-            "round": round_of(spec_entry(storage, spec.mixture_id)) or 0,  # 1: random draws, 2+: search rounds, 0: none
+            "round": round_of(entries[key]) or 0,  # 1: random draws, 2+: search rounds, 0: none
             "domain_aware": spec.domain_aware,
             "config_id": spec.params.config_id,
             "documents": table.num_rows,
@@ -190,23 +208,24 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "normaliser_version": card["version"],
             "shards_left_out": MetadataValue.json(left_out),
             "shards_left_out_count": len(left_out),
-            **_scores_lineage_metadata(context, storage, spec, params, fingerprints),
-        },
-        data_version=DataVersion(content_hash(prov)),
-    )
+            **_scores_lineage_metadata(context, storage, spec, params, fingerprints, domain_names, searched),
+        }, key)
+    return MaterializeResult(metadata=_batch_summary(keys))
 
 
 def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names, before, after) -> dict:
-    """Domain shares before/after sampling (where people look), and the lineage story read from the
-    instance's event log (every mixture)."""
+    """Where people look (baselines, search results): domain shares before/after sampling, and the lineage
+    story read from the instance's event log. Reading the story was 30% of a drawn mixture's run; for those
+    configs `quadmix lineage` tells it on demand, from the same event log."""
     md = {}
-    if _shown_to_people(spec):
-        shares = try_png_markdown(
-            lambda: domain_shares_png(names, before, after, title=f"{spec.name}: domain token shares before and after sampling"),
-            f"domain shares {spec.name}", context.log.warning
-        )
-        if shares:
-            md["domain_shares"] = MetadataValue.md(shares)
+    if not _shown_to_people(spec):
+        return md
+    shares = try_png_markdown(
+        lambda: domain_shares_png(names, before, after, title=f"{spec.name}: domain token shares before and after sampling"),
+        f"domain shares {spec.name}", context.log.warning
+    )
+    if shares:
+        md["domain_shares"] = MetadataValue.md(shares)
     try:
         from quadmix_assets.lineage import lineage_markdown, mixture_lineage
 
@@ -240,6 +259,7 @@ def _data_view_metadata(context: AssetExecutionContext, storage: StorageRoot, sp
 
 @asset(
     partitions_def=mixtures_partitions,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MIXTURE_BATCH),
     group_name="mixtures",
     op_tags=pod_tags("fanin"),
     code_version=MANIFEST_VERSION,
@@ -251,33 +271,36 @@ def _data_view_metadata(context: AssetExecutionContext, storage: StorageRoot, sp
 )
 def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
-    spec, configs = load_spec(storage, context.partition_key)
-    seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content, not the name, seeds the draws
-    scores = storage.read_parquet(layout.mixture_scores(spec.mixture_id))
-    copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
-    selected = np.flatnonzero(copies > 0)
-    manifest = scores.select(["id", "shard", "row", "n_tokens", "domain"]).take(selected)
-    manifest = manifest.append_column("copies", pa.array(copies[selected].astype(np.int32)))
-    prov = provenance(
-        context,
-        MANIFEST_VERSION,
-        params={**spec.to_dict(), "draw_seed": seed},
-        inputs={"mixture_scores": storage.provenance(layout.mixture_scores(spec.mixture_id))},
-    )
-    uri = storage.write_parquet(layout.mixture_manifest(spec.mixture_id), manifest, prov)
-
+    keys = list(context.partition_keys)
+    entries, configs = load_specs(storage, keys)
     names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
-    tokens = scores["n_tokens"].to_numpy().astype(np.int64)
-    domains = scores["domain"].to_numpy().astype(np.int64)
-    before = np.bincount(domains, weights=tokens, minlength=len(names))
-    after = np.bincount(domains, weights=tokens * copies, minlength=len(names))
-    total_before, total_after = float(before.sum()), float(after.sum())
-    rows = [
-        [names[m], int(before[m]), f"{before[m] / max(total_before, 1):.1%}", int(after[m]), f"{after[m] / max(total_after, 1):.1%}"]
-        for m in range(len(names))
-    ]
-    return MaterializeResult(
-        metadata={
+    for key in keys:
+        spec = MixtureSpec.from_dict(entries[key])
+        seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content, not the name, seeds the draws
+        scores = storage.read_parquet(layout.mixture_scores(spec.mixture_id))
+        copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
+        selected = np.flatnonzero(copies > 0)
+        manifest = scores.select(["id", "shard", "row", "n_tokens", "domain"]).take(selected)
+        manifest = manifest.append_column("copies", pa.array(copies[selected].astype(np.int32)))
+        prov = provenance(
+            context,
+            MANIFEST_VERSION,
+            params={**spec.to_dict(), "draw_seed": seed},
+            inputs={"mixture_scores": storage.provenance(layout.mixture_scores(spec.mixture_id))},
+            partition=key,
+        )
+        uri = storage.write_parquet(layout.mixture_manifest(spec.mixture_id), manifest, prov)
+
+        tokens = scores["n_tokens"].to_numpy().astype(np.int64)
+        domains = scores["domain"].to_numpy().astype(np.int64)
+        before = np.bincount(domains, weights=tokens, minlength=len(names))
+        after = np.bincount(domains, weights=tokens * copies, minlength=len(names))
+        total_before, total_after = float(before.sum()), float(after.sum())
+        rows = [
+            [names[m], int(before[m]), f"{before[m] / max(total_before, 1):.1%}", int(after[m]), f"{after[m] / max(total_after, 1):.1%}"]
+            for m in range(len(names))
+        ]
+        add_partition_metadata(context, {
             "path": MetadataValue.path(uri),
             "name": spec.name,
             "documents_selected": int(selected.size),
@@ -292,6 +315,5 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
             "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
             **_manifest_pictures(context, spec, names, before, after),
             **_data_view_metadata(context, storage, spec, scores, copies),
-        },
-        data_version=DataVersion(content_hash(prov)),
-    )
+        }, key)
+    return MaterializeResult(metadata=_batch_summary(keys))

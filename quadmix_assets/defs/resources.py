@@ -8,7 +8,9 @@ safe key (``../x``, ``/abs``: they would become paths), before any asset code ru
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource, Field as ConfigField, InitResourceContext, ResourceDefinition
+import os
+
+from dagster import ConfigurableResource, EnvVar, Field as ConfigField, InitResourceContext, ResourceDefinition
 from pydantic import Field
 
 from quadmix_assets import settings as env
@@ -17,6 +19,15 @@ from quadmix_assets.corpus.reader import ReadLimits
 from quadmix_assets.config import RunConfig, resolve_config
 from quadmix_assets.presets import DEFAULT_PRESET, Preset
 from quadmix_assets.storage import StorageRoot, check_key
+
+#: settings the code location takes from the environment, by field: the variable, and whether it is an integer
+LAUNCH_VARIABLES = {
+    "corpus_glob": ("QUADMIX_CORPUS", False),
+    "storage_root": ("QUADMIX_STORAGE", False),
+    "data_dir": ("QUADMIX_DATA_DIR", False),
+    "preset": ("QUADMIX_PRESET", False),
+    "n_configs": ("QUADMIX_CONFIGS", True),
+}
 
 #: run tags that carry partition keys (one partition, or a backfill range run as one)
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
@@ -65,6 +76,18 @@ class QuadmixSettings(ConfigurableResource):
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @classmethod
+    def read_at_launch(cls) -> QuadmixSettings:
+        """The code location's settings (``dagster dev``, ``dg dev``, a local deployment): each of
+        :data:`LAUNCH_VARIABLES` that is set becomes an ``EnvVar``, which Dagster reads when a run or a
+        sensor tick sets the resource up, not when the code location loads; the UI shows the variable's
+        name. Unset ones take their defaults (derived at load). The input limits are read at load."""
+        values = {field: (EnvVar.int(var) if is_int else EnvVar(var)) for field, (var, is_int) in LAUNCH_VARIABLES.items()
+                  if os.environ.get(var)}
+        defaults = cls.from_env()
+        values |= {f: getattr(defaults, f) for f in ("corpus_glob", "storage_root", "data_dir") if f not in values}
+        return cls(**values, **env.read_limits_from_env())
 
     def check_locations(self) -> None:
         """Refuse a storage root, corpus or data folder this deployment does not allow."""

@@ -52,6 +52,17 @@ def load_spec(storage: StorageRoot, mixture_id: str) -> tuple[MixtureSpec, dict]
     return MixtureSpec.from_dict(spec_entry(storage, mixture_id)), configs_doc(storage)
 
 
+def load_specs(storage: StorageRoot, mixture_ids: list[str]) -> tuple[dict[str, dict], dict]:
+    """The spec entries of many mixture partitions (by id, each file read once) and the configs document;
+    a ``KeyError`` names the first id registered nowhere."""
+    doc = configs_doc(storage)
+    entries = {d["mixture_id"]: d for d in doc["configs"] + searched_specs(storage)}
+    missing = [m for m in mixture_ids if m not in entries]
+    if missing:
+        spec_entry(storage, missing[0])  # raises, naming the files
+    return {m: entries[m] for m in mixture_ids}, doc
+
+
 def round_of(entry: dict) -> int | None:
     if "round" in entry:
         return int(entry["round"])

@@ -203,18 +203,16 @@ def _tune_malloc() -> None:
     if _MALLOC_TUNED:
         return
     _MALLOC_TUNED = True
-    try:
-        import ctypes
-        import sys
+    import sys
 
-        if not sys.platform.startswith("linux"):
-            return
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
-        if not libc.mallopt(-3, 2**30):  # M_MMAP_THRESHOLD; older glibc caps it at 32 MiB
-            libc.mallopt(-3, 32 * 1024 * 1024)
-    except (OSError, AttributeError):
-        pass
+    from quadmix_assets import libc
+
+    mallopt = libc.function("mallopt")
+    if mallopt is None or not sys.platform.startswith("linux"):
+        return
+    mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
+    if not mallopt(-3, 2**30):  # M_MMAP_THRESHOLD; older glibc caps it at 32 MiB
+        mallopt(-3, 32 * 1024 * 1024)
 
 
 def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Sequence[int] | None = None,

@@ -35,8 +35,6 @@ Labels are plain strings (or anything ``str()`` turns into a whitespace-free str
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import tempfile
@@ -46,6 +44,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from quadmix_assets import libc
 
 LABEL_PREFIX = "__label__"
 #: default cap on a normalised line (characters); long enough for nearly every corpus document
@@ -61,24 +61,12 @@ def _fasttext():
 
 _M_PERTURB = -6  # glibc mallopt parameter
 _TRAIN_LOCK = threading.Lock()
-_LIBC = None
-
-
-def _libc_mallopt():
-    global _LIBC
-    if _LIBC is None:
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _LIBC = libc.mallopt if hasattr(libc, "mallopt") else False
-        except OSError:
-            _LIBC = False
-    return _LIBC or None
 
 
 @contextmanager
 def _zero_filled_malloc():
     """While inside, glibc ``malloc`` returns zero-filled memory (``M_PERTURB`` = 0xFF)."""
-    mallopt = _libc_mallopt()
+    mallopt = libc.function("mallopt")
     with _TRAIN_LOCK:
         ok = bool(mallopt and mallopt(_M_PERTURB, 0xFF) == 1)
         try:

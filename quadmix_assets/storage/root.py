@@ -7,8 +7,6 @@ joined path must lie under the root: ``..``, absolute paths and URLs are refused
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import io
 import json
@@ -26,6 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from quadmix_assets import libc
 from quadmix_assets.storage.keys import PathEscapeError, check_relpath, is_within
 
 PROVENANCE_KEY = b"quadmix"
@@ -33,7 +32,6 @@ PROVENANCE_KEY = b"quadmix"
 TMP_MARK = ".tmp-"
 COPY_BLOCK = 8 * 1024 * 1024
 _RENAME_EXCHANGE = 2
-_LIBC = None
 
 
 class StorageNotWritable(OSError):
@@ -42,11 +40,8 @@ class StorageNotWritable(OSError):
 
 def _exchange(a: str, b: str) -> bool:
     """Swap two paths atomically with Linux ``renameat2(RENAME_EXCHANGE)``; False where unsupported."""
-    global _LIBC
     try:
-        if _LIBC is None:
-            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = getattr(_LIBC, "renameat2", None)
+        fn = libc.function("renameat2")
         if fn is None:
             return False
         at_fdcwd = -100

@@ -307,7 +307,8 @@ def test_mixture_partition_page_and_lineage(ui_server, demo_run, page, tmp_path)
     from playwright.sync_api import expect
 
     settings = demo_run[0]
-    config = settings.storage().read_json(layout.mixture_configs())["configs"][0]  # draw-0000
+    # a baseline: the mixtures a person opens carry their lineage story (the drawn configs do not)
+    config = next(c for c in settings.storage().read_json(layout.mixture_configs())["configs"] if c["origin"] == "baseline")
     key = config["mixture_id"]
     with ui_server.instance() as instance:
         assert key in instance.get_dynamic_partitions("mixtures")
@@ -320,6 +321,7 @@ def test_mixture_partition_page_and_lineage(ui_server, demo_run, page, tmp_path)
 
     page.goto(f"{ui_server.url}/assets/mixture_manifest?view=partitions")
     _dismiss_welcome(page)
+    page.get_by_placeholder("Filter by name…").first.fill(config["name"])  # the partition list's search box
     page.get_by_text(key, exact=True).first.click()  # the partition, in the list of partitions
     expect(page.get_by_text("Latest materialization").first).to_be_visible()
     expect(page.locator(f'a[href*="/runs/{mat.run_id}"]').first).to_be_visible()
@@ -334,14 +336,11 @@ def test_mixture_partition_page_and_lineage(ui_server, demo_run, page, tmp_path)
 
     # the mixture's lineage, a markdown metadata entry: what it was made from, read from the event log
     assert "lineage" in metadata, f"mixture_manifest[{key}] records no lineage: {sorted(metadata)}"
-    row("lineage").get_by_text("[Show Markdown]").click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible()
+    dialog = _open_markdown(page, row("lineage"))
     for shown in (key, config["name"], re.compile("normaliser", re.IGNORECASE), "shard-00000", "shard-00001"):
         expect(dialog).to_contain_text(shown)
     _screenshot(page, tmp_path, "mixture_manifest_lineage_metadata")
-    page.keyboard.press("Escape")
-    expect(dialog).to_be_hidden()
+    _close_markdown(page, dialog)
 
     # the asset lineage graph: mixture_manifest and its upstream mixture_scores
     page.get_by_role("tab", name="Lineage").click()

@@ -218,3 +218,26 @@ def test_quadmix_commands_print_no_dagster_warnings(tmp_path):
         text = out.stdout + out.stderr
         assert "quadmix" in text, text
         assert not re.findall(r"(?:Preview|Beta|Supersession)Warning", text), text
+
+
+def test_code_location_reads_its_settings_when_a_run_starts(tmp_path, monkeypatch):
+    """Locally the code location binds the settings as EnvVar: a run sets the resource up with the
+    environment of that moment (and the UI shows the variable), not with what was set when it loaded."""
+    from dagster import build_resources
+
+    monkeypatch.delenv("QUADMIX_DEPLOYMENT", raising=False)
+    monkeypatch.setenv("QUADMIX_STORAGE", str(tmp_path / "at-load"))
+    monkeypatch.setenv("QUADMIX_CONFIGS", "7")
+    monkeypatch.delenv("QUADMIX_PRESET", raising=False)
+    resource = build_definitions().resources["settings"]
+    config = resource.get_resource_definition().config_schema.default_value
+    assert config["storage_root"] == {"env": "QUADMIX_STORAGE"} and config["n_configs"] == {"env": "QUADMIX_CONFIGS"}
+    assert "env" not in str(config["corpus_glob"])  # unset variables: the default, fixed at load
+
+    monkeypatch.setenv("QUADMIX_STORAGE", str(tmp_path / "at-launch"))
+    monkeypatch.setenv("QUADMIX_CONFIGS", "9")
+    with build_resources({"settings": resource}) as resources:
+        assert resources.settings.storage_root == str(tmp_path / "at-launch")
+        assert resources.settings.n_configs == 9
+        assert resources.settings.run_preset().n_configs == 9
+

@@ -168,7 +168,8 @@ def test_killed_three_times_then_resumed_gives_the_same_bytes(baseline, two_shar
     assert "removed" not in second["out"]  # it touched nothing: not even the first run's temporary files
     assert_nothing_partial(storage)
 
-    # 2: during the mixtures (the first one done); the finished shard is skipped
+    # 2: at the first mixture line (with --jobs 1 the mixtures are one Dagster run, so it comes when that run is
+    # done, as the next stage starts); the finished shard is skipped, the killed one redone
     rc, out, killed = run_cli(cmd, kill_at=r"^\[mixture 1/")
     assert killed, out[-3000:]
     assert re.search(r"^\[shard 1/2\] \S+: .*current, skipped", out, re.M), out[-3000:]

@@ -123,6 +123,39 @@ def test_asset_checks_run_with_every_stage_and_pass(demo_run):
     n_mixtures = len(summary.mixtures_ok)
     group = settings.run_preset().proxy_group_size
     proxy_runs = -(-(n_mixtures - 1) // group) + 1
-    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 2 + 2 * n_mixtures + proxy_runs + 2, lines
+    # the mixtures of a stage (configs, each search round, the optimum) are shared between the run's 2 workers,
+    # one Dagster run over a range of partitions each; the checks run once per run and judge every mixture in it
+    stages = [len(storage_configs(settings))] + rounds_sizes(settings) + [1]
+    assert sum(stages) == n_mixtures, (stages, n_mixtures)
+    mixture_runs = sum(min(2, n) for n in stages)
+    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 2 + 2 * mixture_runs + proxy_runs + 2, lines
     errors = [f for f in summary.checks_failed if f.endswith("ERROR")]
     assert not errors, errors
+
+
+def storage_configs(settings) -> list[dict]:
+    return settings.storage().read_json(layout.mixture_configs())["configs"]
+
+
+def rounds_sizes(settings) -> list[int]:
+    """Mixtures per search round after the first (registration order)."""
+    from collections import Counter
+
+    from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
+
+    counts = Counter(round_of(d) for d in all_spec_dicts(settings.storage()) if (round_of(d) or 0) >= 2)
+    return [counts[r] for r in sorted(counts)]
+
+
+def test_mixture_runs_cover_consecutive_partitions_shared_between_workers():
+    from quadmix_assets.runner import partition_run_args, plan_runs
+
+    ordered = [f"m{i}" for i in range(10)]
+    # every worker gets a run; no run crosses a partition that is not to be done (m4 is current)
+    assert plan_runs(ordered, ["m0", "m1", "m2", "m3", "m5", "m6"], size=256, workers=2) == [["m0", "m1", "m2"], ["m3"], ["m5", "m6"]]
+    assert plan_runs(ordered, ordered, size=3, workers=2) == [["m0", "m1", "m2"], ["m3", "m4", "m5"], ["m6", "m7", "m8"], ["m9"]]
+    assert plan_runs(ordered, ordered, size=256, workers=1) == [ordered]
+    assert plan_runs(ordered, [], size=256, workers=2) == []
+    assert partition_run_args(["m3"]) == ("m3", {})
+    assert partition_run_args(["m3", "m4", "m5"]) == (None, {"dagster/asset_partition_range_start": "m3",
+                                                             "dagster/asset_partition_range_end": "m5"})
