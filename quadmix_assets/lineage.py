@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DataProvenance
 
 from quadmix_assets.reporting.numbers import fmt_num
 
@@ -40,7 +40,6 @@ __all__ = [
 
 DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
-_POINTER_TAG = "dagster/input_event_pointer/"
 MIXTURES = "mixtures"
 EXPORTS = "exports"  # the export's own partition set: the keys of the mixtures promoted for export
 MIXTURE_SETS = (MIXTURES, EXPORTS)
@@ -331,7 +330,7 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
     upstream = [k for k in topo if k in as_of]
 
     # Resolve the record of every upstream asset, consumers first. An unpartitioned asset is the exact
-    # event its consumers point at (Dagster's `dagster/input_event_pointer/<key>` tags; the earliest if
+    # event its consumers point at (the input storage ids of their `DataProvenance`; the earliest if
     # they differ), else the latest before its first consumer; a shard-partitioned one is, per shard,
     # the latest before its first consumer.
     records: dict[AssetKey, list[Any]] = {k: [own[k]] for k in own_keys if own[k] is not None}
@@ -343,11 +342,11 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
             continue
         rec = None
         pointers = sorted(
-            int(tags[_POINTER_TAG + key.to_user_string()])
+            storage_id
             for child in graph.get(key).child_keys
             for r in records.get(child, [])
-            for tags in [r.asset_materialization.tags or {}]
-            if (_POINTER_TAG + key.to_user_string()) in tags
+            for provenance in [DataProvenance.from_tags(r.asset_materialization.tags or {})]
+            if provenance is not None and (storage_id := provenance.input_storage_ids.get(key)) is not None
         )
         if pointers:
             found = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, storage_ids=pointers[:1]), limit=1)
