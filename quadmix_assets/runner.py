@@ -517,7 +517,9 @@ def plan_runs(ordered: list[str], todo: list[str], size: int, workers: int) -> l
     if not todo:
         return []
     per_run = max(1, min(size, -(-len(todo) // max(1, workers))))
-    return _contiguous_ranges(ordered, set(todo), per_run)
+    known = set(ordered)
+    # a key the instance does not know runs alone, and Dagster's own error names it
+    return _contiguous_ranges(ordered, set(todo), per_run) + [[k] for k in todo if k not in known]
 
 
 def _train_proxies(keys: list[str], instance, summary: RunSummary, execute, log, group_size: int, stage: str) -> None:

@@ -21,7 +21,7 @@ from quadmix_assets.defs.quality import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.export.megatron import read_megatron
 from quadmix_assets.mixing.catalog import duplicate_rows
-from quadmix_assets.scoring.criteria import attribute_name, criteria
+from quadmix_assets.scoring.criteria import criteria
 from quadmix_assets.storage import StorageRoot, layout
 
 REQUIRED_DOCUMENT_COLUMNS = ("id", "id_hash", "text", "n_tokens", "row", "record")

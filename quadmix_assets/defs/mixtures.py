@@ -114,8 +114,8 @@ def _shown_to_people(spec: MixtureSpec) -> bool:
     return spec.origin not in TRAINING_ORIGINS
 
 
-def _scores_lineage_metadata(context: AssetExecutionContext, storage: StorageRoot, spec: MixtureSpec, params,
-                             fingerprints: dict, domain_names: list[str], searched: dict) -> dict:
+def _scores_lineage_metadata(context: AssetExecutionContext, spec: MixtureSpec, params, fingerprints: dict,
+                             domain_names: list[str], searched: dict) -> dict:
     """What the lineage report reads back from the event log: the config's numbers, the shards with
     their fingerprints, how a search result was found, and the sampling curve per domain."""
     md = {
@@ -208,7 +208,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "normaliser_version": card["version"],
             "shards_left_out": MetadataValue.json(left_out),
             "shards_left_out_count": len(left_out),
-            **_scores_lineage_metadata(context, storage, spec, params, fingerprints, domain_names, searched),
+            **_scores_lineage_metadata(context, spec, params, fingerprints, domain_names, searched),
         }, key)
     return MaterializeResult(metadata=_batch_summary(keys))
 

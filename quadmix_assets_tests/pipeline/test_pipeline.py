@@ -156,6 +156,7 @@ def test_mixture_runs_cover_consecutive_partitions_shared_between_workers():
     assert plan_runs(ordered, ordered, size=3, workers=2) == [["m0", "m1", "m2"], ["m3", "m4", "m5"], ["m6", "m7", "m8"], ["m9"]]
     assert plan_runs(ordered, ordered, size=256, workers=1) == [ordered]
     assert plan_runs(ordered, [], size=256, workers=2) == []
+    assert plan_runs(ordered, ["m1", "unknown"], size=256, workers=1) == [["m1"], ["unknown"]]
     assert partition_run_args(["m3"]) == ("m3", {})
     assert partition_run_args(["m3", "m4", "m5"]) == (None, {"dagster/asset_partition_range_start": "m3",
                                                              "dagster/asset_partition_range_end": "m5"})
