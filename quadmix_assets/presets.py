@@ -80,9 +80,13 @@ PRESETS: dict[str, Preset] = {
         edu_sample=800,
         askllm_sample=384,
         askllm_max_doc_tokens=128,
-        # 120 steps x 16 x 128 = 246k tokens per proxy: at 30 steps x 8 the same config trained on two data
-        # orders gave target losses with Spearman -0.12 across 10 configs (pure noise); at 120 x 16, 0.60
-        proxy_steps=120,
+        # 60 steps x 16 x 129 = 124k tokens per proxy. At 30 steps x 8, two data orders gave target losses
+        # with Spearman -0.12 across 10 configs (pure noise). Between 120 and 60 steps (README, "Proxies"):
+        # 60 repeats better (proxy_fidelity, 32 configs: 0.754 vs 0.389; noise ceiling 0.812 vs 0.691), its
+        # regressor is stronger (0.879 vs 0.799), the demo takes 15 instead of 21 min, and in `quadmix compare
+        # --seeds 3` its optimum has the lowest held-out loss of the 8 methods (6.191) where 120 steps' was
+        # third (6.242, behind langid-only 6.204 and heuristic-only 6.227)
+        proxy_steps=60,
         proxy_batch_size=16,
         target_examples=48,
         regressor_min_spearman=0.0,
