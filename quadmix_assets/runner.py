@@ -546,11 +546,8 @@ def _train_proxies(keys: list[str], instance, summary: RunSummary, execute, log,
     groups = _contiguous_ranges(ordered, set(keys), group_size)
     for i, group in enumerate(groups, 1):
         t = time.perf_counter()
-        if len(group) == 1:
-            result = execute("proxy_job", group[0])
-        else:
-            result = execute("proxy_job", tags={"dagster/asset_partition_range_start": group[0],
-                                                "dagster/asset_partition_range_end": group[-1]})
+        key, tags = partition_run_args(group)
+        result = execute("proxy_job", key, tags)
         if not result.success:
             msg = _failure_message(result)
             summary.proxies_failed.update({k: msg for k in group})

@@ -85,9 +85,9 @@ class QuadmixSettings(ConfigurableResource):
         name. Unset ones take their defaults (derived at load). The input limits are read at load."""
         values = {field: (EnvVar.int(var) if is_int else EnvVar(var)) for field, (var, is_int) in LAUNCH_VARIABLES.items()
                   if os.environ.get(var)}
-        defaults = cls.from_env()
-        values |= {f: getattr(defaults, f) for f in ("corpus_glob", "storage_root", "data_dir") if f not in values}
-        return cls(**values, **env.read_limits_from_env())
+        defaults = {"corpus_glob": env.default_corpus_glob(), "storage_root": env.default_storage_root(),
+                    "data_dir": env.data_dir()}
+        return cls(**(defaults | values), **env.read_limits_from_env())
 
     def check_locations(self) -> None:
         """Refuse a storage root, corpus or data folder this deployment does not allow."""
