@@ -5,7 +5,8 @@ Per document ``x`` with domain ``d(x)`` in ``0..M-1``, ``N`` raw quality scores 
 1. normalise each criterion to a worse-than rank ``s_n(x)`` = share of corpus tokens whose score is
    strictly greater (0 = best): :func:`worse_than_rank`, or a stored :class:`Normaliser`;
 2. merge with domain weights, ``qbar(x) = sum_n alpha[d(x), n] * s_n(x)``, and rank again inside the
-   domain, ``r(x)`` = share of the domain's tokens with ``qbar <= qbar(x)``: :func:`aggregate`;
+   domain, ``r(x)`` = share of the domain's tokens with ``qbar <= qbar(x)``: :func:`aggregate`
+   (``qbar`` alone: :func:`aggregated_quality`);
 3. expected copies ``S = (2 / (1 + exp(-lam (omega - r)))) ** eta + eps`` if ``r <= omega`` else
    ``eps`` (per-domain parameters): :func:`sampling_frequency`;
 4. emit ``floor(S)`` copies plus one with probability ``S - floor(S)``, decided by a hash of
@@ -17,7 +18,7 @@ numbers) is drawn from :class:`ParamSpace` (the paper's Algorithm 1) and named b
 :func:`sampling_plans` does steps 2-4 for many configs in one pass, equal to :func:`sampling_plan` per config.
 """
 
-from .aggregation import aggregate
+from .aggregation import aggregate, aggregated_quality
 from .batch import sampling_plans
 from .ids import hash_id, hash_ids
 from .params import ParamSpace, QuadMixParams
@@ -36,6 +37,7 @@ __all__ = [
     "worse_than_rank",
     "Normaliser",
     "aggregate",
+    "aggregated_quality",
     "sampling_frequency",
     "draw_copies",
     "sampling_plan",

@@ -137,6 +137,19 @@ def _domain_rank(
 
 
 # --------------------------------------------------------------------------- public API
+def aggregated_quality(ranks: Any, domains: Any, params: QuadMixParams) -> np.ndarray:
+    """``qbar[x] = sum_n alpha[d(x), n] * ranks[x, n]`` alone (the first half of :func:`aggregate`, the
+    same floating-point operations), for callers that rank ``qbar`` themselves, e.g. out of core.
+    Raises ``ValueError`` on bad shapes, out-of-range domain ids or NaN."""
+    if not isinstance(params, QuadMixParams):
+        raise TypeError(f"params must be a QuadMixParams; got {type(params).__name__}")
+    s = _check_ranks(ranks, params.n_criteria)
+    d = _check_domains(domains, s.shape[0], params.n_domains)
+    if s.shape[0] == 0:
+        return np.empty(0, dtype=np.float64)
+    return _qbar(s, d, params.alpha)
+
+
 def aggregate(
     ranks: Any, domains: Any, tokens: Any, params: QuadMixParams
 ) -> tuple[np.ndarray, np.ndarray]:

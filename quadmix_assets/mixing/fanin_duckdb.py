@@ -21,14 +21,18 @@ by side with a ``POSITIONAL JOIN`` (no hash join; the row counts are checked fir
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from quadmix_assets.method import QuadMixParams, draw_copies, sampling_frequency
+from quadmix_assets.method import QuadMixParams, aggregated_quality, draw_copies, sampling_frequency
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.duck import file_ref, sql_list, sql_str
 
@@ -111,22 +115,6 @@ def _check_feature_files(con, storage: StorageRoot, shards: Sequence[str], crite
     check_aligned(con, storage, [[rel for rel, _ in _feature_parts(criteria, k)] for k in shards])
 
 
-def _worse_than_sql(src: str, score: str, key: str) -> str:
-    """Per distinct value of ``score`` in relation ``src``: the share of tokens strictly greater (counts
-    when all tokens are 0), as :func:`quadmix_assets.method.worse_than_rank`."""
-    return f"""
-    {key}_v AS (SELECT CAST({_ident(score)} AS DOUBLE) AS v, SUM(n_tokens)::HUGEINT AS w, COUNT(*)::HUGEINT AS k
-                FROM {src} GROUP BY 1),
-    {key}_t AS (SELECT SUM(w) AS tw, SUM(k) AS tk FROM {key}_v),
-    {key}_r AS (
-        SELECT v, CASE WHEN (SELECT tw FROM {key}_t) > 0
-            THEN CAST(COALESCE(SUM(w) OVER (ORDER BY v DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS DOUBLE)
-                 / CAST((SELECT tw FROM {key}_t) AS DOUBLE)
-            ELSE CAST(COALESCE(SUM(k) OVER (ORDER BY v DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS DOUBLE)
-                 / CAST((SELECT tk FROM {key}_t) AS DOUBLE) END AS s
-        FROM {key}_v)"""
-
-
 def worse_than_ranks(
     con: duckdb.DuckDBPyConnection,
     storage: StorageRoot,
@@ -136,32 +124,47 @@ def worse_than_ranks(
     batch_rows: int = _BATCH,
 ) -> pa.RecordBatchReader:
     """The global worse-than rank of every document of ``shards`` for each criterion, computed over all of
-    them: batches of (shard, row, s_<criterion>...) in shard order then row order. ``attributes`` maps a
-    criterion to its attribute name (a ``score`` column aligned with the documents). Equal to
-    ``Normaliser.fit(scores, tokens).transform(scores)`` for an exact normaliser (NaN scores raise)."""
+    them: batches of (shard, row, s_<criterion>...), one shard at a time, in shard order then row order.
+    ``attributes`` maps a criterion to its attribute name (a ``score`` column aligned with the documents).
+    Equal to ``Normaliser.fit(scores, tokens).transform(scores)`` for an exact normaliser (NaN scores raise).
+
+    Per criterion the documents' (score, tokens), read one shard at a time, go through one DuckDB sort by
+    score, best first (external: it spills beyond the memory limit); :class:`_RunningSums` gives each the
+    tokens strictly above its score, and :class:`_ShardBuckets` hands those back to their shards. What
+    grows with the corpus is only DuckDB's sort (bounded by its memory limit) and the spill files; memory
+    otherwise holds a batch and a shard. The sorts run before this returns."""
     if not shards:
         raise ValueError("no shards")
     crit = list(attributes)
     groups = [[layout.documents(k)] + [layout.attribute(attributes[c], k) for c in crit] for k in shards]
     check_aligned(con, storage, groups)
-    selects = []
-    for i, k in enumerate(shards):
-        parts = [(layout.documents(k), ["n_tokens"])] + [
-            (layout.attribute(attributes[c], k), [f"score AS score_{j}"]) for j, c in enumerate(crit)
-        ]
-        selects.append(_shard_select(storage, i, k, parts))
-    nan = con.execute(
-        "SELECT " + " OR ".join(f"bool_or(isnan(CAST(score_{j} AS DOUBLE)))" for j in range(len(crit)))
-        + f" FROM ({' UNION ALL '.join(selects)})"
-    ).fetchall()[0][0]
-    if nan:
-        raise ValueError("scores contain NaN")
-    ctes = ["src AS (" + "\nUNION ALL\n".join(selects) + ")"]
-    ctes += [_worse_than_sql("src", f"score_{j}", f"c{j}") for j in range(len(crit))]
-    joins = " ".join(f"JOIN c{j}_r ON c{j}_r.v = CAST(src.score_{j} AS DOUBLE)" for j in range(len(crit)))
-    cols = ", ".join(f"c{j}_r.s AS {_ident('s_' + c)}" for j, c in enumerate(crit))
-    sql = f"WITH {', '.join(ctes)} SELECT src.shard, src.row, {cols} FROM src {joins} ORDER BY src.shard_idx, src.row"
-    return con.sql(sql).to_arrow_reader(batch_rows)
+    buckets = _ShardBuckets(con)
+    try:
+        totals = []
+        for j, c in enumerate(crit):
+            sums = _RunningSums(inclusive=False)
+            source = _Source(_RANK_SOURCE, _score_rows(storage, shards, attributes[c]))
+            for batch in sums.run(_sorted(con, source, "v DESC", batch_rows)):
+                buckets.add(j, batch)
+            totals.append(sums.totals())
+    except BaseException:
+        buckets.close()
+        raise
+    schema = pa.schema([("shard", pa.string()), ("row", pa.int64())] + [(f"s_{c}", pa.float64()) for c in crit])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for i, k in enumerate(shards):
+                n = storage.read_parquet(layout.documents(k), columns=["n_tokens"]).num_rows
+                if not n:
+                    continue
+                cols = [_shares(*buckets.read(j, i, n), 0, totals[j]) for j in range(len(crit))]
+                yield pa.RecordBatch.from_arrays([pa.array([k] * n, pa.string()), pa.array(np.arange(n, dtype=np.int64)),
+                                                  *(pa.array(c, pa.float64()) for c in cols)], schema=schema)
+        finally:
+            buckets.close()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def normalised_ranks(
@@ -194,11 +197,223 @@ def normalised_ranks(
     return con.sql(sql).to_arrow_reader(batch_rows)
 
 
-def _alpha_table(params: QuadMixParams) -> pa.Table:
-    cols = {"domain": pa.array(np.arange(params.n_domains, dtype=np.int64))}
-    for j in range(params.n_criteria):
-        cols[f"a{j}"] = pa.array(np.ascontiguousarray(params.alpha[:, j]), pa.float64())
-    return pa.table(cols)
+# --------------------------------------------------------------------------- out-of-core support
+_RANK_SOURCE = pa.schema([("shard_idx", pa.int32()), ("row", pa.int32()), ("v", pa.float64()), ("w", pa.int64())])
+_PLAN_SOURCE = pa.schema([("shard_idx", pa.int32()), ("row", pa.int32()), ("g", pa.int32()), ("v", pa.float64()),
+                          ("w", pa.int64())])
+_SUMS = np.dtype([("row", "<i4"), ("cw", "<i8"), ("ck", "<i8")])
+
+
+def _group_of(tab: pa.Table | pa.RecordBatch) -> np.ndarray:
+    return tab.column("g").to_numpy() if "g" in tab.schema.names else np.zeros(tab.num_rows, np.int32)
+
+
+def _rows(n: int, shard: str) -> pa.Array:
+    if n >= 2**31:
+        raise ValueError(f"shard {shard} has {n} rows; the out-of-core fan-in takes at most 2**31 - 1 per shard")
+    return pa.array(np.arange(n, dtype=np.int32))
+
+
+def _score_rows(storage: StorageRoot, shards: Sequence[str], attribute: str) -> Iterator[pa.RecordBatch]:
+    """(shard_idx, row, v = score, w = tokens) of every document, one shard at a time."""
+    for i, k in enumerate(shards):
+        tokens = storage.read_parquet(layout.documents(k), columns=["n_tokens"]).column("n_tokens")
+        v = storage.read_parquet(layout.attribute(attribute, k), columns=["score"]).column("score").to_numpy()
+        v = v.astype(np.float64, copy=False)
+        if v.size != len(tokens):
+            raise ValueError(f"files are not aligned row for row: shard {k}, {attribute} has {v.size} rows "
+                             f"for {len(tokens)} documents")
+        if np.isnan(v).any():
+            raise ValueError(f"scores contain NaN ({attribute}, shard {k})")
+        yield pa.RecordBatch.from_arrays([pa.array(np.full(v.size, i, np.int32)), _rows(v.size, k), pa.array(v),
+                                          tokens.combine_chunks().cast(pa.int64())], schema=_RANK_SOURCE)
+
+
+def _shard_features(storage: StorageRoot, shard: str, criteria: Sequence[str], params: QuadMixParams,
+                    n_domains: int, domain_aware: bool) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]:
+    """One shard's documents (id, id_hash, n_tokens), domain labels, groups and ``qbar`` (the same numbers
+    each time it is read)."""
+    docs = storage.read_parquet(layout.documents(shard), columns=["id", "id_hash", "n_tokens"])
+    dom = storage.read_parquet(layout.attribute("domain", shard), columns=["domain"]).column("domain")
+    ranks = storage.read_parquet(layout.attribute(layout.RANKS_ATTRIBUTE, shard), columns=[f"s_{c}" for c in criteria])
+    if not docs.num_rows == len(dom) == ranks.num_rows:
+        raise ValueError(f"files are not aligned row for row: shard {shard} has {docs.num_rows} documents, "
+                         f"{len(dom)} domain labels and {ranks.num_rows} ranks")
+    d = dom.to_numpy()
+    if d.size and (int(d.min()) < 0 or int(d.max()) >= n_domains):
+        bad = int(d.min()) if int(d.min()) < 0 else int(d.max())
+        raise ValueError(f"domain id {bad} out of range [0, {n_domains}) for these params")
+    g = d.astype(np.int32) if domain_aware else np.zeros(d.size, np.int32)
+    s = np.column_stack([ranks.column(f"s_{c}").to_numpy().astype(np.float64, copy=False) for c in criteria])
+    return docs, dom, g, aggregated_quality(s, g, params)
+
+
+class _Source:
+    """Batches from Python for a DuckDB query, keeping the exception the generator raised (DuckDB reports
+    it as its own error)."""
+
+    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]):
+        self.schema, self._batches, self.error = schema, batches, None
+
+    def reader(self) -> pa.RecordBatchReader:
+        def guarded():
+            try:
+                yield from self._batches
+            except BaseException as exc:
+                self.error = exc
+                raise
+        return pa.RecordBatchReader.from_batches(self.schema, guarded())
+
+
+def _sorted(con: duckdb.DuckDBPyConnection, source: _Source, order: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """``source``'s rows sorted by DuckDB (``ORDER BY order``: external, it spills beyond the memory
+    limit), as batches."""
+    name = f"src_{uuid.uuid4().hex}"
+    con.register(name, source.reader())
+    try:
+        yield from con.sql(f"SELECT * FROM {name} ORDER BY {order}").to_arrow_reader(batch_rows)
+    except duckdb.Error:
+        if source.error is not None:
+            raise source.error from None
+        raise
+    finally:
+        con.unregister(name)
+
+
+class _ShardBuckets:
+    """The running sums of a sorted stream handed back to their shards: each batch's (row, cw, ck) are
+    appended to one local file per shard (and stream) in the connection's spill folder, and
+    :meth:`read` puts a shard's back in row order (a scatter, no second sort). Removed by :meth:`close`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        folder = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] or None
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self.folder = tempfile.mkdtemp(prefix="quadmix-fanin-", dir=folder)
+
+    def _file(self, stream: int, shard_idx: int) -> str:
+        return os.path.join(self.folder, f"{stream}-{shard_idx}.bin")
+
+    def add(self, stream: int, batch: pa.RecordBatch) -> None:
+        idx = batch.column("shard_idx").to_numpy()
+        rec = np.empty(idx.size, _SUMS)
+        rec["row"], rec["cw"], rec["ck"] = (batch.column(c).to_numpy() for c in ("row", "cw", "ck"))
+        order = np.argsort(idx, kind="stable")
+        idx, rec = idx[order], rec[order]
+        cuts = np.flatnonzero(np.diff(idx)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, idx.size]):
+            with open(self._file(stream, int(idx[lo])), "ab") as fh:
+                rec[lo:hi].tofile(fh)
+
+    def read(self, stream: int, shard_idx: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cw, ck) of the shard's ``n`` rows in row order."""
+        path = self._file(stream, shard_idx)
+        rec = np.fromfile(path, _SUMS) if os.path.exists(path) else np.empty(0, _SUMS)
+        cw, ck = np.empty(n, np.int64), np.empty(n, np.int64)
+        seen = np.zeros(n, bool)
+        cw[rec["row"]], ck[rec["row"]], seen[rec["row"]] = rec["cw"], rec["ck"], True
+        if rec.size != n or not seen.all():
+            raise RuntimeError(f"the sorted stream gave {rec.size} rows of shard #{shard_idx} for {n}")
+        return cw, ck
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _RunningSums:
+    """Token sums over a stream of rows sorted by (``g``, ``v``), one batch at a time: for every row the
+    sum of the weights ``w`` (and the count of rows) of its group ``g`` at values ordered before it
+    (``inclusive=False``: ties excluded) or up to it (``inclusive=True``: ties included). Only a batch and
+    the rows tied with its last row are held (a tie group is never split, so the rows of one tie group
+    must fit in memory); ``totals()`` gives every group's sums once the stream has ended.
+
+    Every sum is an integer sum (``int64``), so the shares later divided from them are the numpy
+    reference's exactly, whatever the batch boundaries."""
+
+    def __init__(self, *, inclusive: bool):
+        self.inclusive = inclusive
+        self._group: int | None = None
+        self._w = 0
+        self._k = 0
+        self._totals: dict[int, tuple[int, int]] = {}
+
+    def run(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Each input batch's rows (held-back ties deferred) with ``cw`` and ``ck`` appended; ``v`` and
+        ``w`` must be columns, ``g`` may be (without it, all rows are one group 0)."""
+        pending: pa.Table | None = None
+        for batch in batches:
+            tab = pa.Table.from_batches([batch]) if pending is None else pa.concat_tables([pending, pa.Table.from_batches([batch])])
+            if tab.num_rows == 0:
+                continue
+            g = _group_of(tab)
+            v = tab.column("v").to_numpy()
+            tied = (g == g[-1]) & (v == v[-1])  # the last row's tie group: contiguous, at the end
+            start = int(np.argmax(tied))
+            pending = tab.slice(start)
+            if start:
+                yield self._sums(tab.slice(0, start))
+        if pending is not None and pending.num_rows:
+            yield self._sums(pending)
+        if self._group is not None:
+            self._totals[self._group] = (self._w, self._k)
+
+    def totals(self) -> dict[int, tuple[int, int]]:
+        return dict(self._totals)
+
+    def _sums(self, tab: pa.Table) -> pa.RecordBatch:
+        tab = tab.combine_chunks()
+        g = _group_of(tab)
+        v = tab.column("v").to_numpy()
+        w = tab.column("w").to_numpy().astype(np.int64, copy=False)
+        n = g.size
+        new_group = np.empty(n, bool)
+        new_group[0] = True
+        np.not_equal(g[1:], g[:-1], out=new_group[1:])
+        new_tie = new_group.copy()
+        new_tie[1:] |= v[1:] != v[:-1]
+        cs_w = np.cumsum(w)
+        cs_k = np.arange(1, n + 1, dtype=np.int64)
+        g_start = np.flatnonzero(new_group)
+        g_id = np.cumsum(new_group) - 1
+        off_w = -np.r_[np.int64(0), cs_w][g_start]
+        off_k = -g_start.astype(np.int64)
+        if self._group is not None and int(g[0]) == self._group:
+            off_w[0] += self._w
+            off_k[0] += self._k
+        incl_w = cs_w + off_w[g_id]
+        incl_k = cs_k + off_k[g_id]
+        for j in range(g_start.size):  # groups that end in this batch (all but its last)
+            gj = int(g[g_start[j]])
+            if self._group is not None and gj != self._group:
+                self._totals[self._group] = (self._w, self._k)
+            self._group = gj
+            end = (int(g_start[j + 1]) if j + 1 < g_start.size else n) - 1
+            self._w, self._k = int(incl_w[end]), int(incl_k[end])
+        t_start = np.flatnonzero(new_tie)
+        t_id = np.cumsum(new_tie) - 1
+        if self.inclusive:
+            t_end = np.r_[t_start[1:], n] - 1
+            cw, ck = incl_w[t_end][t_id], incl_k[t_end][t_id]
+        else:
+            cw, ck = (incl_w - w)[t_start][t_id], (incl_k - 1)[t_start][t_id]
+        batch = tab.to_batches()[0]
+        return pa.RecordBatch.from_arrays([*batch.columns, pa.array(cw), pa.array(ck)],
+                                          names=[*batch.schema.names, "cw", "ck"])
+
+
+def _shares(cw: np.ndarray, ck: np.ndarray, g: np.ndarray | int, totals: dict[int, tuple[int, int]]) -> np.ndarray:
+    """``cw / tw`` of each row's group (document counts ``ck / tk`` where the group's tokens total 0), as
+    ``CAST(cw AS DOUBLE) / CAST(tw AS DOUBLE)``."""
+    if not totals:
+        return np.empty(0, np.float64)
+    keys = np.array(sorted(totals), dtype=np.int64)
+    g = np.broadcast_to(np.asarray(g, np.int64), cw.shape)
+    tw = np.array([totals[k][0] for k in keys], np.float64)
+    tk = np.array([totals[k][1] for k in keys], np.float64)
+    pos = np.searchsorted(keys, g.astype(np.int64))
+    tw, tk = tw[pos], tk[pos]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tw > 0, cw.astype(np.float64) / tw, ck.astype(np.float64) / tk)
 
 
 def scores_batches(
@@ -211,59 +426,53 @@ def scores_batches(
     domain_aware: bool = True,
     batch_rows: int = _BATCH,
 ) -> Iterator[pa.RecordBatch]:
-    """``qbar`` and the in-domain token-weighted rank ``r`` of every document for one config (one window
-    query), as batches of (shard, row, id, id_hash, n_tokens, domain, qbar, r) in shard then row order.
-    Only fixed-width columns go through the window and the sort; each batch's ``shard`` and ``id`` are
-    taken from the shard's documents afterwards (one shard's ids held at a time).
-    ``domain_aware=False`` ranks all documents as one domain with the params' first row (as
-    ``mixture_scores`` does); ``domain`` is then still the document's label."""
+    """``qbar`` and the in-domain token-weighted rank ``r`` of every document for one config, as batches of
+    (shard, row, id, id_hash, n_tokens, domain, qbar, r), one shard at a time, in shard then row order.
+
+    ``qbar`` is :func:`~quadmix_assets.method.aggregated_quality` of one shard at a time. The documents'
+    (domain, ``qbar``, tokens) go through one DuckDB sort by (domain, ``qbar``) (external: it spills beyond
+    the memory limit) and no window; :class:`_RunningSums` gives each the tokens of its domain up to its
+    ``qbar`` (ties included), and :class:`_ShardBuckets` hands those back to their shards, where ``r`` is
+    that sum over the domain's total. (A window ``PARTITION BY domain ORDER BY qbar`` holds a whole domain
+    in memory: it failed at 10M rows under a 160 MB limit.) ``domain_aware=False`` ranks all documents as
+    one domain with the params' first row (as ``mixture_scores`` does); ``domain`` is then still the
+    document's label."""
     if not shards:
         raise ValueError("no shards")
     _check_feature_files(con, storage, shards, criteria)
     p = params if domain_aware else global_params(params)
     if p.n_criteria != len(criteria):
         raise ValueError(f"params have {p.n_criteria} criteria for {len(criteria)} criteria columns")
-    alpha_name = f"alpha_{uuid.uuid4().hex}"
-    con.register(alpha_name, _alpha_table(p))
+
+    def features(i: int):
+        return _shard_features(storage, shards[i], criteria, p, params.n_domains, domain_aware)
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        for i, k in enumerate(shards):
+            docs, _, g, qbar = features(i)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(np.full(g.size, i, np.int32)), _rows(g.size, k), pa.array(g), pa.array(qbar),
+                 docs.column("n_tokens").combine_chunks().cast(pa.int64())], schema=_PLAN_SOURCE)
+
+    buckets = _ShardBuckets(con)
     try:
-        feats = feature_sql(storage, shards, criteria, with_id=False)
-        doms = " UNION ALL ".join(f"SELECT domain FROM read_parquet({sql_str(file_ref(storage, layout.attribute('domain', k)))})"
-                                  for k in shards)
-        lo, hi = con.execute(f"SELECT min(domain), max(domain) FROM ({doms})").fetchall()[0]
-        if lo is not None and (lo < 0 or hi >= params.n_domains):
-            raise ValueError(f"domain id {lo if lo < 0 else hi} out of range [0, {params.n_domains}) for these params")
-        grp = "f.domain" if domain_aware else "0"
-        terms = " + ".join(f"a.a{j} * f.{_ident('s_' + c)}" for j, c in enumerate(criteria))
-        part = "PARTITION BY g"
-        upto = f"({part} ORDER BY qbar RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-        sql = f"""
-        WITH f AS ({feats}),
-        q AS (SELECT f.shard_idx, f.row, f.id_hash, f.n_tokens, f.domain, {grp} AS g,
-                     {terms} AS qbar
-              FROM f JOIN {alpha_name} AS a ON a.domain = {grp}),
-        w AS (SELECT *, SUM(n_tokens) OVER ({part}) AS tw, COUNT(*) OVER ({part}) AS tk,
-                     SUM(n_tokens) OVER {upto} AS cw, COUNT(*) OVER {upto} AS ck FROM q)
-        SELECT shard_idx, row, id_hash, n_tokens, domain, qbar,
-               CASE WHEN tw > 0 THEN CAST(cw AS DOUBLE) / CAST(tw AS DOUBLE)
-                    ELSE CAST(ck AS DOUBLE) / CAST(tk AS DOUBLE) END AS r
-        FROM w ORDER BY shard_idx, row"""
-        reader = con.sql(sql).to_arrow_reader(batch_rows)
-        ids: tuple[int, pa.Array] | None = None
-        for batch in reader:
-            idx = batch.column("shard_idx").to_numpy()
-            cuts = np.flatnonzero(np.diff(idx)) + 1
-            for lo_, hi_ in zip(np.r_[0, cuts], np.r_[cuts, len(idx)]):
-                part = batch.slice(int(lo_), int(hi_ - lo_))
-                i = int(idx[lo_])
-                if ids is None or ids[0] != i:
-                    ids = (i, storage.read_parquet(layout.documents(shards[i]), columns=["id"]).column("id").combine_chunks())
-                rows = part.column("row")
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array([shards[i]] * part.num_rows, pa.string()), rows, ids[1].take(rows),
-                     *(part.column(c) for c in ("id_hash", "n_tokens", "domain", "qbar", "r"))],
-                    names=["shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r"])
+        sums = _RunningSums(inclusive=True)
+        for batch in sums.run(_sorted(con, _Source(_PLAN_SOURCE, rows()), "g, v", batch_rows)):
+            buckets.add(0, batch)
+        totals = sums.totals()
+        for i, k in enumerate(shards):
+            docs, dom, g, qbar = features(i)
+            n = g.size
+            if not n:
+                continue
+            r = _shares(*buckets.read(0, i, n), g, totals)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([k] * n, pa.string()), pa.array(np.arange(n, dtype=np.int64)),
+                 *(docs.column(c).combine_chunks() for c in ("id", "id_hash", "n_tokens")), dom.combine_chunks(),
+                 pa.array(qbar, pa.float64()), pa.array(r, pa.float64())],
+                names=["shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r"])
     finally:
-        con.unregister(alpha_name)
+        buckets.close()
 
 
 def sampling_plan(

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadmix_assets.method import ParamSpace, QuadMixParams, aggregate
+from quadmix_assets.method import ParamSpace, QuadMixParams, aggregate, aggregated_quality
 from quadmix_assets_tests.method import reference as ref
 
 
@@ -153,3 +153,17 @@ def test_large_input_is_fast_enough():
     assert r.shape == (n,)
     # ~0.2 s on one idle core; a Python loop over documents would take minutes
     assert elapsed < 5.0, elapsed
+
+
+def test_aggregated_quality_is_aggregates_qbar_and_checks_its_inputs():
+    rng = np.random.default_rng(4)
+    params = ParamSpace(5, 3).sample(1, seed=2)[0]
+    ranks = rng.random((400, 3))
+    domains = rng.integers(0, 5, 400)
+    qbar, _ = aggregate(ranks, domains, rng.integers(0, 9, 400), params)
+    assert np.array_equal(aggregated_quality(ranks, domains, params), qbar)
+    assert aggregated_quality(np.empty((0, 3)), np.empty(0, np.int64), params).shape == (0,)
+    with pytest.raises(ValueError, match="out of range"):
+        aggregated_quality(ranks, np.full(400, 5), params)
+    with pytest.raises(ValueError):
+        aggregated_quality(ranks[:, :2], domains, params)
