@@ -48,7 +48,7 @@ __all__ = [
     "expand_copies",
 ]
 
-_BATCH = 1 << 17
+_BATCH = 1 << 15
 
 
 def _ident(name: str) -> str:
@@ -159,8 +159,10 @@ def worse_than_ranks(
                 if not n:
                     continue
                 cols = [_shares(*buckets.read(j, i, n), 0, totals[j]) for j in range(len(crit))]
-                yield pa.RecordBatch.from_arrays([pa.array([k] * n, pa.string()), pa.array(np.arange(n, dtype=np.int64)),
-                                                  *(pa.array(c, pa.float64()) for c in cols)], schema=schema)
+                whole = pa.RecordBatch.from_arrays([pa.repeat(pa.scalar(k, pa.string()), n), pa.array(np.arange(n, dtype=np.int64)),
+                                                    *(pa.array(c, pa.float64()) for c in cols)], schema=schema)
+                for start in range(0, n, batch_rows):
+                    yield whole.slice(start, batch_rows)
         finally:
             buckets.close()
 
@@ -202,6 +204,13 @@ _RANK_SOURCE = pa.schema([("shard_idx", pa.int32()), ("row", pa.int32()), ("v", 
 _PLAN_SOURCE = pa.schema([("shard_idx", pa.int32()), ("row", pa.int32()), ("g", pa.int32()), ("v", pa.float64()),
                           ("w", pa.int64())])
 _SUMS = np.dtype([("row", "<i4"), ("cw", "<i8"), ("ck", "<i8")])
+#: rows per batch handed to DuckDB's sort (a shard is cut into such batches)
+_SOURCE_ROWS = 1 << 14
+
+
+def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    for start in range(0, batch.num_rows, _SOURCE_ROWS):
+        yield batch.slice(start, _SOURCE_ROWS)
 
 
 def _group_of(tab: pa.Table | pa.RecordBatch) -> np.ndarray:
@@ -214,9 +223,17 @@ def _rows(n: int, shard: str) -> pa.Array:
     return pa.array(np.arange(n, dtype=np.int32))
 
 
+def _release_arrow_memory() -> None:
+    """Give the pages Arrow's allocator keeps from the previous shard back to the system before the next
+    is read (mimalloc, Arrow's default, holds freed pages: reading 100 shards one after another otherwise
+    grows the RSS by tens of MB)."""
+    pa.default_memory_pool().release_unused()
+
+
 def _score_rows(storage: StorageRoot, shards: Sequence[str], attribute: str) -> Iterator[pa.RecordBatch]:
     """(shard_idx, row, v = score, w = tokens) of every document, one shard at a time."""
     for i, k in enumerate(shards):
+        _release_arrow_memory()
         tokens = storage.read_parquet(layout.documents(k), columns=["n_tokens"]).column("n_tokens")
         v = storage.read_parquet(layout.attribute(attribute, k), columns=["score"]).column("score").to_numpy()
         v = v.astype(np.float64, copy=False)
@@ -225,15 +242,18 @@ def _score_rows(storage: StorageRoot, shards: Sequence[str], attribute: str) -> 
                              f"for {len(tokens)} documents")
         if np.isnan(v).any():
             raise ValueError(f"scores contain NaN ({attribute}, shard {k})")
-        yield pa.RecordBatch.from_arrays([pa.array(np.full(v.size, i, np.int32)), _rows(v.size, k), pa.array(v),
-                                          tokens.combine_chunks().cast(pa.int64())], schema=_RANK_SOURCE)
+        yield from _slices(pa.RecordBatch.from_arrays([pa.array(np.full(v.size, i, np.int32)), _rows(v.size, k),
+                                                       pa.array(v), tokens.combine_chunks().cast(pa.int64())],
+                                                      schema=_RANK_SOURCE))
 
 
 def _shard_features(storage: StorageRoot, shard: str, criteria: Sequence[str], params: QuadMixParams,
-                    n_domains: int, domain_aware: bool) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]:
-    """One shard's documents (id, id_hash, n_tokens), domain labels, groups and ``qbar`` (the same numbers
-    each time it is read)."""
-    docs = storage.read_parquet(layout.documents(shard), columns=["id", "id_hash", "n_tokens"])
+                    n_domains: int, domain_aware: bool, doc_columns: Sequence[str] = ("n_tokens",),
+                    ) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]:
+    """One shard's documents (``doc_columns``), domain labels, groups and ``qbar`` (the same numbers each
+    time it is read)."""
+    _release_arrow_memory()
+    docs = storage.read_parquet(layout.documents(shard), columns=list(doc_columns))
     dom = storage.read_parquet(layout.attribute("domain", shard), columns=["domain"]).column("domain")
     ranks = storage.read_parquet(layout.attribute(layout.RANKS_ATTRIBUTE, shard), columns=[f"s_{c}" for c in criteria])
     if not docs.num_rows == len(dom) == ranks.num_rows:
@@ -444,15 +464,15 @@ def scores_batches(
     if p.n_criteria != len(criteria):
         raise ValueError(f"params have {p.n_criteria} criteria for {len(criteria)} criteria columns")
 
-    def features(i: int):
-        return _shard_features(storage, shards[i], criteria, p, params.n_domains, domain_aware)
+    def features(i: int, doc_columns=("n_tokens",)):
+        return _shard_features(storage, shards[i], criteria, p, params.n_domains, domain_aware, doc_columns)
 
     def rows() -> Iterator[pa.RecordBatch]:
         for i, k in enumerate(shards):
             docs, _, g, qbar = features(i)
-            yield pa.RecordBatch.from_arrays(
+            yield from _slices(pa.RecordBatch.from_arrays(
                 [pa.array(np.full(g.size, i, np.int32)), _rows(g.size, k), pa.array(g), pa.array(qbar),
-                 docs.column("n_tokens").combine_chunks().cast(pa.int64())], schema=_PLAN_SOURCE)
+                 docs.column("n_tokens").combine_chunks().cast(pa.int64())], schema=_PLAN_SOURCE))
 
     buckets = _ShardBuckets(con)
     try:
@@ -461,16 +481,18 @@ def scores_batches(
             buckets.add(0, batch)
         totals = sums.totals()
         for i, k in enumerate(shards):
-            docs, dom, g, qbar = features(i)
+            docs, dom, g, qbar = features(i, ("id", "id_hash", "n_tokens"))
             n = g.size
             if not n:
                 continue
             r = _shares(*buckets.read(0, i, n), g, totals)
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([k] * n, pa.string()), pa.array(np.arange(n, dtype=np.int64)),
+            whole = pa.RecordBatch.from_arrays(
+                [pa.repeat(pa.scalar(k, pa.string()), n), pa.array(np.arange(n, dtype=np.int64)),
                  *(docs.column(c).combine_chunks() for c in ("id", "id_hash", "n_tokens")), dom.combine_chunks(),
                  pa.array(qbar, pa.float64()), pa.array(r, pa.float64())],
                 names=["shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r"])
+            for start in range(0, n, batch_rows):
+                yield whole.slice(start, batch_rows)
     finally:
         buckets.close()
 
