@@ -24,8 +24,10 @@ imports and inputs is given too, and the growth compares the RSS the stage added
 * ``export``: manifest x documents with copies expanded, the text column included, rows consumed (DuckDB:
   :func:`~quadmix_assets.mixing.fanin_duckdb.expand_copies`; numpy/pyarrow: per shard ``take`` + ``repeat``).
 
-Printed: a table of seconds and peak RSS per stage, path and size, then per consecutive pair of sizes the
-time ratio divided by the size ratio (1.0 = linear) and the added-RSS ratio (1.0 = flat). Timings on a
+Printed: a table of seconds and peak RSS per stage, path and size (a stage that fails, e.g. out of memory
+under a small ``--memory-limit``, is printed as FAILED with its error, and the others still run), then per
+consecutive pair of sizes the time ratio divided by the size ratio (1.0 = linear) and the added-RSS ratio
+(1.0 = flat), and the peak-RSS ratio from the smallest size to every other. Timings on a
 shared machine are only comparable within one run: report the ratios.
 """
 
@@ -192,8 +194,9 @@ def run_child(stage: str, path: str, storage: str, args) -> dict:
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"stage {stage} ({path}) failed:\n{out.stderr[-3000:]}")
+    if out.returncode:  # reported in its cell, the other stages still run
+        last = [line for line in out.stderr.strip().splitlines() if "Error" in line or "error" in line]
+        return {"failed": (last[-1] if last else f"exit status {out.returncode}")[:160]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -235,6 +238,9 @@ def main() -> None:
                 for path in args.paths:
                     r = run_child(stage, path, root, args)
                     results[(label, stage, path)] = r | {"docs": n}
+                    if "failed" in r:
+                        print(f"{label:>5} {n:>11,} {stage:>7} {path:>7}   FAILED: {r['failed']}", flush=True)
+                        continue
                     print(f"{label:>5} {n:>11,} {stage:>7} {path:>7} {r['seconds']:>9.3f} {r['rows_out']:>11,} "
                           f"{r['peak_rss_mb']:>12.0f} {r['peak_rss_mb'] - r['base_rss_mb']:>9.0f}", flush=True)
             if not args.keep:
@@ -248,17 +254,29 @@ def main() -> None:
         for stage in STAGES:
             for path in args.paths:
                 ra, rb = results[(a, stage, path)], results[(b, stage, path)]
+                if "failed" in ra or "failed" in rb:
+                    print(f"{a:>4} -> {b:<4} {stage:>7} {path:>7}: (a stage failed)")
+                    continue
                 size_ratio = rb["docs"] / ra["docs"]
                 t = (rb["seconds"] / max(ra["seconds"], 1e-9)) / size_ratio
                 added_a = max(ra["peak_rss_mb"] - ra["base_rss_mb"], 1.0)
                 added_b = max(rb["peak_rss_mb"] - rb["base_rss_mb"], 1.0)
                 print(f"{a:>4} -> {b:<4} {stage:>7} {path:>7}: time/linear {t:5.2f}   added RSS x{added_b / added_a:6.2f}   "
                       f"peak RSS x{rb['peak_rss_mb'] / ra['peak_rss_mb']:5.2f}")
+    print(f"\npeak RSS against {labels[0]} (the issue's yardstick: within 1.5x)")
+    for stage in STAGES:
+        for path in args.paths:
+            first = results[(labels[0], stage, path)]
+            cells = [f"{lab} " + ("failed" if "failed" in results[(lab, stage, path)] or "failed" in first else
+                                  f"x{results[(lab, stage, path)]['peak_rss_mb'] / first['peak_rss_mb']:.2f}")
+                     for lab in labels[1:]]
+            print(f"  {stage:>7} {path:>7}: " + ", ".join(cells))
     if len(args.paths) == 2:
         print("\nDuckDB seconds / numpy seconds, same size and stage:")
         for label in labels:
             cells = [f"{s} {results[(label, s, 'duckdb')]['seconds'] / max(results[(label, s, 'numpy')]['seconds'], 1e-9):.2f}"
-                     for s in STAGES]
+                     if "failed" not in results[(label, s, "duckdb")] and "failed" not in results[(label, s, "numpy")]
+                     else f"{s} (failed)" for s in STAGES]
             print(f"  {label:>5}: " + ", ".join(cells))
 
 

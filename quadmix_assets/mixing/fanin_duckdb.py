@@ -1,21 +1,26 @@
-"""The fan-in steps as DuckDB queries over the stored Parquet attributes (bounded memory: DuckDB sorts,
-windows and joins under its memory limit and spills the rest to disk).
+"""The fan-in steps out of core over the stored Parquet files: DuckDB sorts and joins under its memory limit
+and spills the rest to disk; Python holds a batch and one shard at a time.
 
 * :func:`worse_than_ranks`: the global token-weighted worse-than rank ``s`` of every document per criterion
   (what :meth:`Normaliser.fit` + :meth:`Normaliser.transform` give when the normaliser is exact);
 * :func:`normalised_ranks`: the stored normaliser tables applied to raw scores (an ASOF join; equal to
   :meth:`Normaliser.transform` also when the normaliser was fitted on a sample);
 * :func:`scores_batches` / :func:`sampling_plan`: ``qbar`` and the in-domain token-weighted rank ``r`` of one
-  config (a window query), then ``S(r)`` and the copies with the numpy method functions batch by batch
-  (both are element-wise), so the copies are the numpy path's bit for bit;
+  config, then ``S(r)`` and the copies with the numpy method functions batch by batch (both are
+  element-wise), so the copies are the numpy path's bit for bit;
 * :func:`expand_copies`: the export join, manifest x documents with every copy a row.
+
+A rank is a running token sum in sorted order. Both rankings are one DuckDB ``ORDER BY`` (an external sort)
+over rows Python reads one shard at a time, :class:`_RunningSums` over the sorted stream (ties kept
+together across batches), and :class:`_ShardBuckets`, which hands every running sum back to its shard's
+row in a local spill file, so no second sort and no window over a whole domain is needed.
 
 The numpy library (:mod:`quadmix_assets.method`) stays the reference; the tests check equality with it.
 Exact equality holds for integer token counts (the stored ``n_tokens``): every sum is then an exact
 integer, and the one division per document is the same IEEE operation in both paths.
 
-Documents and their attribute files are aligned row for row per shard, so a shard's columns are put side
-by side with a ``POSITIONAL JOIN`` (no hash join; the row counts are checked first).
+Documents and their attribute files are aligned row for row per shard (the row counts are checked first;
+a DuckDB query puts a shard's columns side by side with a ``POSITIONAL JOIN``).
 """
 
 from __future__ import annotations
@@ -543,12 +548,15 @@ def expand_copies(
     row, copy, <columns of the documents>). With ``seed`` the rows come in the export's shuffled
     occurrence order (:func:`quadmix_assets.proxy.stream.occurrence_order`, held as one int64 array of
     occurrences) and ``copy`` counts a document's occurrences in that order, as the export's text parts;
-    without, in manifest order with ``copy`` 0, 1, ... (nothing held outside DuckDB)."""
+    without, in manifest order with ``copy`` 0, 1, ..., one query per run of consecutive manifest rows
+    from one shard (a manifest in shard order: one shard's documents at a time)."""
     for c in ("id", "shard", "row", "copies"):
         if c not in manifest.column_names:
             raise ValueError(f"manifest has no {c!r} column (columns: {manifest.column_names})")
     m = manifest.select(["id", "shard", "row", "copies"])
     m = m.append_column("midx", pa.array(np.arange(m.num_rows, dtype=np.int64)))
+    if seed is None and m.num_rows:
+        return _expand_by_shard(con, storage, m, columns, batch_rows)
     shards = sorted(set(m.column("shard").to_pylist()))
     doc_cols = [c for c in columns if c not in ("id", "shard", "row", "copy")]
     names = {"m": f"manifest_{uuid.uuid4().hex}", "o": f"order_{uuid.uuid4().hex}"}
@@ -587,3 +595,43 @@ def expand_copies(
     except BaseException:
         con.unregister(names["m"])
         raise
+
+
+def _expand_by_shard(con: duckdb.DuckDBPyConnection, storage: StorageRoot, m: pa.Table, columns: Sequence[str],
+                     batch_rows: int) -> pa.RecordBatchReader:
+    """:func:`expand_copies` in manifest order: each run of consecutive manifest rows of one shard joined
+    with that shard's documents alone, so the join holds one shard's columns at a time."""
+    doc_cols = [c for c in columns if c not in ("id", "shard", "row", "copy")]
+    shard = m.column("shard").to_numpy(zero_copy_only=False)
+    cuts = np.flatnonzero(shard[1:] != shard[:-1]) + 1
+    runs = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, m.num_rows].tolist()))
+    out_cols = "".join(f", d.{_ident(c)}" for c in doc_cols)
+
+    def reader(lo: int, hi: int) -> tuple[pa.RecordBatchReader, str]:
+        name = f"manifest_{uuid.uuid4().hex}"
+        con.register(name, m.slice(lo, hi - lo))
+        docs = _shard_select(storage, 0, str(shard[lo]), [(layout.documents(str(shard[lo])), doc_cols)])
+        sql = f"""
+        WITH d AS ({docs})
+        SELECT m.id, m.shard, m.row, CAST(c.copy AS INTEGER) AS copy{out_cols}
+        FROM {name} AS m, LATERAL (SELECT range AS copy FROM range(m.copies)) AS c
+        JOIN d ON d.row = m.row
+        ORDER BY m.midx, c.copy"""
+        return con.sql(sql).to_arrow_reader(batch_rows), name
+
+    first, first_name = reader(*runs[0])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        current, name = first, first_name
+        try:
+            for j in range(len(runs)):
+                if j:
+                    current, name = reader(*runs[j])
+                yield from current
+                con.unregister(name)
+                name = None
+        finally:
+            if name is not None:
+                con.unregister(name)
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())

@@ -140,6 +140,14 @@ def test_export_join_expands_every_copy_in_export_order(stored):
     assert got == expected
     assert plain.num_rows == len(expected)
     assert sorted(zip(*(plain[c].to_pylist() for c in ("id", "copy", "text")))) == sorted((e[0], e[3], e[4]) for e in expected)
+    # without a seed: manifest order, copies 0, 1, ...; also for a manifest whose shards interleave
+    texts = {k: storage.read_parquet(layout.documents(k), columns=["text"])["text"].to_pylist() for k in shards}
+    for m in (manifest, manifest.take(pa.array(np.random.default_rng(1).permutation(manifest.num_rows)))):
+        with duck_session(storage) as con:
+            got = _table(F.expand_copies(con, storage, m))
+        want = [(i, k, r, c, texts[k][r]) for i, k, r, n in zip(*(m[x].to_pylist() for x in ("id", "shard", "row", "copies")))
+                for c in range(n)]
+        assert list(zip(*(got[c].to_pylist() for c in ("id", "shard", "row", "copy", "text")))) == want
 
 
 def test_fsspec_storage_gives_the_same_numbers(stored):
