@@ -602,15 +602,17 @@ def _expand_by_shard(con: duckdb.DuckDBPyConnection, storage: StorageRoot, m: pa
     """:func:`expand_copies` in manifest order: each run of consecutive manifest rows of one shard joined
     with that shard's documents alone, so the join holds one shard's columns at a time."""
     doc_cols = [c for c in columns if c not in ("id", "shard", "row", "copy")]
-    shard = m.column("shard").to_numpy(zero_copy_only=False)
-    cuts = np.flatnonzero(shard[1:] != shard[:-1]) + 1
+    coded = m.column("shard").combine_chunks().dictionary_encode()  # no Python string per manifest row
+    codes = coded.indices.to_numpy()
+    cuts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     runs = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, m.num_rows].tolist()))
+    shard = {lo: coded.dictionary[int(codes[lo])].as_py() for lo, _ in runs}
     out_cols = "".join(f", d.{_ident(c)}" for c in doc_cols)
 
     def reader(lo: int, hi: int) -> tuple[pa.RecordBatchReader, str]:
         name = f"manifest_{uuid.uuid4().hex}"
         con.register(name, m.slice(lo, hi - lo))
-        docs = _shard_select(storage, 0, str(shard[lo]), [(layout.documents(str(shard[lo])), doc_cols)])
+        docs = _shard_select(storage, 0, shard[lo], [(layout.documents(shard[lo]), doc_cols)])
         sql = f"""
         WITH d AS ({docs})
         SELECT m.id, m.shard, m.row, CAST(c.copy AS INTEGER) AS copy{out_cols}
