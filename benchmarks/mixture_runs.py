@@ -36,7 +36,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 def _outputs(root: Path, keys: list[str]) -> dict[str, str]:
     from quadmix_assets.storage import layout
 
-    rels = [r for k in keys for r in (layout.mixture_scores(k), layout.mixture_manifest(k))]
+    rels = [r for k in keys for r in (layout.mixture_scores_card(k), layout.mixture_manifest(k))]
     return {r: hashlib.sha256((root / r).read_bytes()).hexdigest() for r in rels}
 
 

@@ -38,7 +38,7 @@ def _outputs(root: Path, job: str, keys: list[str]) -> dict[str, str]:
     from quadmix_assets.storage import layout
 
     if job == "mixture_job":
-        rels = [r for k in keys for r in (layout.mixture_scores(k), layout.mixture_manifest(k))]
+        rels = [r for k in keys for r in (layout.mixture_scores_card(k), layout.mixture_manifest(k))]
     else:
         rels = [str(p.relative_to(root)) for p in sorted((root / "attributes").rglob("*.parquet"))]
         rels += [str(p.relative_to(root)) for p in sorted((root / "documents").rglob("*.parquet"))]

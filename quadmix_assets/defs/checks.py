@@ -20,7 +20,7 @@ from quadmix_assets.defs.partitions import exports_partitions, mixtures_partitio
 from quadmix_assets.defs.quality import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.export.megatron import read_megatron
-from quadmix_assets.mixing.catalog import duplicate_rows
+from quadmix_assets.mixing.catalog import drawn_from, duplicate_rows, scores_card
 from quadmix_assets.scoring.criteria import criteria
 from quadmix_assets.storage import StorageRoot, layout
 
@@ -146,7 +146,7 @@ def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: Quadmix
     keys = list(context.partition_keys)
     judged = {}
     for key in keys:
-        used = storage.provenance(layout.mixture_scores(key)).get("inputs", {}).get("shard_fingerprints", {})
+        used = drawn_from(storage, key)
         left_out = {k: missing.get(k, "left out of this mixture") for k in corpus if k not in used}
         judged[key] = (not left_out, True, {"shards": len(used), "shards_left_out": left_out})
     return _per_mixture(keys, judged)
@@ -175,14 +175,14 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
                 ids_of[shard] = storage.read_parquet(layout.documents(shard), columns=["id"])["id"]
             pointers_ok &= ids_of[shard].take(sel["row"]).equals(sel["id"])
         tokens = int(pc.sum(pc.multiply(m["n_tokens"], m["copies"].cast("int64"))).as_py() or 0)
-        used = tuple(sorted(storage.provenance(layout.mixture_scores(key)).get("inputs", {}).get("shard_fingerprints", {})))
+        card = scores_card(storage, key)
+        used = tuple(sorted(card["shard_fingerprints"]))
         if used not in left_out_of:
             left_out_of[used] = {(s, int(r)) for s, rows in duplicate_rows(storage, list(used)).items() for r in rows}
         left_out = left_out_of[used]
         duplicates_drawn = sum(1 for s, r in zip(m["shard"].to_pylist(), m["row"].to_pylist()) if (s, int(r)) in left_out) if left_out else 0
         pointers_ok &= duplicates_drawn == 0
-        scores = storage.read_parquet(layout.mixture_scores(key), columns=["domain"])
-        corpus_domains = set(pc.unique(scores["domain"]).to_pylist())
+        corpus_domains = {d["domain"] for d in card["per_domain"] if d["documents"]}
         mixture_domains = set(pc.unique(m["domain"]).to_pylist())
         uncovered = sorted(corpus_domains - mixture_domains)
         passed = copies_ok and pointers_ok and tokens > 0

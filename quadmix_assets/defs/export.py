@@ -24,7 +24,7 @@ from quadmix_assets.defs.current import select_shards
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_manifest
-from quadmix_assets.mixing.catalog import load_spec
+from quadmix_assets.mixing.catalog import drawn_from, load_spec
 from quadmix_assets.defs.partitions import exports_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -132,7 +132,7 @@ def _export_tokenizer(settings: QuadmixSettings, storage):
 def _check_shards_current(context, settings: QuadmixSettings, key: str, shards: list[str]) -> None:
     """Fail unless every shard the mixture draws from still holds the documents it was drawn from."""
     storage = settings.storage()
-    drawn_from = storage.provenance(layout.mixture_scores(key)).get("inputs", {}).get("shard_fingerprints", {})
+    drawn = drawn_from(storage, key)
     selection = select_shards(context, settings)
     stale = {}
     for s in shards:
@@ -140,8 +140,8 @@ def _check_shards_current(context, settings: QuadmixSettings, key: str, shards: 
             stale[s] = selection.left_out[s]
         elif s not in selection.fingerprints:
             stale[s] = "no longer in the corpus"
-        elif selection.fingerprints[s] != drawn_from.get(s):
-            stale[s] = f"documents changed since the mixture was drawn ({drawn_from.get(s)} -> {selection.fingerprints[s]})"
+        elif selection.fingerprints[s] != drawn.get(s):
+            stale[s] = f"documents changed since the mixture was drawn ({drawn.get(s)} -> {selection.fingerprints[s]})"
     if stale:
         raise Failure(
             description=f"mixture {key} cannot be exported: shard(s) not current: {stale}; re-materialize the "

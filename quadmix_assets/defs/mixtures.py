@@ -26,9 +26,17 @@ from quadmix_assets.defs.partition_metadata import add_partition_metadata
 from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.method import ParamSpace, aggregate, draw_copies, sampling_frequency
+from quadmix_assets.method import ParamSpace, draw_copies
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
-from quadmix_assets.mixing.catalog import TRAINING_ORIGINS, document_features, load_specs, round_of, searched_specs
+from quadmix_assets.mixing.catalog import (
+    TRAINING_ORIGINS,
+    document_features,
+    load_specs,
+    round_of,
+    scores_card,
+    searched_specs,
+)
+from quadmix_assets.mixing.scores import score_documents, scores_summary
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
@@ -37,8 +45,8 @@ from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
 
 CONFIGS_VERSION = "mixture-configs-v2"  # v2: partition keys carry the mixture's name
-SCORES_VERSION = "mixture-scores-v1"
-MANIFEST_VERSION = "mixture-manifest-v1"
+SCORES_VERSION = "mixture-scores-v2"  # v2: a card of sums per domain, no per-document table
+MANIFEST_VERSION = "mixture-manifest-v2"  # v2: the scores computed again from the features, not read
 #: mixture partitions per run in a backfill (and in `quadmix run`): the attributes are read once per run and
 #: the Dagster run's own cost (about a second) is shared; each partition still gets its own materialization
 MIXTURE_BATCH = 256
@@ -158,10 +166,12 @@ def _batch_summary(keys: list[str]) -> dict:
         AssetDep(domain_labels, partition_mapping=AllPartitionMapping()),
         AssetDep(documents, partition_mapping=AllPartitionMapping()),
     ],
-    kinds={"parquet"},
-    description="Per document: the merged quality qbar (domain-weighted ranks), its in-domain token-weighted "
-    "rank r, and the expected copy count S(r) of this mixture's config. A run over several mixtures (a "
-    "backfill) reads the documents' attributes once for all of them.",
+    kinds={"json"},
+    description="The mixture's scores card: per document, the merged quality qbar (domain-weighted ranks), its "
+    "in-domain token-weighted rank r and the expected copy count S(r) of this mixture's config are computed, "
+    "and the card keeps their sums per domain with the shards and normaliser they came from (the per-document "
+    "scores are computed again where needed, never stored). A run over several mixtures (a backfill) reads "
+    "the documents' attributes once for all of them.",
 )
 def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
@@ -172,21 +182,12 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
     if not shards:
         raise Failure(f"no shard of the normaliser is current: {left_out}", metadata={"shards_left_out": MetadataValue.json(left_out)})
     features = document_features(storage, shards, CRITERIA)
-    ranks = np.column_stack([features[f"s_{c}"].to_numpy() for c in CRITERIA])
-    tokens = features["n_tokens"].to_numpy()
-    domains_of_docs = features["domain"].to_numpy().astype(np.int64)
-    one_domain = np.zeros(features.num_rows, dtype=np.int64)
-    base = features.select(["shard", "row", "id", "id_hash", "n_tokens", "domain"])
     domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     searched = {d["mixture_id"]: d for d in searched_specs(storage)}
     for key in keys:
         spec = MixtureSpec.from_dict(entries[key])
-        domains, params = (domains_of_docs, spec.params) if spec.domain_aware else (one_domain, global_params(spec.params))
-        qbar, r = aggregate(ranks, domains, tokens, params)
-        expected = sampling_frequency(r, domains, params)
-        table = base.append_column("qbar", pa.array(qbar, pa.float64()))
-        table = table.append_column("r", pa.array(r, pa.float64()))
-        table = table.append_column("expected", pa.array(expected, pa.float64()))
+        params = spec.params if spec.domain_aware else global_params(spec.params)
+        summary = scores_summary(score_documents(features, spec, CRITERIA), len(domain_names))
         prov = provenance(
             context,
             SCORES_VERSION,
@@ -195,7 +196,10 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             inputs={"shard_fingerprints": fingerprints},
             partition=key,
         )
-        uri = storage.write_parquet(layout.mixture_scores(spec.mixture_id), table, prov)
+        doc = {"mixture_id": spec.mixture_id, "name": spec.name, "shards": list(shards),
+               "shard_fingerprints": fingerprints, "normaliser_version": card["version"], **summary,
+               "provenance": prov}
+        uri = storage.write_json(layout.mixture_scores_card(spec.mixture_id), doc)
         add_partition_metadata(context, {
             "path": MetadataValue.path(uri),
             "name": spec.name,
@@ -203,8 +207,8 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "round": round_of(entries[key]) or 0,  # 1: random draws, 2+: search rounds, 0: none
             "domain_aware": spec.domain_aware,
             "config_id": spec.params.config_id,
-            "documents": table.num_rows,
-            "expected_tokens": round_sig(float(np.dot(expected, tokens))),
+            "documents": summary["documents"],
+            "expected_tokens": round_sig(summary["expected_tokens"]),
             "normaliser_version": card["version"],
             "shards_left_out": MetadataValue.json(left_out),
             "shards_left_out_count": len(left_out),
@@ -238,6 +242,20 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
     except Exception as exc:  # noqa: BLE001 - the story is informative; it never fails the manifest
         context.log.warning(f"lineage not recorded: {type(exc).__name__}: {exc}")
     return md
+
+
+def _check_card_current(key: str, card: dict, current: dict[str, str], normaliser_version: str) -> None:
+    """The manifest computes its mixture's scores again from today's features: fail unless those are the
+    features the scores card was made from (same normaliser, same shard fingerprints)."""
+    changed = {s: f"{fp} -> {current.get(s, 'not current')}" for s, fp in card["shard_fingerprints"].items()
+               if current.get(s) != fp}
+    if card.get("normaliser_version") != normaliser_version or changed:
+        why = changed or {"normaliser": f"{card.get('normaliser_version')} -> {normaliser_version}"}
+        raise Failure(
+            description=f"mixture {key}: its scores card is stale ({why}); re-materialize mixture_scores first",
+            metadata={"stale": MetadataValue.json(why)},
+            allow_retries=False,
+        )
 
 
 DATA_VIEW_ROWS_PER_BAND = 2  # the UI table: top, middle and bottom of each domain (quadmix show gives more)
@@ -274,10 +292,18 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
     keys = list(context.partition_keys)
     entries, configs = load_specs(storage, keys)
     names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
+    normaliser = storage.read_json(layout.normaliser_card())
+    _, current, _ = _mixture_shards(context, settings, normaliser)
+    features_of: dict[tuple[str, ...], object] = {}  # the features of a set of shards, read once per run
     for key in keys:
         spec = MixtureSpec.from_dict(entries[key])
         seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content, not the name, seeds the draws
-        scores = storage.read_parquet(layout.mixture_scores(spec.mixture_id))
+        card = scores_card(storage, spec.mixture_id)
+        _check_card_current(key, card, current, normaliser["version"])
+        shards = tuple(card["shards"])
+        if shards not in features_of:
+            features_of[shards] = document_features(storage, list(shards), CRITERIA)
+        scores = score_documents(features_of[shards], spec, CRITERIA)
         copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
         selected = np.flatnonzero(copies > 0)
         manifest = scores.select(["id", "shard", "row", "n_tokens", "domain"]).take(selected)
@@ -286,7 +312,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
             context,
             MANIFEST_VERSION,
             params={**spec.to_dict(), "draw_seed": seed},
-            inputs={"mixture_scores": storage.provenance(layout.mixture_scores(spec.mixture_id))},
+            inputs={"mixture_scores": card["provenance"]},
             partition=key,
         )
         uri = storage.write_parquet(layout.mixture_manifest(spec.mixture_id), manifest, prov)

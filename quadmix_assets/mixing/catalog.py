@@ -16,6 +16,7 @@ import pyarrow as pa
 from quadmix_assets.corpus.duplicates import rows_left_out
 from quadmix_assets.storage import StorageRoot, layout
 
+from .scores import score_documents
 from .specs import MixtureSpec
 
 TRAINING_ORIGINS = ("random_draw", "round")  # the configs the regressor learns from
@@ -125,3 +126,28 @@ def document_features(storage: StorageRoot, shards: list[str], criteria, *, leav
             t = t.filter(pa.array(keep))
         parts.append(t)
     return pa.concat_tables(parts)
+
+
+def scores_card(storage: StorageRoot, mixture_id: str) -> dict:
+    """The card ``mixture_scores`` wrote for a mixture (shards, fingerprints, normaliser, sums per domain);
+    ``FileNotFoundError`` naming the asset when it has not run."""
+    path = layout.mixture_scores_card(mixture_id)
+    if not storage.exists(path):
+        raise FileNotFoundError(f"mixture {mixture_id} has no scores yet at {storage.uri(path)}: materialize "
+                                "mixture_scores (`quadmix run`, or the mixtures group in the UI)")
+    return storage.read_json(path)
+
+
+def drawn_from(storage: StorageRoot, mixture_id: str) -> dict[str, str]:
+    """The shards a mixture's scores were computed from, with their fingerprints then."""
+    return dict(scores_card(storage, mixture_id)["shard_fingerprints"])
+
+
+def mixture_scores(storage: StorageRoot, mixture_id: str, criteria, features: pa.Table | None = None) -> pa.Table:
+    """The mixture's per-document scores (:func:`~quadmix_assets.mixing.scores.score_documents`), computed
+    from the features of the shards its card names (``features`` of exactly those shards may be handed in)."""
+    card = scores_card(storage, mixture_id)
+    if features is None:
+        features = document_features(storage, list(card["shards"]), criteria)
+    spec, _ = load_spec(storage, mixture_id)
+    return score_documents(features, spec, criteria)

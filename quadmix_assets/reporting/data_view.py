@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from quadmix_assets.mixing.catalog import all_spec_dicts, configs_doc, document_features, load_spec
+from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts
@@ -128,8 +129,8 @@ def mixture_samples(
     """For each domain (all, or ``domains``), ``n`` documents from each band of the mixture's in-domain rank.
 
     ``scores``/``copies`` (aligned row for row) may be handed in by the asset that just computed them;
-    otherwise they are read from ``mixtures/<id>/scores.parquet`` and ``manifest.parquet`` (copies 0 for a
-    document the manifest does not hold; ``None`` when there is no manifest yet). Returns
+    otherwise the scores are computed from the shards of the mixture's scores card and the copies read
+    from ``manifest.parquet`` (copies 0 for a document the manifest does not hold; ``None`` when there is no manifest yet). Returns
     ``{"mixture_id", "name", "origin", "domain_aware", "documents", "selected", "criteria", "domains":
     {index: {"name", "documents", "selected"}}, "rows": [...]}``, one row per document shown."""
     bad = [b for b in bands if b not in BANDS]
@@ -138,12 +139,11 @@ def mixture_samples(
     spec, _ = load_spec(storage, mixture_id)
     names = domain_names(storage)
     criteria = _criteria(storage)
-    if scores is None:
-        path = layout.mixture_scores(mixture_id)
-        if not storage.exists(path):
-            raise DataViewError(f"mixture {mixture_id} ({spec.name}) has no scores yet at {storage.uri(path)}: "
-                                "materialize it (`quadmix run`, or mixture_scores in the UI)")
-        scores = storage.read_parquet(path, columns=["shard", "row", "id", "n_tokens", "domain", "qbar", "r", "expected"])
+    if scores is None:  # computed again from the shards of the mixture's scores card (never stored)
+        try:
+            scores = computed_scores(storage, mixture_id, CRITERIA)  # the params' criteria order
+        except FileNotFoundError as exc:
+            raise DataViewError(f"{exc} ({spec.name})") from None
     if copies is None and storage.exists(layout.mixture_manifest(mixture_id)):
         man = storage.read_parquet(layout.mixture_manifest(mixture_id), columns=["shard", "row", "copies"])
         drawn = {(s, int(r)): int(c) for s, r, c in zip(man["shard"].to_pylist(), man["row"].to_pylist(), man["copies"].to_pylist())}

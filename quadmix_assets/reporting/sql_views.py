@@ -12,7 +12,9 @@ Views (created only when a query names them, so a query reads only what it uses)
 * ``domains``: ``domain``, ``domain_name``;
 * ``mixtures``: every registered mixture spec (``mixture_id``, ``name``, ``origin``, ``round``, ``domain_aware``);
 * ``manifests``: every stored manifest with its ``mixture_id`` (``id``, ``shard``, ``row``, ``copies``, ...);
-* ``mixture_scores``: every stored per-document score table with its ``mixture_id`` (``qbar``, ``r``, ``expected``);
+* ``mixture_scores``: every mixture's scores card, a row per domain (``mixture_id``, ``domain``, ``documents``,
+  ``tokens``, ``expected_tokens`` = the sum of ``S x tokens``); per-document scores are not stored (``quadmix
+  show`` computes them, the DuckDB fan-in streams them);
 * ``proxy_results``: one row per proxy run (``mixture_id``, ``repeat``, ``status``, ``target_loss``, ...);
   ``proxy_set_losses``: (``mixture_id``, ``repeat``, ``target_set``, ``loss``);
 * ``regressor_training``: the configs the regressor learns from (``mixture_id``, ``round``, ``loss``) and
@@ -40,6 +42,7 @@ __all__ = ["VIEW_NAMES", "create_views", "lock_to_storage", "query_text", "query
 
 _STATIC = ("documents", "features", "ranks", "domains", "mixtures", "manifests", "mixture_scores", "proxy_results",
            "proxy_set_losses", "regressor_training")
+_CARD_COLUMNS = ("mixture_id", "domain", "documents", "tokens", "expected_tokens")
 VIEW_NAMES = _STATIC  # plus attr_<name> for every attribute folder
 
 
@@ -222,6 +225,16 @@ def create_views(con: duckdb.DuckDBPyConnection, storage: StorageRoot, query: st
             con.execute(f"CREATE VIEW {view} AS " + _per_file_union(storage, files, row=False))
         return build
 
+    def score_cards() -> None:
+        rows = []
+        for rel in storage.list("mixtures", "/scores.json"):
+            if rel.count("/") == 2:
+                card = storage.read_json(rel)
+                rows += [{"mixture_id": rel.split("/")[1], **{k: d[k] for k in _CARD_COLUMNS[1:]}} for d in card["per_domain"]]
+        schema = pa.schema([("mixture_id", pa.string()), ("domain", pa.int64()), ("documents", pa.int64()),
+                            ("tokens", pa.int64()), ("expected_tokens", pa.float64())])
+        _arrow_view(con, "mixture_scores", pa.Table.from_pylist(rows, schema))
+
     def proxies() -> None:
         runs, sets = _proxy_tables(storage)
         _arrow_view(con, "proxy_results", runs)
@@ -236,7 +249,7 @@ def create_views(con: duckdb.DuckDBPyConnection, storage: StorageRoot, query: st
     builders.update({
         "documents": documents, "ranks": ranks, "domains": domains, "features": features, "mixtures": mixtures,
         "manifests": per_mixture("manifests", "manifest", {"id": "VARCHAR", "shard": "VARCHAR", "row": "BIGINT", "copies": "INTEGER"}),
-        "mixture_scores": per_mixture("mixture_scores", "scores", {"id": "VARCHAR", "shard": "VARCHAR", "row": "BIGINT"}),
+        "mixture_scores": score_cards,
         "proxy_results": proxies, "proxy_set_losses": lambda: None, "regressor_training": regressor,
         **{f"attr_{a}": attr(a) for a in attrs},
     })

@@ -63,8 +63,10 @@ def mixture_configs() -> str:
     return "mixtures/configs.json"
 
 
-def mixture_scores(mixture_id: str) -> str:
-    return f"mixtures/{check_key(mixture_id, 'mixture')}/scores.parquet"
+def mixture_scores_card(mixture_id: str) -> str:
+    """The mixture's scores card: the shards and normaliser its scores come from and their sums per domain
+    (the per-document scores are computed when needed, never stored: :mod:`quadmix_assets.mixing.scores`)."""
+    return f"mixtures/{check_key(mixture_id, 'mixture')}/scores.json"
 
 
 def mixture_manifest(mixture_id: str) -> str:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from dagster import DagsterInstance
 
 from quadmix_assets import settings as env
+from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
 from quadmix_assets.runner import run_pipeline
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import layout
@@ -88,7 +89,7 @@ def test_bad_shards_fail_alone_and_bad_records_are_quarantined(demo_run, tiny_tr
     n_docs = sum(storage.read_parquet(layout.documents(k), columns=["id"]).num_rows for k in card["shards"])
     assert card["documents"] == n_docs - 1
     for mixture_id in summary.mixtures_ok:
-        scores = storage.read_parquet(layout.mixture_scores(mixture_id), columns=["shard", "row"])
+        scores = computed_scores(storage, mixture_id, CRITERIA)
         assert scores.num_rows == n_docs - 1
         assert ("messy", 30) not in set(zip(scores["shard"].to_pylist(), scores["row"].to_pylist()))
         assert ("good", 0) in set(zip(scores["shard"].to_pylist(), scores["row"].to_pylist()))

@@ -15,6 +15,7 @@ import pytest
 from quadmix_assets.cli import main
 from quadmix_assets.mixing import fanin_duckdb as F
 from quadmix_assets.mixing.catalog import load_spec
+from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
 from quadmix_assets.storage import layout
 from quadmix_assets.storage.duck import duck_session
@@ -38,7 +39,7 @@ def test_duckdb_fanin_equals_the_stored_numpy_results(demo_run):
     card = storage.read_json(layout.normaliser_card())
     shards = card["shards"]
     stored_ranks = pa.concat_tables([storage.read_parquet(layout.attribute(layout.RANKS_ATTRIBUTE, k)) for k in shards])
-    mixtures = sorted(rel.split("/")[1] for rel in storage.list("mixtures", "/scores.parquet"))
+    mixtures = sorted(rel.split("/")[1] for rel in storage.list("mixtures", "/scores.json"))
     assert len(mixtures) >= 4
     with duck_session(storage) as con:
         attrs = {c: attribute_name(c) for c in CRITERIA}
@@ -53,7 +54,7 @@ def test_duckdb_fanin_equals_the_stored_numpy_results(demo_run):
             seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content id seeds the copy draws
             got = _table(F.sampling_plan(con, storage, shards, CRITERIA, spec.params, seed,
                                          domain_aware=spec.domain_aware, keep_scores=True))
-            scores = storage.read_parquet(layout.mixture_scores(key))
+            scores = computed_scores(storage, key, CRITERIA)  # the numpy reference, as the manifest computes it
             assert got["id"].to_pylist() == scores["id"].to_pylist()
             for col in ("qbar", "r", "expected"):
                 assert np.array_equal(got[col].to_numpy(), scores[col].to_numpy()), (key, col)
@@ -104,6 +105,15 @@ def test_quadmix_sql_answers_the_readme_queries(demo_run, tmp_path):
     text = _sql(storage, "SELECT md5(text) AS text_md5, count(*) AS copies, list(DISTINCT shard) AS shards FROM documents "
                 "GROUP BY 1 HAVING count(DISTINCT shard) > 1 ORDER BY 2 DESC")
     assert "text_md5" in text and text.strip().endswith("rows)")
+    # the scores cards: a row per mixture and domain, the sums the mixture_scores asset recorded
+    out = tmp_path / "cards.parquet"
+    _sql(storage, "SELECT mixture_id, sum(documents) AS documents, sum(expected_tokens) AS expected FROM mixture_scores "
+         "GROUP BY 1 ORDER BY 1", "--out", str(out))
+    cards = pq.read_table(out).to_pylist()
+    assert [c["mixture_id"] for c in cards] == sorted(rel.split("/")[1] for rel in storage.list("mixtures", "/scores.json"))
+    for c in cards:
+        card = storage.read_json(layout.mixture_scores_card(c["mixture_id"]))
+        assert c["documents"] == card["documents"] and c["expected"] == pytest.approx(card["expected_tokens"], rel=1e-12)
     # proxies and the regressor's training table
     text = _sql(storage, "SELECT count(*) AS n FROM regressor_training r JOIN proxy_results p USING (mixture_id) "
                 "WHERE p.repeat = 0 AND p.status = 'ok'")

@@ -41,7 +41,7 @@ def _storage_with_a_mixture(tmp_path):
     key = spec.mixture_id
     storage.write_json(layout.mixture_configs(), {"configs": [spec.to_dict()], "preset": {"seed": 0}})
     storage.write_json(layout.target_card(), {"objective_sets": []})
-    storage.write_parquet(layout.mixture_scores(key), pa.table({"x": [0]}), {"inputs": {"shard_fingerprints": fps}})
+    storage.write_json(layout.mixture_scores_card(key), {"shards": sorted(fps), "shard_fingerprints": fps})
     storage.write_parquet(layout.mixture_manifest(key), pa.concat_tables(manifest_parts), {"params": spec.to_dict()})
     return settings, storage, key
 

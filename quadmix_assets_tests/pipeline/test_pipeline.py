@@ -7,6 +7,7 @@ from dagster import AssetKey, DagsterInstance
 
 from quadmix_assets.method import QuadMixParams, draw_copies
 from quadmix_assets.scoring.criteria import CRITERIA
+from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
 from quadmix_assets.runner import run_pipeline
 from quadmix_assets.storage import layout
 
@@ -55,7 +56,7 @@ def test_manifest_is_the_library_draw_and_records_provenance(demo_run):
     params = QuadMixParams.from_dict(cfg["params"])
     # the key carries the name and the content id; the content id (the config's hash) seeds the draws
     assert params.config_id == cfg["content_id"] and cfg["mixture_id"] == f"{cfg['name']}-{params.config_id[:8]}"
-    scores = storage.read_parquet(layout.mixture_scores(cfg["mixture_id"]))
+    scores = computed_scores(storage, cfg["mixture_id"], CRITERIA)
     manifest = storage.read_parquet(layout.mixture_manifest(cfg["mixture_id"]))
     assert set(manifest.column_names) >= {"id", "shard", "row", "copies"}
     assert "text" not in manifest.column_names
@@ -69,6 +70,15 @@ def test_manifest_is_the_library_draw_and_records_provenance(demo_run):
     prov = storage.provenance(layout.mixture_manifest(cfg["mixture_id"]))
     assert prov["params"]["config_id"] == cfg["content_id"] and prov["params"]["mixture_id"] == cfg["mixture_id"]
     assert prov["inputs"]["mixture_scores"]["models"]["normaliser"]
+    # the per-document scores are never stored; the card's sums are those of the scores computed again
+    assert not storage.list("mixtures", "/scores.parquet")
+    card = storage.read_json(layout.mixture_scores_card(cfg["mixture_id"]))
+    assert card["shards"] == storage.read_json(layout.normaliser_card())["shards"]
+    assert card["documents"] == scores.num_rows and card["tokens"] == int(np.sum(scores["n_tokens"].to_numpy()))
+    per_domain = np.bincount(scores["domain"].to_numpy(), weights=scores["expected"].to_numpy() * scores["n_tokens"].to_numpy())
+    got = np.array([d["expected_tokens"] for d in card["per_domain"]])[: per_domain.size]
+    np.testing.assert_allclose(got, per_domain, rtol=1e-12)
+    assert sum(d["documents"] for d in card["per_domain"]) == scores.num_rows
     assert prov["code_version"].startswith("quadmix==")
 
 
@@ -86,9 +96,8 @@ def test_baselines_keep_about_the_requested_share(demo_run):
     for cfg in doc["configs"]:
         if cfg["origin"] != "baseline":
             continue
-        scores = storage.read_parquet(layout.mixture_scores(cfg["mixture_id"]), columns=["n_tokens", "expected"])
-        tokens = scores["n_tokens"].to_numpy()
-        share = float(np.dot(scores["expected"].to_numpy(), tokens) / tokens.sum())
+        card = storage.read_json(layout.mixture_scores_card(cfg["mixture_id"]))
+        share = card["expected_tokens"] / card["tokens"]
         assert abs(share - keep) < 0.05, (cfg["name"], share)
 
 

@@ -7,7 +7,9 @@ import json
 from dagster import AssetKey, AssetRecordsFilter
 
 from quadmix_assets import cli
+from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
 from quadmix_assets.reporting import data_view
+from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import layout
 
 
@@ -21,7 +23,7 @@ def test_show_prints_three_rank_bands_of_a_domain(demo_run, capsys):
     cfg = _baseline(settings)
     assert cfg["mixture_id"] in summary.mixtures_ok, lines
     storage = settings.storage()
-    scores = storage.read_parquet(layout.mixture_scores(cfg["mixture_id"]))
+    scores = computed_scores(storage, cfg["mixture_id"], CRITERIA)
     names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     dom = max(set(scores["domain"].to_pylist()), key=scores["domain"].to_pylist().count)  # the largest domain
 

@@ -48,7 +48,7 @@ def test_safe_keys_pass_unchanged(key):
 @pytest.mark.parametrize("key", UNSAFE_KEYS)
 def test_layout_refuses_unsafe_keys_everywhere(key):
     builders = [layout.documents, layout.quarantine, lambda k: layout.attribute("domain", k), lambda k: layout.attribute(k, "s"),
-                layout.model_dir, layout.model_file, layout.model_card, layout.normaliser_table, layout.mixture_scores,
+                layout.model_dir, layout.model_file, layout.model_card, layout.normaliser_table, layout.mixture_scores_card,
                 layout.mixture_manifest, layout.proxy_run, layout.export_dir]
     for build in builders:
         with pytest.raises(UnsafeKeyError):
