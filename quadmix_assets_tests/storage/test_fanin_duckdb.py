@@ -148,6 +148,47 @@ def test_export_join_expands_every_copy_in_export_order(stored):
         want = [(i, k, r, c, texts[k][r]) for i, k, r, n in zip(*(m[x].to_pylist() for x in ("id", "shard", "row", "copies")))
                 for c in range(n)]
         assert list(zip(*(got[c].to_pylist() for c in ("id", "shard", "row", "copy", "text")))) == want
+        # the same from the stored manifest, streamed in chunks smaller than a shard's run (7 rows)
+        storage.write_parquet("mixtures/m/manifest.parquet", m, {})
+        for chunk in (7, 1 << 14):
+            F._SOURCE_ROWS, saved = chunk, F._SOURCE_ROWS
+            try:
+                with duck_session(storage) as con:
+                    streamed = _table(F.expand_copies(con, storage, "mixtures/m/manifest.parquet"))
+                    shuffled_file = _table(F.expand_copies(con, storage, "mixtures/m/manifest.parquet", seed=5))
+                    shuffled_table = _table(F.expand_copies(con, storage, m, seed=5))
+            finally:
+                F._SOURCE_ROWS = saved
+            assert list(zip(*(streamed[c].to_pylist() for c in ("id", "shard", "row", "copy", "text")))) == want
+            assert shuffled_file.equals(shuffled_table)
+    storage.write_parquet("mixtures/e/manifest.parquet", manifest.slice(0, 0), {})
+    with duck_session(storage) as con:
+        empty = F.expand_copies(con, storage, "mixtures/e/manifest.parquet").read_all()
+    assert empty.num_rows == 0 and {"id", "shard", "row", "copy"} <= set(empty.column_names)  # as for an empty table
+
+
+def test_shards_read_in_chunks_give_the_same_numbers(stored, monkeypatch):
+    """Every fan-in reads a shard's files side by side a chunk at a time; chunks of 1 and 37 rows (many per
+    shard, ending off the batch and tie boundaries) give the numbers of whole shards."""
+    storage, shards = stored
+    params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=6)[0]
+    with duck_session(storage) as con:
+        ranks = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
+        plan = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 3, keep_scores=True))
+    for chunk in (1, 37):
+        monkeypatch.setattr(F, "_SOURCE_ROWS", chunk)
+        with duck_session(storage) as con:
+            assert _table(F.worse_than_ranks(con, storage, shards, ATTRS)).equals(ranks)
+            assert _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 3, keep_scores=True)).equals(plan)
+
+
+def test_files_that_end_at_different_rows_are_refused(tmp_path):
+    storage = StorageRoot(str(tmp_path / "s"))
+    storage.write_parquet("a.parquet", pa.table({"x": np.arange(10)}), {})
+    storage.write_parquet("b.parquet", pa.table({"y": np.arange(12)}), {})
+    with pytest.raises(ValueError, match="not aligned row for row"):
+        list(F._chunks(storage, [("a.parquet", ["x"]), ("b.parquet", ["y"])], rows=4))
+    assert [lo for lo, _ in F._chunks(storage, [("a.parquet", ["x"]), ("a.parquet", ["x"])], rows=4)] == [0, 4, 8]
 
 
 def test_fsspec_storage_gives_the_same_numbers(stored):
