@@ -42,6 +42,7 @@ from quadmix_assets.method import QuadMixParams, aggregated_quality, draw_copies
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.duck import file_ref, sql_list, sql_str
 
+from .catalog import duplicate_rows
 from .specs import global_params
 
 __all__ = [
@@ -295,13 +296,21 @@ def _score_rows(storage: StorageRoot, shards: Sequence[str], attribute: str) -> 
 
 def _feature_chunks(storage: StorageRoot, shard: str, criteria: Sequence[str], params: QuadMixParams,
                     n_domains: int, domain_aware: bool, doc_columns: Sequence[str] = ("n_tokens",), rows: int | None = None,
-                    ) -> Iterator[tuple[int, pa.Table, pa.ChunkedArray, np.ndarray, np.ndarray]]:
-    """One shard a chunk at a time: (first row, documents' ``doc_columns``, domain labels, groups, ``qbar``);
-    the same numbers each time it is read (``qbar`` is element-wise)."""
+                    left_out: np.ndarray | None = None,
+                    ) -> Iterator[tuple[np.ndarray, pa.Table, pa.ChunkedArray, np.ndarray, np.ndarray]]:
+    """One shard a chunk at a time: (row numbers, documents' ``doc_columns``, domain labels, groups,
+    ``qbar``) of its documents except the rows ``left_out`` (the cross-shard duplicate quarantine); the same
+    numbers each time it is read (``qbar`` is element-wise)."""
     _release_arrow_memory()
     parts = [(layout.documents(shard), list(doc_columns)), (layout.attribute("domain", shard), ["domain"]),
              (layout.attribute(layout.RANKS_ATTRIBUTE, shard), [f"s_{c}" for c in criteria])]
     for lo, (docs, dom_t, ranks) in _chunks(storage, parts, rows):
+        row = np.arange(lo, lo + docs.num_rows, dtype=np.int64)
+        if left_out is not None and left_out.size:
+            keep = ~np.isin(row, left_out)
+            if not keep.all():
+                mask = pa.array(keep)
+                row, docs, dom_t, ranks = row[keep], docs.filter(mask), dom_t.filter(mask), ranks.filter(mask)
         dom = dom_t.column("domain")
         d = dom.to_numpy()
         if d.size and (int(d.min()) < 0 or int(d.max()) >= n_domains):
@@ -309,7 +318,7 @@ def _feature_chunks(storage: StorageRoot, shard: str, criteria: Sequence[str], p
             raise ValueError(f"domain id {bad} out of range [0, {n_domains}) for these params")
         g = d.astype(np.int32) if domain_aware else np.zeros(d.size, np.int32)
         s = np.column_stack([ranks.column(f"s_{c}").to_numpy().astype(np.float64, copy=False) for c in criteria])
-        yield lo, docs, dom, g, aggregated_quality(s, g, params)
+        yield row, docs, dom, g, aggregated_quality(s, g, params)
 
 
 class _Source:
@@ -369,15 +378,18 @@ class _ShardBuckets:
             with open(self._file(stream, int(idx[lo])), "ab") as fh:
                 rec[lo:hi].tofile(fh)
 
-    def read(self, stream: int, shard_idx: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cw, ck) of the shard's ``n`` rows in row order."""
+    def read(self, stream: int, shard_idx: int, n: int, left_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(cw, ck) of the shard's ``n`` rows in row order (those of the rows ``left_out`` are undefined)."""
         path = self._file(stream, shard_idx)
         rec = np.fromfile(path, _SUMS) if os.path.exists(path) else np.empty(0, _SUMS)
         cw, ck = np.empty(n, np.int64), np.empty(n, np.int64)
         seen = np.zeros(n, bool)
         cw[rec["row"]], ck[rec["row"]], seen[rec["row"]] = rec["cw"], rec["ck"], True
-        if rec.size != n or not seen.all():
-            raise RuntimeError(f"the sorted stream gave {rec.size} rows of shard #{shard_idx} for {n}")
+        expected = np.ones(n, bool)
+        if left_out is not None:
+            expected[left_out] = False
+        if rec.size != int(expected.sum()) or not np.array_equal(seen, expected):
+            raise RuntimeError(f"the sorted stream gave {rec.size} rows of shard #{shard_idx} for {int(expected.sum())}")
         return cw, ck
 
     def close(self) -> None:
@@ -500,7 +512,8 @@ def scores_batches(
     that sum over the domain's total. (A window ``PARTITION BY domain ORDER BY qbar`` holds a whole domain
     in memory: it failed at 10M rows under a 160 MB limit.) ``domain_aware=False`` ranks all documents as
     one domain with the params' first row (as ``mixture_scores`` does); ``domain`` is then still the
-    document's label."""
+    document's label. Rows quarantined as cross-shard text duplicates (the normaliser's ``duplicate_text``)
+    are left out, as :func:`~quadmix_assets.mixing.catalog.document_features` leaves them out."""
     if not shards:
         raise ValueError("no shards")
     _check_feature_files(con, storage, shards, criteria)
@@ -508,14 +521,19 @@ def scores_batches(
     if p.n_criteria != len(criteria):
         raise ValueError(f"params have {p.n_criteria} criteria for {len(criteria)} criteria columns")
 
+    dropped = duplicate_rows(storage, list(shards))  # as document_features leaves them out
+
     def features(i: int, doc_columns=("n_tokens",)):
-        return _feature_chunks(storage, shards[i], criteria, p, params.n_domains, domain_aware, doc_columns)
+        return _feature_chunks(storage, shards[i], criteria, p, params.n_domains, domain_aware, doc_columns,
+                               left_out=dropped.get(shards[i]))
 
     def rows() -> Iterator[pa.RecordBatch]:
         for i, k in enumerate(shards):
-            for lo, docs, _, g, qbar in features(i):
+            for row, docs, _, g, qbar in features(i):
+                if row.size and int(row[-1]) >= 2**31 - 1:
+                    raise ValueError(f"shard {k} has more than 2**31 - 1 rows; the out-of-core fan-in takes at most that many")
                 yield pa.RecordBatch.from_arrays(
-                    [pa.array(np.full(g.size, i, np.int32)), _row_numbers(lo, g.size, k), pa.array(g), pa.array(qbar),
+                    [pa.array(np.full(g.size, i, np.int32)), pa.array(row.astype(np.int32)), pa.array(g), pa.array(qbar),
                      docs.column("n_tokens").combine_chunks().cast(pa.int64())], schema=_PLAN_SOURCE)
 
     names = ["shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r"]
@@ -529,12 +547,14 @@ def scores_batches(
             n = _num_rows(storage, layout.documents(k))
             if not n:
                 continue
-            cw, ck = buckets.read(0, i, n)
-            for lo, docs, dom, g, qbar in features(i, ("id", "id_hash", "n_tokens")):
+            cw, ck = buckets.read(0, i, n, dropped.get(k))
+            for row, docs, dom, g, qbar in features(i, ("id", "id_hash", "n_tokens")):
                 m = g.size
-                r = _shares(cw[lo:lo + m], ck[lo:lo + m], g, totals)
+                if not m:
+                    continue
+                r = _shares(cw[row], ck[row], g, totals)
                 chunk = pa.RecordBatch.from_arrays(
-                    [pa.repeat(pa.scalar(k, pa.string()), m), pa.array(np.arange(lo, lo + m, dtype=np.int64)),
+                    [pa.repeat(pa.scalar(k, pa.string()), m), pa.array(row),
                      *(docs.column(c).combine_chunks() for c in ("id", "id_hash", "n_tokens")), dom.combine_chunks(),
                      pa.array(qbar, pa.float64()), pa.array(r, pa.float64())], names=names)
                 for start in range(0, m, batch_rows):

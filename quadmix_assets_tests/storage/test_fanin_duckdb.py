@@ -261,3 +261,24 @@ def test_bad_inputs_are_refused(stored, tmp_path):
             list(F.sampling_plan(con, bad, ["shard-000"], CRITERIA, ParamSpace(N_DOMAINS, 3).sample(1, 1)[0], 1))
         with pytest.raises(ValueError, match="NaN"):
             F.worse_than_ranks(con, bad, ["shard-000"], ATTRS)
+
+
+def test_the_plan_leaves_out_the_cross_shard_duplicate_quarantine_as_numpy_does(tmp_path, monkeypatch):
+    """Rows the normaliser quarantined as text duplicates of a kept copy in another shard are in no
+    mixture: the DuckDB plan leaves out the same rows as ``document_features`` (also a shard's whole
+    chunk, and with chunks that cut the quarantined rows' runs)."""
+    storage = StorageRoot(str(tmp_path / "storage"))
+    shards = write_random_corpus(storage, [300, 200, 50], 3, seed=11)
+    rows = {shards[1]: [0, 5, 6, 7, 199], shards[2]: list(range(0, 37))}
+    dup = [{"shard": s, "row": r, "kept_shard": shards[0], "kept_row": 0, "text_sha256": f"{s}:{r}"}
+           for s, rs in rows.items() for r in rs]
+    storage.write_parquet(layout.cross_shard_duplicates(), pa.Table.from_pylist(dup), {})
+    params = ParamSpace(3, len(CRITERIA)).sample(1, seed=2)[0]
+    feats, ref = _numpy_plan(storage, shards, params, 7, True)
+    assert feats.num_rows == 550 - 5 - 37
+    for chunk in (1 << 14, 37, 1):
+        monkeypatch.setattr(F, "_SOURCE_ROWS", chunk)
+        with duck_session(storage) as con:
+            got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 7, keep_scores=True))
+        assert list(zip(got["shard"].to_pylist(), got["row"].to_pylist())) == list(zip(feats["shard"].to_pylist(), feats["row"].to_pylist()))
+        assert np.array_equal(got["r"].to_numpy(), ref["r"]) and np.array_equal(got["copies"].to_numpy(), ref["copies"])
