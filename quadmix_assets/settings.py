@@ -169,3 +169,16 @@ def read_limits_from_env() -> dict[str, int]:
             except ValueError:
                 raise ValueError(f"{var} must be an integer, got {value!r}") from None
     return out
+
+
+def fanin_in_memory_rows() -> int:
+    """Above this many documents the mixture assets compute out of core with DuckDB
+    (``QUADMIX_FANIN_IN_MEMORY_ROWS``, default 5,000,000: about 0.6 GB of features held in memory)."""
+    raw = os.environ.get("QUADMIX_FANIN_IN_MEMORY_ROWS", "5000000")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"QUADMIX_FANIN_IN_MEMORY_ROWS must be a whole number of documents, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"QUADMIX_FANIN_IN_MEMORY_ROWS must be >= 0, not {value}")
+    return value

@@ -2,6 +2,8 @@
 ranks, and the sampled mixture manifest (document id, shard, row, copies: never a copy of the text)."""
 
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 from dagster import (
@@ -31,14 +33,23 @@ from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, glob
 from quadmix_assets.mixing.catalog import (
     TRAINING_ORIGINS,
     document_features,
+    documents_count,
     load_specs,
     round_of,
     scores_card,
     searched_specs,
 )
-from quadmix_assets.mixing.scores import score_documents, scores_summary
+from quadmix_assets.mixing.scores import (
+    manifest_out_of_core,
+    manifest_table,
+    score_documents,
+    scores_summary,
+    summary_out_of_core,
+)
+from quadmix_assets.settings import fanin_in_memory_rows
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
+from quadmix_assets.storage.duck import duck_session
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
 from quadmix_assets.reporting.numbers import round_sig
@@ -181,39 +192,45 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
     shards, fingerprints, left_out = _mixture_shards(context, settings, card)
     if not shards:
         raise Failure(f"no shard of the normaliser is current: {left_out}", metadata={"shards_left_out": MetadataValue.json(left_out)})
-    features = document_features(storage, shards, CRITERIA)
     domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     searched = {d["mixture_id"]: d for d in searched_specs(storage)}
-    for key in keys:
-        spec = MixtureSpec.from_dict(entries[key])
-        params = spec.params if spec.domain_aware else global_params(spec.params)
-        summary = scores_summary(score_documents(features, spec, CRITERIA), len(domain_names))
-        prov = provenance(
-            context,
-            SCORES_VERSION,
-            models={"normaliser": card["version"]},
-            params=spec.to_dict(),
-            inputs={"shard_fingerprints": fingerprints},
-            partition=key,
-        )
-        doc = {"mixture_id": spec.mixture_id, "name": spec.name, "shards": list(shards),
-               "shard_fingerprints": fingerprints, "normaliser_version": card["version"], **summary,
-               "provenance": prov}
-        uri = storage.write_json(layout.mixture_scores_card(spec.mixture_id), doc)
-        add_partition_metadata(context, {
-            "path": MetadataValue.path(uri),
-            "name": spec.name,
-            "origin": spec.origin,
-            "round": round_of(entries[key]) or 0,  # 1: random draws, 2+: search rounds, 0: none
-            "domain_aware": spec.domain_aware,
-            "config_id": spec.params.config_id,
-            "documents": summary["documents"],
-            "expected_tokens": round_sig(summary["expected_tokens"]),
-            "normaliser_version": card["version"],
-            "shards_left_out": MetadataValue.json(left_out),
-            "shards_left_out_count": len(left_out),
-            **_scores_lineage_metadata(context, spec, params, fingerprints, domain_names, searched),
-        }, key)
+    with contextlib.ExitStack() as stack:
+        engine, con = _engine(context, storage, shards, stack)
+        features = document_features(storage, shards, CRITERIA) if con is None else None
+        for key in keys:
+            spec = MixtureSpec.from_dict(entries[key])
+            params = spec.params if spec.domain_aware else global_params(spec.params)
+            if con is None:
+                summary = scores_summary(score_documents(features, spec, CRITERIA), len(domain_names))
+            else:
+                summary = summary_out_of_core(con, storage, shards, spec, CRITERIA, len(domain_names))
+            prov = provenance(
+                context,
+                SCORES_VERSION,
+                models={"normaliser": card["version"]},
+                params=spec.to_dict(),
+                inputs={"shard_fingerprints": fingerprints},
+                partition=key,
+            )
+            doc = {"mixture_id": spec.mixture_id, "name": spec.name, "shards": list(shards),
+                   "shard_fingerprints": fingerprints, "normaliser_version": card["version"], **summary,
+                   "provenance": prov}
+            uri = storage.write_json(layout.mixture_scores_card(spec.mixture_id), doc)
+            add_partition_metadata(context, {
+                "path": MetadataValue.path(uri),
+                "name": spec.name,
+                "origin": spec.origin,
+                "round": round_of(entries[key]) or 0,  # 1: random draws, 2+: search rounds, 0: none
+                "domain_aware": spec.domain_aware,
+                "config_id": spec.params.config_id,
+                "documents": summary["documents"],
+                "expected_tokens": round_sig(summary["expected_tokens"]),
+                "normaliser_version": card["version"],
+                "engine": engine,
+                "shards_left_out": MetadataValue.json(left_out),
+                "shards_left_out_count": len(left_out),
+                **_scores_lineage_metadata(context, spec, params, fingerprints, domain_names, searched),
+            }, key)
     return MaterializeResult(metadata=_batch_summary(keys))
 
 
@@ -242,6 +259,17 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
     except Exception as exc:  # noqa: BLE001 - the story is informative; it never fails the manifest
         context.log.warning(f"lineage not recorded: {type(exc).__name__}: {exc}")
     return md
+
+
+def _engine(context: AssetExecutionContext, storage: StorageRoot, shards: list[str], stack: contextlib.ExitStack):
+    """How a run computes its mixtures: in memory (numpy, every shard's features held) up to
+    ``fanin_in_memory_rows()`` documents, out of core above (DuckDB under its memory limit, the same
+    numbers): (label, a DuckDB connection closed with ``stack``, or None)."""
+    n = documents_count(storage, shards)
+    if n <= fanin_in_memory_rows():
+        return "numpy (in memory)", None
+    context.log.info(f"{n:,} documents > {fanin_in_memory_rows():,}: mixtures computed out of core with DuckDB")
+    return "duckdb (out of core)", stack.enter_context(duck_session(storage))
 
 
 def _check_card_current(key: str, card: dict, current: dict[str, str], normaliser_version: str) -> None:
@@ -294,52 +322,60 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
     names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     normaliser = storage.read_json(layout.normaliser_card())
     _, current, _ = _mixture_shards(context, settings, normaliser)
-    features_of: dict[tuple[str, ...], object] = {}  # the features of a set of shards, read once per run
-    for key in keys:
-        spec = MixtureSpec.from_dict(entries[key])
-        seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content, not the name, seeds the draws
-        card = scores_card(storage, spec.mixture_id)
-        _check_card_current(key, card, current, normaliser["version"])
-        shards = tuple(card["shards"])
-        if shards not in features_of:
-            features_of[shards] = document_features(storage, list(shards), CRITERIA)
-        scores = score_documents(features_of[shards], spec, CRITERIA)
-        copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
-        selected = np.flatnonzero(copies > 0)
-        manifest = scores.select(["id", "shard", "row", "n_tokens", "domain"]).take(selected)
-        manifest = manifest.append_column("copies", pa.array(copies[selected].astype(np.int32)))
-        prov = provenance(
-            context,
-            MANIFEST_VERSION,
-            params={**spec.to_dict(), "draw_seed": seed},
-            inputs={"mixture_scores": card["provenance"]},
-            partition=key,
-        )
-        uri = storage.write_parquet(layout.mixture_manifest(spec.mixture_id), manifest, prov)
+    with contextlib.ExitStack() as stack:
+        features_of: dict[tuple[str, ...], object] = {}  # the features of a set of shards, read once per run
+        engines: dict[tuple[str, ...], tuple[str, object]] = {}
+        for key in keys:
+            spec = MixtureSpec.from_dict(entries[key])
+            seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content, not the name, seeds the draws
+            card = scores_card(storage, spec.mixture_id)
+            _check_card_current(key, card, current, normaliser["version"])
+            shards = tuple(card["shards"])
+            if shards not in engines:
+                engines[shards] = _engine(context, storage, list(shards), stack)
+                if engines[shards][1] is None:
+                    features_of[shards] = document_features(storage, list(shards), CRITERIA)
+            engine, con = engines[shards]
+            if con is None:
+                scores = score_documents(features_of[shards], spec, CRITERIA)
+                copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
+                manifest = manifest_table(scores, copies)
+            else:  # no per-document table in memory: the data view is left to `quadmix show`
+                scores = copies = None
+                manifest = manifest_out_of_core(con, storage, list(shards), spec, CRITERIA, seed)
+            prov = provenance(
+                context,
+                MANIFEST_VERSION,
+                params={**spec.to_dict(), "draw_seed": seed},
+                inputs={"mixture_scores": card["provenance"]},
+                partition=key,
+            )
+            uri = storage.write_parquet(layout.mixture_manifest(spec.mixture_id), manifest, prov)
 
-        tokens = scores["n_tokens"].to_numpy().astype(np.int64)
-        domains = scores["domain"].to_numpy().astype(np.int64)
-        before = np.bincount(domains, weights=tokens, minlength=len(names))
-        after = np.bincount(domains, weights=tokens * copies, minlength=len(names))
-        total_before, total_after = float(before.sum()), float(after.sum())
-        rows = [
-            [names[m], int(before[m]), f"{before[m] / max(total_before, 1):.1%}", int(after[m]), f"{after[m] / max(total_after, 1):.1%}"]
-            for m in range(len(names))
-        ]
-        add_partition_metadata(context, {
-            "path": MetadataValue.path(uri),
-            "name": spec.name,
-            "documents_selected": int(selected.size),
-            "documents_total": int(scores.num_rows),
-            "copies_total": int(copies.sum()),
-            "max_copies": int(copies.max()) if copies.size else 0,
-            "tokens_before": int(total_before),
-            "tokens_after": int(total_after),
-            "tokens_per_domain": MetadataValue.md(
-                markdown_table(["domain", "tokens before", "share", "tokens after", "share"], rows)
-            ),
-            "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
-            **_manifest_pictures(context, spec, names, before, after),
-            **_data_view_metadata(context, storage, spec, scores, copies),
-        }, key)
+            before = np.array([d["tokens"] for d in card["per_domain"]], dtype=np.float64)
+            m_copies = manifest["copies"].to_numpy().astype(np.int64)
+            after = np.bincount(manifest["domain"].to_numpy().astype(np.int64),
+                                weights=manifest["n_tokens"].to_numpy().astype(np.int64) * m_copies, minlength=len(names))
+            total_before, total_after = float(before.sum()), float(after.sum())
+            rows = [
+                [names[m], int(before[m]), f"{before[m] / max(total_before, 1):.1%}", int(after[m]), f"{after[m] / max(total_after, 1):.1%}"]
+                for m in range(len(names))
+            ]
+            add_partition_metadata(context, {
+                "path": MetadataValue.path(uri),
+                "name": spec.name,
+                "documents_selected": int(manifest.num_rows),
+                "documents_total": int(card["documents"]),
+                "copies_total": int(m_copies.sum()),
+                "max_copies": int(m_copies.max()) if m_copies.size else 0,
+                "engine": engine,
+                "tokens_before": int(total_before),
+                "tokens_after": int(total_after),
+                "tokens_per_domain": MetadataValue.md(
+                    markdown_table(["domain", "tokens before", "share", "tokens after", "share"], rows)
+                ),
+                "tokens_per_domain_after": MetadataValue.json({names[m]: int(after[m]) for m in range(len(names))}),
+                **_manifest_pictures(context, spec, names, before, after),
+                **(_data_view_metadata(context, storage, spec, scores, copies) if scores is not None else {}),
+            }, key)
     return MaterializeResult(metadata=_batch_summary(keys))

@@ -151,3 +151,12 @@ def mixture_scores(storage: StorageRoot, mixture_id: str, criteria, features: pa
         features = document_features(storage, list(card["shards"]), criteria)
     spec, _ = load_spec(storage, mixture_id)
     return score_documents(features, spec, criteria)
+
+
+def documents_count(storage: StorageRoot, shards: list[str]) -> int:
+    """The documents a fan-in over ``shards`` holds (the cross-shard duplicate quarantine left out), from
+    the files' footers: what :func:`document_features` would return, without reading a column."""
+    import pyarrow.parquet as pq
+
+    n = sum(pq.read_metadata(storage.path(layout.documents(k)), filesystem=storage.fs).num_rows for k in shards)
+    return n - sum(int(rows.size) for rows in duplicate_rows(storage, shards).values())

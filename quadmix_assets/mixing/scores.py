@@ -19,10 +19,13 @@ from quadmix_assets.method import aggregate, sampling_frequency
 
 from .specs import MixtureSpec, global_params
 
-__all__ = ["SCORE_COLUMNS", "score_documents", "scores_summary"]
+__all__ = ["MANIFEST_COLUMNS", "SCORE_COLUMNS", "manifest_out_of_core", "manifest_table", "score_documents",
+           "scores_summary", "summary_out_of_core"]
 
 #: the columns :func:`score_documents` returns, in order
 SCORE_COLUMNS = ("shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r", "expected")
+#: a manifest's columns: the selected documents and their copies
+MANIFEST_COLUMNS = ("id", "shard", "row", "n_tokens", "domain", "copies")
 
 
 def score_documents(features: pa.Table, spec: MixtureSpec, criteria: Sequence[str]) -> pa.Table:
@@ -45,21 +48,77 @@ def score_documents(features: pa.Table, spec: MixtureSpec, criteria: Sequence[st
     return table
 
 
-def scores_summary(scores: pa.Table, n_domains: int) -> dict:
-    """What the mixture's card keeps of its scores: documents, tokens and expected tokens (``sum S x
-    tokens``) in all and per domain label (every domain ``0 .. n_domains - 1``, empty ones included)."""
-    dom = scores["domain"].to_numpy().astype(np.int64)
-    tokens = scores["n_tokens"].to_numpy().astype(np.float64)
-    expected = scores["expected"].to_numpy()
+def _summary(n_domains: int) -> dict:
+    return {"documents": 0, "tokens": 0, "expected_tokens": 0.0, "per_domain": [
+        {"domain": m, "documents": 0, "tokens": 0, "expected_tokens": 0.0} for m in range(n_domains)]}
+
+
+def _add(summary: dict, dom: np.ndarray, tokens: np.ndarray, expected: np.ndarray) -> None:
+    n_domains = len(summary["per_domain"])
     if dom.size and (int(dom.min()) < 0 or int(dom.max()) >= n_domains):
         raise ValueError(f"domain labels outside [0, {n_domains})")
     docs = np.bincount(dom, minlength=n_domains)
     tok = np.bincount(dom, weights=tokens, minlength=n_domains)
     exp = np.bincount(dom, weights=expected * tokens, minlength=n_domains)
-    return {
-        "documents": int(dom.size),
-        "tokens": int(tokens.sum()),
-        "expected_tokens": float(np.dot(expected, tokens)),
-        "per_domain": [{"domain": m, "documents": int(docs[m]), "tokens": int(tok[m]), "expected_tokens": float(exp[m])}
-                       for m in range(n_domains)],
-    }
+    summary["documents"] += int(dom.size)
+    summary["tokens"] += int(tokens.sum())
+    summary["expected_tokens"] += float(np.dot(expected, tokens))
+    for m, d in enumerate(summary["per_domain"]):
+        d["documents"] += int(docs[m])
+        d["tokens"] += int(tok[m])
+        d["expected_tokens"] += float(exp[m])
+
+
+def scores_summary(scores: pa.Table, n_domains: int) -> dict:
+    """What the mixture's card keeps of its scores: documents, tokens and expected tokens (``sum S x
+    tokens``) in all and per domain label (every domain ``0 .. n_domains - 1``, empty ones included)."""
+    out = _summary(n_domains)
+    _add(out, scores["domain"].to_numpy().astype(np.int64), scores["n_tokens"].to_numpy().astype(np.float64),
+         scores["expected"].to_numpy())
+    return out
+
+
+def manifest_table(scores: pa.Table, copies: np.ndarray) -> pa.Table:
+    """The manifest of a mixture from its scores (:func:`score_documents`) and drawn copies: the rows with
+    copies > 0 (:data:`MANIFEST_COLUMNS`)."""
+    selected = np.flatnonzero(copies > 0)
+    manifest = scores.select(list(MANIFEST_COLUMNS[:-1])).take(selected)
+    return manifest.append_column("copies", pa.array(copies[selected].astype(np.int32)))
+
+
+def summary_out_of_core(con, storage, shards: Sequence[str], spec: MixtureSpec, criteria: Sequence[str],
+                        n_domains: int) -> dict:
+    """:func:`scores_summary` of ``spec`` over ``shards`` computed out of core (DuckDB's sort under its
+    memory limit, a batch in memory at a time): the same counts and token sums; the expected-token sums
+    are added batch by batch, so they may differ from the in-memory sum in the last bits."""
+    from .fanin_duckdb import sampling_plan
+
+    out = _summary(n_domains)
+    for batch in sampling_plan(con, storage, shards, criteria, spec.params, 0, domain_aware=spec.domain_aware,
+                               keep_scores=True):
+        _add(out, batch.column("domain").to_numpy().astype(np.int64),
+             batch.column("n_tokens").to_numpy().astype(np.float64), batch.column("expected").to_numpy())
+    return out
+
+
+def manifest_out_of_core(con, storage, shards: Sequence[str], spec: MixtureSpec, criteria: Sequence[str],
+                         seed: int | str) -> pa.Table:
+    """The manifest of ``spec`` over ``shards`` (:func:`manifest_table` of :func:`score_documents` and
+    ``draw_copies(expected, id_hash, seed)``) computed out of core: the same rows, in the same order."""
+    from .fanin_duckdb import sampling_plan
+
+    batches = list(sampling_plan(con, storage, shards, criteria, spec.params, seed, domain_aware=spec.domain_aware))
+    if not batches:  # nothing selected: no rows, the columns' types as the stored files have them
+        import pyarrow.parquet as pq
+
+        from quadmix_assets.storage import layout
+
+        def field(rel: str, name: str) -> pa.DataType:
+            return pq.read_schema(storage.path(rel), filesystem=storage.fs).field(name).type
+
+        types = {"id": field(layout.documents(shards[0]), "id"), "shard": pa.string(), "row": pa.int64(),
+                 "n_tokens": field(layout.documents(shards[0]), "n_tokens"),
+                 "domain": field(layout.attribute("domain", shards[0]), "domain"), "copies": pa.int32()}
+        return pa.table({c: pa.array([], t) for c, t in types.items()})
+    t = pa.Table.from_batches(batches)
+    return t.select(list(MANIFEST_COLUMNS[:-1])).append_column("copies", t.column("copies").cast(pa.int32()))

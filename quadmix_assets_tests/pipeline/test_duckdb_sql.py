@@ -122,3 +122,44 @@ def test_quadmix_sql_answers_the_readme_queries(demo_run, tmp_path):
     # nothing outside the storage root
     with pytest.raises(AssertionError, match="Permission|disabled"):
         _sql(storage, "SELECT * FROM read_text('/etc/hostname')")
+
+
+def test_mixture_assets_out_of_core_write_what_they_write_in_memory(demo_run, tmp_path, monkeypatch):
+    """Above ``QUADMIX_FANIN_IN_MEMORY_ROWS`` documents the mixture assets compute with DuckDB out of core:
+    here the limit is 0, on a copy of the run's storage, and the manifests come out byte for byte as the
+    in-memory run wrote them; the cards' counts are equal and their expected tokens to the last bits."""
+    import hashlib
+    import shutil
+
+    from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
+
+    from quadmix_assets.definitions import build_definitions
+
+    from .conftest import make_settings
+
+    settings = demo_run[0]
+    storage = settings.storage()
+    copy = tmp_path / "storage"
+    shutil.copytree(settings.storage_root, copy)
+    other = make_settings(settings.corpus_glob, copy)
+    specs = [load_spec(storage, rel.split("/")[1])[0] for rel in storage.list("mixtures", "/scores.json")]
+    keys = [s.mixture_id for s in specs if s.origin == "random_draw"][:2]
+    keys += [s.mixture_id for s in specs if s.origin == "baseline"][:2]
+    keys += [s.mixture_id for s in specs if not s.domain_aware][:1]
+    monkeypatch.setenv("QUADMIX_FANIN_IN_MEMORY_ROWS", "0")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("mixtures", sorted(set(keys)))
+    job = build_definitions(other).resolve_job_def("mixture_job")
+    for key in sorted(set(keys)):
+        res = job.execute_in_process(instance=instance, partition_key=key)
+        evals = res.get_asset_check_evaluations()
+        failed = [(c.check_name, c.metadata) for c in evals if not c.passed and c.severity == AssetCheckSeverity.ERROR]
+        assert res.success and len(evals) == 2 and not failed, (key, failed)  # a WARN (a domain without tokens) may be
+        md = instance.get_latest_materialization_event(AssetKey("mixture_manifest")).asset_materialization.metadata
+        assert md["engine"].value == "duckdb (out of core)"
+        sha = [hashlib.sha256(open(root.path(layout.mixture_manifest(key)), "rb").read()).hexdigest()
+               for root in (storage, other.storage())]
+        assert sha[0] == sha[1], key
+        a, b = storage.read_json(layout.mixture_scores_card(key)), other.storage().read_json(layout.mixture_scores_card(key))
+        assert (a["documents"], a["tokens"], a["shards"]) == (b["documents"], b["tokens"], b["shards"])
+        assert b["expected_tokens"] == pytest.approx(a["expected_tokens"], rel=1e-12)

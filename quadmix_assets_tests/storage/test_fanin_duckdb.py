@@ -282,3 +282,32 @@ def test_the_plan_leaves_out_the_cross_shard_duplicate_quarantine_as_numpy_does(
             got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 7, keep_scores=True))
         assert list(zip(got["shard"].to_pylist(), got["row"].to_pylist())) == list(zip(feats["shard"].to_pylist(), feats["row"].to_pylist()))
         assert np.array_equal(got["r"].to_numpy(), ref["r"]) and np.array_equal(got["copies"].to_numpy(), ref["copies"])
+
+
+@pytest.mark.parametrize("domain_aware", [True, False])
+def test_mixture_cards_and_manifests_out_of_core_equal_in_memory(stored, domain_aware):
+    """What the mixture assets compute above ``fanin_in_memory_rows()`` documents (DuckDB) equals what they
+    compute in memory: the same manifest table, the same counts, the expected tokens to the last bits."""
+    import dataclasses
+
+    from quadmix_assets.method import draw_copies
+    from quadmix_assets.mixing import drawn_specs
+    from quadmix_assets.mixing.scores import (manifest_out_of_core, manifest_table, score_documents, scores_summary,
+                                              summary_out_of_core)
+
+    storage, shards = stored
+    spec = drawn_specs(ParamSpace(N_DOMAINS, len(CRITERIA)), 1, seed=8)[0]
+    spec = dataclasses.replace(spec, domain_aware=domain_aware)
+    scores = score_documents(document_features(storage, shards, CRITERIA), spec, CRITERIA)
+    copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), "m:8")
+    want = manifest_table(scores, copies)
+    card = scores_summary(scores, N_DOMAINS)
+    with duck_session(storage) as con:
+        got = manifest_out_of_core(con, storage, shards, spec, CRITERIA, "m:8")
+        summary = summary_out_of_core(con, storage, shards, spec, CRITERIA, N_DOMAINS)
+    assert want.num_rows > 0 and got.equals(want)
+    assert summary["documents"] == card["documents"] and summary["tokens"] == card["tokens"]
+    assert summary["expected_tokens"] == pytest.approx(card["expected_tokens"], rel=1e-12)
+    for a, b in zip(summary["per_domain"], card["per_domain"]):
+        assert (a["domain"], a["documents"], a["tokens"]) == (b["domain"], b["documents"], b["tokens"])
+        assert a["expected_tokens"] == pytest.approx(b["expected_tokens"], rel=1e-12, abs=1e-9)
