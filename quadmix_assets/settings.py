@@ -162,23 +162,28 @@ def read_limits_from_env() -> dict[str, int]:
     """The input limits set in the environment (integers; unset ones are left to the defaults)."""
     out = {}
     for key, var in LIMIT_VARIABLES.items():
-        value = os.environ.get(var)
-        if value:
-            try:
-                out[key] = int(value.replace("_", ""))
-            except ValueError:
-                raise ValueError(f"{var} must be an integer, got {value!r}") from None
+        value = _int_env(var)
+        if value is not None:
+            out[key] = value
     return out
+
+
+def _int_env(var: str) -> int | None:
+    """An integer environment variable (``_`` separators allowed), or None when unset or empty."""
+    value = os.environ.get(var)
+    if not value:
+        return None
+    try:
+        return int(value.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{var} must be an integer, got {value!r}") from None
 
 
 def fanin_in_memory_rows() -> int:
     """Above this many documents the mixture assets compute out of core with DuckDB
     (``QUADMIX_FANIN_IN_MEMORY_ROWS``, default 5,000,000: about 0.6 GB of features held in memory)."""
-    raw = os.environ.get("QUADMIX_FANIN_IN_MEMORY_ROWS", "5000000")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"QUADMIX_FANIN_IN_MEMORY_ROWS must be a whole number of documents, not {raw!r}") from None
+    value = _int_env("QUADMIX_FANIN_IN_MEMORY_ROWS")
+    value = 5_000_000 if value is None else value
     if value < 0:
         raise ValueError(f"QUADMIX_FANIN_IN_MEMORY_ROWS must be >= 0, not {value}")
     return value

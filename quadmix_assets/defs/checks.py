@@ -27,10 +27,6 @@ from quadmix_assets.storage import StorageRoot, layout
 REQUIRED_DOCUMENT_COLUMNS = ("id", "id_hash", "text", "n_tokens", "row", "record")
 
 
-def _rows(storage: StorageRoot, relpath: str) -> int:
-    return pq.read_metadata(storage.path(relpath), filesystem=storage.fs).num_rows
-
-
 @asset_check(asset=documents, partitions_def=shards_partitions, description="Schema, unique ids, positive token counts, row numbers 0..n-1.")
 def documents_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
     storage = settings.storage()
@@ -62,7 +58,7 @@ def _attribute_check(asset_def, attribute: str, column: str, low: float, high_of
     def _check(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
         storage = settings.storage()
         shard = context.partition_key
-        n_docs = _rows(storage, layout.documents(shard))
+        n_docs = storage.parquet_rows(layout.documents(shard))
         values = storage.read_parquet(layout.attribute(attribute, shard), columns=[column])[column]
         v = values.to_numpy(zero_copy_only=False).astype(np.float64)
         high = high_of(storage)
@@ -94,7 +90,7 @@ def normaliser_ranks_valid(context: AssetCheckExecutionContext, settings: Quadmi
     problems = {}
     for shard in card["shards"]:
         t = storage.read_parquet(layout.attribute(RANKS_ATTRIBUTE, shard))
-        if t.num_rows != _rows(storage, layout.documents(shard)):
+        if t.num_rows != storage.parquet_rows(layout.documents(shard)):
             problems[shard] = "row count differs from documents"
             continue
         for col in t.column_names:
@@ -235,7 +231,7 @@ def mixture_export_complete(context: AssetCheckExecutionContext, settings: Quadm
         context.log.warning(f"export index unreadable: {exc}")
         n_tokens, n_sequences, dtype = -1, -1, None
     tokens_ok = n_tokens == doc["tokens"] and dtype == doc["token_dtype"]
-    rows = sum(_rows(storage, f"{folder}/{p}") for p in doc["text_parts"])
+    rows = sum(storage.parquet_rows(f"{folder}/{p}") for p in doc["text_parts"])
     passed = not bad_files and tokens_ok and rows == doc["occurrences"] == n_sequences
     return AssetCheckResult(
         passed=passed,

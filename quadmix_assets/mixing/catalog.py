@@ -143,12 +143,10 @@ def drawn_from(storage: StorageRoot, mixture_id: str) -> dict[str, str]:
     return dict(scores_card(storage, mixture_id)["shard_fingerprints"])
 
 
-def mixture_scores(storage: StorageRoot, mixture_id: str, criteria, features: pa.Table | None = None) -> pa.Table:
+def mixture_scores(storage: StorageRoot, mixture_id: str, criteria) -> pa.Table:
     """The mixture's per-document scores (:func:`~quadmix_assets.mixing.scores.score_documents`), computed
-    from the features of the shards its card names (``features`` of exactly those shards may be handed in)."""
-    card = scores_card(storage, mixture_id)
-    if features is None:
-        features = document_features(storage, list(card["shards"]), criteria)
+    from the features of the shards its card names."""
+    features = document_features(storage, list(scores_card(storage, mixture_id)["shards"]), criteria)
     spec, _ = load_spec(storage, mixture_id)
     return score_documents(features, spec, criteria)
 
@@ -156,7 +154,5 @@ def mixture_scores(storage: StorageRoot, mixture_id: str, criteria, features: pa
 def documents_count(storage: StorageRoot, shards: list[str]) -> int:
     """The documents a fan-in over ``shards`` holds (the cross-shard duplicate quarantine left out), from
     the files' footers: what :func:`document_features` would return, without reading a column."""
-    import pyarrow.parquet as pq
-
-    n = sum(pq.read_metadata(storage.path(layout.documents(k)), filesystem=storage.fs).num_rows for k in shards)
+    n = sum(storage.parquet_rows(layout.documents(k)) for k in shards)
     return n - sum(int(rows.size) for rows in duplicate_rows(storage, shards).values())

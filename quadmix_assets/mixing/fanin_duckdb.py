@@ -163,7 +163,7 @@ def worse_than_ranks(
         try:
             for i, k in enumerate(shards):
                 _release_arrow_memory()
-                n = _num_rows(storage, layout.documents(k))
+                n = storage.parquet_rows(layout.documents(k))
                 if not n:
                     continue
                 cols = [_shares(*buckets.read(j, i, n), 0, totals[j]) for j in range(len(crit))]
@@ -220,10 +220,11 @@ def _group_of(tab: pa.Table | pa.RecordBatch) -> np.ndarray:
     return tab.column("g").to_numpy() if "g" in tab.schema.names else np.zeros(tab.num_rows, np.int32)
 
 
-def _row_numbers(lo: int, n: int, shard: str) -> pa.Array:
-    if lo + n >= 2**31:
-        raise ValueError(f"shard {shard} has {lo + n} rows or more; the out-of-core fan-in takes at most 2**31 - 1 per shard")
-    return pa.array(np.arange(lo, lo + n, dtype=np.int32))
+def _row_numbers(row: np.ndarray, shard: str) -> pa.Array:
+    """Row numbers in a shard as the int32 the sorted streams carry."""
+    if row.size and int(row[-1]) >= 2**31 - 1:
+        raise ValueError(f"shard {shard} has more than 2**31 - 1 rows; the out-of-core fan-in takes at most that many")
+    return pa.array(row.astype(np.int32))
 
 
 def _release_arrow_memory() -> None:
@@ -231,11 +232,6 @@ def _release_arrow_memory() -> None:
     is read (mimalloc, Arrow's default, holds freed pages: reading 100 shards one after another otherwise
     grows the RSS by tens of MB)."""
     pa.default_memory_pool().release_unused()
-
-
-def _num_rows(storage: StorageRoot, relpath: str) -> int:
-    """Rows of a Parquet file, from its footer."""
-    return pq.read_metadata(storage.path(relpath), filesystem=storage.fs).num_rows
 
 
 def _chunks(storage: StorageRoot, parts: Sequence[tuple[str, Sequence[str]]], rows: int | None = None,
@@ -289,7 +285,7 @@ def _score_rows(storage: StorageRoot, shards: Sequence[str], attribute: str) -> 
             v = att.column("score").to_numpy().astype(np.float64, copy=False)
             if np.isnan(v).any():
                 raise ValueError(f"scores contain NaN ({attribute}, shard {k})")
-            yield pa.RecordBatch.from_arrays([pa.array(np.full(v.size, i, np.int32)), _row_numbers(lo, v.size, k),
+            yield pa.RecordBatch.from_arrays([pa.array(np.full(v.size, i, np.int32)), _row_numbers(np.arange(lo, lo + v.size), k),
                                               pa.array(v), docs.column("n_tokens").combine_chunks().cast(pa.int64())],
                                              schema=_RANK_SOURCE)
 
@@ -530,10 +526,8 @@ def scores_batches(
     def rows() -> Iterator[pa.RecordBatch]:
         for i, k in enumerate(shards):
             for row, docs, _, g, qbar in features(i):
-                if row.size and int(row[-1]) >= 2**31 - 1:
-                    raise ValueError(f"shard {k} has more than 2**31 - 1 rows; the out-of-core fan-in takes at most that many")
                 yield pa.RecordBatch.from_arrays(
-                    [pa.array(np.full(g.size, i, np.int32)), pa.array(row.astype(np.int32)), pa.array(g), pa.array(qbar),
+                    [pa.array(np.full(g.size, i, np.int32)), _row_numbers(row, k), pa.array(g), pa.array(qbar),
                      docs.column("n_tokens").combine_chunks().cast(pa.int64())], schema=_PLAN_SOURCE)
 
     names = ["shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r"]
@@ -544,7 +538,7 @@ def scores_batches(
             buckets.add(0, batch)
         totals = sums.totals()
         for i, k in enumerate(shards):
-            n = _num_rows(storage, layout.documents(k))
+            n = storage.parquet_rows(layout.documents(k))
             if not n:
                 continue
             cw, ck = buckets.read(0, i, n, dropped.get(k))
@@ -676,8 +670,6 @@ def _expand_stored(con: duckdb.DuckDBPyConnection, storage: StorageRoot, relpath
     if missing:
         raise ValueError(f"manifest has no {missing[0]!r} column (columns: {schema.names})")
     chunks = _chunks(storage, [(relpath, ["id", "shard", "row", "copies"])])
-    empty = pa.table({"id": pa.array([], pa.string()), "shard": pa.array([], pa.string()),
-                      "row": pa.array([], pa.int64()), "copies": pa.array([], pa.int32())})
 
     def parts() -> Iterator[pa.RecordBatchReader]:
         for lo, (t,) in chunks:
@@ -687,7 +679,9 @@ def _expand_stored(con: duckdb.DuckDBPyConnection, storage: StorageRoot, relpath
     gen = parts()
     first = next(gen, None)
     if first is None:  # an empty manifest: no rows, the columns of the join
-        return expand_copies(con, storage, empty.slice(0, 0), columns=columns, batch_rows=batch_rows)
+        empty = pa.table({"id": pa.array([], pa.string()), "shard": pa.array([], pa.string()),
+                          "row": pa.array([], pa.int64()), "copies": pa.array([], pa.int32())})
+        return expand_copies(con, storage, empty, columns=columns, batch_rows=batch_rows)
 
     def batches() -> Iterator[pa.RecordBatch]:
         yield from first

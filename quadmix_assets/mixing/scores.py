@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quadmix_assets.method import aggregate, sampling_frequency
+from quadmix_assets.storage import layout
 
 from .specs import MixtureSpec, global_params
 
@@ -109,10 +111,6 @@ def manifest_out_of_core(con, storage, shards: Sequence[str], spec: MixtureSpec,
 
     batches = list(sampling_plan(con, storage, shards, criteria, spec.params, seed, domain_aware=spec.domain_aware))
     if not batches:  # nothing selected: no rows, the columns' types as the stored files have them
-        import pyarrow.parquet as pq
-
-        from quadmix_assets.storage import layout
-
         def field(rel: str, name: str) -> pa.DataType:
             return pq.read_schema(storage.path(rel), filesystem=storage.fs).field(name).type
 

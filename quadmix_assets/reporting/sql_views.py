@@ -42,7 +42,6 @@ __all__ = ["VIEW_NAMES", "create_views", "lock_to_storage", "query_text", "query
 
 _STATIC = ("documents", "features", "ranks", "domains", "mixtures", "manifests", "mixture_scores", "proxy_results",
            "proxy_set_losses", "regressor_training")
-_CARD_COLUMNS = ("mixture_id", "domain", "documents", "tokens", "expected_tokens")
 VIEW_NAMES = _STATIC  # plus attr_<name> for every attribute folder
 
 
@@ -226,13 +225,15 @@ def create_views(con: duckdb.DuckDBPyConnection, storage: StorageRoot, query: st
         return build
 
     def score_cards() -> None:
+        from quadmix_assets.mixing.catalog import scores_card
+
+        schema = pa.schema([("mixture_id", pa.string()), ("domain", pa.int64()), ("documents", pa.int64()),
+                            ("tokens", pa.int64()), ("expected_tokens", pa.float64())])
         rows = []
         for rel in storage.list("mixtures", "/scores.json"):
             if rel.count("/") == 2:
-                card = storage.read_json(rel)
-                rows += [{"mixture_id": rel.split("/")[1], **{k: d[k] for k in _CARD_COLUMNS[1:]}} for d in card["per_domain"]]
-        schema = pa.schema([("mixture_id", pa.string()), ("domain", pa.int64()), ("documents", pa.int64()),
-                            ("tokens", pa.int64()), ("expected_tokens", pa.float64())])
+                key = rel.split("/")[1]
+                rows += [{"mixture_id": key, **{c: d[c] for c in schema.names[1:]}} for d in scores_card(storage, key)["per_domain"]]
         _arrow_view(con, "mixture_scores", pa.Table.from_pylist(rows, schema))
 
     def proxies() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import pyarrow.parquet as pq
 
 from quadmix_assets.corpus.shards import ShardRef, file_fingerprint
 from quadmix_assets.storage import layout
@@ -32,10 +31,6 @@ class ShardSelection:
     shards: list[str] = field(default_factory=list)
     fingerprints: dict[str, str] = field(default_factory=dict)
     left_out: dict[str, str] = field(default_factory=dict)
-
-
-def _rows(storage: StorageRoot, relpath: str) -> int:
-    return pq.read_metadata(storage.path(relpath), filesystem=storage.fs).num_rows
 
 
 def _documents_fingerprint(prov: Mapping) -> str | None:
@@ -76,7 +71,7 @@ def current_shards(
             continue
         problem = None
         if attributes:
-            n_docs = _rows(storage, docs)
+            n_docs = storage.parquet_rows(docs)
             for name in attributes:
                 path = layout.attribute(name, key)
                 if not storage.exists(path):
@@ -86,7 +81,7 @@ def current_shards(
                 if made_from != recorded:
                     problem = f"{name} attribute was computed from other documents ({made_from})"
                     break
-                n = _rows(storage, path)
+                n = storage.parquet_rows(path)
                 if n != n_docs:
                     problem = f"{name} attribute has {n} rows for {n_docs} documents"
                     break

@@ -267,6 +267,10 @@ class StorageRoot:
     def read_parquet(self, relpath: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.path(relpath), columns=columns, filesystem=self.fs)
 
+    def parquet_rows(self, relpath: str) -> int:
+        """The row count of a Parquet file, from its footer (no column is read)."""
+        return pq.read_metadata(self.path(relpath), filesystem=self.fs).num_rows
+
     def provenance(self, relpath: str) -> dict:
         """The provenance recorded in a Parquet file written by :meth:`write_parquet`."""
         schema = pq.read_schema(self.path(relpath), filesystem=self.fs)
