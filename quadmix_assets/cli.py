@@ -195,22 +195,33 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    """A SQL query over a stored run's DuckDB views (documents, attributes, ranks, manifests, proxies, ...)."""
+    """A SQL query over a stored run's DuckDB views (documents, attributes, ranks, manifests, proxies, ...).
+    Read-only: one SELECT whose plan writes nothing; ``--out`` (outside the storage root) is the only write.
+    A refused request (a statement that could write, a bad ``--out``, no stored run) is checked before the
+    views are built and exits 1 with what was refused."""
     from quadmix_assets.reporting import sql_views
     from quadmix_assets.storage import StorageRoot
     from quadmix_assets.storage.duck import duck_session
 
     storage = StorageRoot(os.path.abspath(args.storage) if args.storage and "://" not in args.storage
                           else (args.storage or env.default_storage_root()))
-    with duck_session(storage, memory_limit=args.memory_limit) as con:
-        sql_views.create_views(con, storage, args.query)
-        spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
-        sql_views.lock_to_storage(con, storage, [spill])
+    try:
+        sql_views.check_storage(storage)
         if args.out:
-            n = sql_views.query_to_file(con, args.query, args.out)
-            print(f"{n} rows written to {args.out}")
-        else:
-            sys.stdout.write(sql_views.query_text(con, args.query, max_rows=args.max_rows))
+            sql_views.check_out_path(storage, args.out)
+        with duck_session(storage, memory_limit=args.memory_limit) as con:
+            sql_views.one_select(con, args.query)  # parse only: refuse before building the views
+            sql_views.create_views(con, storage, args.query)
+            spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+            sql_views.lock_to_storage(con, storage, [spill])
+            if args.out:
+                n = sql_views.query_to_file(con, args.query, args.out, storage=storage)
+                print(f"{n} rows written to {args.out}")
+            else:
+                sys.stdout.write(sql_views.query_text(con, args.query, max_rows=args.max_rows))
+    except sql_views.SqlRefused as exc:
+        print(f"quadmix sql: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -281,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="a DuckDB SQL query over a stored run: views documents, features, attr_<name>, "
                          "ranks, domains, mixtures, manifests, mixture_scores, proxy_results, proxy_set_losses, "
                          "regressor_training (README, 'quadmix sql')")
-    sql.add_argument("query", help="one SQL statement, e.g. \"SELECT domain_name, count(*) FROM features GROUP BY 1\"")
+    sql.add_argument("query", help="one SELECT statement (read-only), e.g. \"SELECT domain_name, count(*) FROM features GROUP BY 1\"")
     sql.add_argument("--out", default=None, help="write every row to this .parquet or .csv file instead of printing")
     sql.add_argument("--max-rows", type=int, default=40, help="rows printed (default 40)")
     sql.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit; beyond it DuckDB spills to a temporary folder")

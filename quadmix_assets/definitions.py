@@ -36,6 +36,7 @@ from quadmix_assets.defs.automation import (
 from quadmix_assets.defs.checks import CHECKS
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_classifier, domain_labels
+from quadmix_assets.defs.loop import loop_sensor
 from quadmix_assets.defs.export import mixture_export
 from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
 from quadmix_assets.defs.proxies import proxy_noise, proxy_run
@@ -118,7 +119,7 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=JOBS,
-        sensors=[shard_sensor, automation_sensor],
+        sensors=[shard_sensor, automation_sensor, loop_sensor],
         resources={"settings": settings_resource(settings)},
         executor=executor_from_env(),
     )

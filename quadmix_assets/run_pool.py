@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from quadmix_assets import libc
+from quadmix_assets.worker_pool import die_with_parent as _die_with_parent
 
 __all__ = ["Outcome", "PartitionPool"]
 
-_PR_SET_PDEATHSIG = 1
 _WORKER: dict = {}
 
 
@@ -73,15 +71,6 @@ class Outcome:
 
     def get_asset_check_evaluations(self):
         return list(self.checks)
-
-
-def _die_with_parent() -> None:
-    prctl = libc.function("prctl")
-    if prctl is None:  # not Linux: the pool's shutdown still ends the workers
-        return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _init_worker(fields: dict, instance_ref, tags: dict, verbose: bool) -> None:

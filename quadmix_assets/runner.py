@@ -1,10 +1,12 @@
-"""Materialize the whole graph in-process, stage by stage, into a persistent Dagster instance.
+"""``quadmix run``: execute the loop's steps into a persistent Dagster instance, in this process or in
+worker processes, and report them.
 
-Stages: models -> every shard (documents, domain labels, quality scores) -> normaliser, criteria
-evaluation and mixture configs -> every mixture (scores, manifest). Each shard and each mixture is one
-run of its partitioned job, so a bad shard fails alone and the others go on; the UI shows every run.
-The partitions of a stage run ``jobs`` at a time in worker processes (:mod:`quadmix_assets.run_pool`;
-default: one per core), reported in partition order.
+What runs next is never decided here: each step comes from the loop's policy
+(:mod:`quadmix_assets.loop.policy`, read through :func:`quadmix_assets.defs.loop.plan`), the same decisions
+the ``quadmix_loop`` sensor takes under the Dagster daemon. Each shard and each mixture is a run of its
+partitioned job (several consecutive mixtures may share one run), so a bad shard fails alone and the
+others go on; the UI shows every run. The partitions of a step run ``jobs`` at a time in worker processes
+(:mod:`quadmix_assets.run_pool`; default: one per core), reported in partition order.
 
 Resume (on unless ``resume=False``, ``quadmix run --no-resume``): a job, or a job's partition, whose outputs
 are current (:mod:`quadmix_assets.resume`: same settings, Dagster's stale status FRESH, no failed run since)
@@ -24,16 +26,13 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterInstance
 
-from quadmix_assets.defs.partitions import add_partitions, exports_partitions, shards_partitions
-from quadmix_assets.defs.mixtures import MIXTURE_BATCH
-from quadmix_assets.defs.proxies import MAX_GROUP as MAX_PROXY_RUN
-from quadmix_assets.corpus.shards import file_fingerprint
+from quadmix_assets.defs.loop import partition_run_args, plan_runs  # noqa: F401 - how a step's partitions become runs
+from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency, Reused, corpus_fingerprint, settings_fingerprint
 from quadmix_assets.scoring.criteria import teacher_criteria
 from quadmix_assets.storage import StorageNotWritable, layout
-from quadmix_assets.storage.lock import RunLock, StorageLocked
+from quadmix_assets.storage.lock import HOLDER_TAG, RunLock, StorageLocked
 
 
 # Dagster's console logger at WARNING: warnings (quarantined records, left-out shards) and errors show,
@@ -181,27 +180,12 @@ def fail_killed_runs(instance: DagsterInstance) -> list[str]:
     return marked
 
 
-def partition_run_args(partitions: str | list[str] | tuple | None) -> tuple[str | None, dict]:
-    """``(partition_key, tags)`` for ``execute_in_process``: one key as Dagster's partition, several
-    consecutive keys (in the instance's order) as a backfill-style run over their range."""
-    if partitions is None or isinstance(partitions, str):
-        return partitions, {}
-    keys = list(partitions)
-    if len(keys) == 1:
-        return keys[0], {}
-    return None, {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-
-
 def _metadata(result, asset_name: str) -> dict:
     for mat in result.get_asset_materialization_events():
         m = mat.materialization
         if m.asset_key.path[-1] == asset_name:
             return {k: getattr(v, "value", v) for k, v in m.metadata.items()}
     return {}
-
-
-#: jobs whose outputs depend on one shard (or none), not on the corpus' shard list
-PER_SHARD_JOBS = ("models_job", "shard_fast_job", "shard_model_job")
 
 
 class _StageFailed(Exception):
@@ -231,7 +215,7 @@ def run_pipeline(
 
     summary = RunSummary()
     start = time.perf_counter()
-    lock = RunLock(settings.storage())
+    lock = RunLock(settings.storage(), token=_process_token(os.getpid()))
     try:
         with contextlib.ExitStack() as stack:
             _run(settings, instance, summary, log, lock, resume, default_workers() if jobs is None else max(1, int(jobs)), stack)
@@ -261,8 +245,18 @@ def distilled_students() -> list[tuple[str, str]]:
     return [(c.name, c.student) for c in teacher_criteria()]
 
 
+#: what a failed one-run stage means, in the run's summary
+_STOP_TEXT = {"models": "training the classifiers failed", "distill": "distilling the transformer criteria failed",
+              "normaliser": "normaliser / mixture configs failed", "proxy setup": "target sets / tokenizer failed"}
+
+
 def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log, lock: RunLock,
          resume: bool, jobs: int, stack: contextlib.ExitStack) -> None:
+    """Execute the loop's steps (:func:`quadmix_assets.defs.loop.plan`, the decisions of
+    :mod:`quadmix_assets.loop.policy`) until it is finished: here only how a step runs (this process or the
+    partition pool's workers) and what is printed; what runs next is the policy's."""
+    from quadmix_assets.defs.loop import LoopFacts, add_step_partitions, plan, refresh_policy
+    from quadmix_assets.loop.policy import Finished
     from quadmix_assets.run_pool import PartitionPool
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # model loaders' progress bars; the runner prints progress
@@ -284,18 +278,26 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
     summary.stale_runs_failed = fail_killed_runs(instance)
     if summary.stale_runs_failed:
         log(f"quadmix: marked {len(summary.stale_runs_failed)} run(s) of a killed quadmix run as failed")
-    settings_hash = settings_fingerprint(settings)
+    policy = refresh_policy()
     defs = build_definitions(settings)
-    refs = settings.shards()
-    corpus_hash = corpus_fingerprint(refs)
-    runner_tags = {RUNNER_TAG: _process_token(os.getpid()), SETTINGS_TAG: settings_hash, CORPUS_TAG: corpus_hash}
+    failed: dict[tuple[str, str | None], str] = {}
+    fresh: set[tuple[str, str | None]] = set()
+
+    def facts() -> LoopFacts:
+        return LoopFacts(instance, defs, settings, failed=failed, resume=resume, fresh=fresh)
+
+    first = facts()
+    # HOLDER_TAG: this process's runs (and its workers') write under the storage lock it holds
+    runner_tags = {RUNNER_TAG: _process_token(os.getpid()), HOLDER_TAG: lock.token, **first.run_tags()}
     known = set(instance.get_dynamic_partitions(shards_partitions.name))
-    new = [r.key for r in refs if r.key not in known]
+    new = [k for k in first.shards() if k not in known]
     if new:
         instance.add_dynamic_partitions(shards_partitions.name, new)
     preset = settings.run_preset()
-    log(f"quadmix: {len(refs)} shard(s) from {settings.corpus_glob}")
+    log(f"quadmix: {len(first.refs)} shard(s) from {settings.corpus_glob}")
     log(f"         storage {settings.storage_root}, preset {preset.name} (K={preset.n_configs}), instance {instance.root_directory}")
+    pool = stack.enter_context(PartitionPool(settings, instance, runner_tags, jobs))
+    out = _Reporter(summary, log, storage, resume)
 
     def count_checks(result, partition_key: str | None) -> None:
         for evaluation in result.get_asset_check_evaluations():
@@ -308,183 +310,335 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
                     metadata = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in evaluation.metadata.items()}
                     log(f"  check {evaluation.check_name}{where} FAILED: {metadata}")
 
-    def execute(job_name: str, partition_key: str | None = None, tags: dict | None = None, count: bool = True):
-        job = defs.resolve_job_def(job_name)
-        result = job.execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET,
-            tags={**runner_tags, **(tags or {})},
-        )
-        if count:
-            count_checks(result, partition_key)
-        return result
-
-    def currency() -> Currency | None:
-        """What is current now (one per stage: the resolver caches what it reads)."""
-        return Currency(instance, defs, settings_hash, corpus_hash) if resume else None
-
-    def reuse(job_name: str, partition_key: str | None, current: Currency | None, extra) -> Reused | None:
-        """When resuming and the job's (partition's) outputs are current: their records, else None."""
-        if not resume:
-            return None
-        counts = summary.skipped.setdefault(job_name, [0, 0])
-        counts[1] += 1
-        fan_in = job_name not in PER_SHARD_JOBS
-        why, records = (current or currency()).check(job_name, partition_key, extra, fan_in=fan_in)
-        if why is None:
-            counts[0] += 1
-            return Reused(records)
-        return None
-
-    def step(job_name: str, partition_key: str | None = None, tags: dict | None = None,
-             current: Currency | None = None, extra=None):
-        """Run the job (partition), or, when resuming and its outputs are current, reuse them."""
-        return reuse(job_name, partition_key, current, extra) or execute(job_name, partition_key, tags)
-
-    pool = stack.enter_context(PartitionPool(settings, instance, runner_tags, jobs))
-
-    def steps(job_name: str, keys: list[str], extra=None):
-        """:func:`step` for many partitions of one stage: yields ``(key, result)`` in the order of ``keys``,
-        each as soon as it and those before it are done; the ones not current run in the pool's workers."""
-        current = currency()
-        reused = {k: reuse(job_name, k, current, extra(k) if extra else None) for k in keys}
-        todo = [k for k in keys if reused[k] is None]
-        if len(todo) < 2 or not pool.usable:
-            for key in keys:
-                yield key, reused[key] or execute(job_name, key)
-            return
-        ran = pool.map(job_name, todo)
-        for key in keys:
-            if reused[key] is not None:
-                yield key, reused[key]
-                continue
-            done_key, result = next(ran)
-            assert done_key == key
-            count_checks(result, key)
-            yield key, result
-
-    def in_runs_of(job_name: str, keys: list[str], size: int):
-        """:func:`steps` for a stage whose runs may cover several partitions (the mixtures): the partitions
-        not current run as ranges of consecutive keys (in the instance's order), at most ``size`` per run and
-        spread over the pool's workers; yields ``(key, result)`` in the order of ``keys``, each result
-        holding that partition's own materializations."""
-        from quadmix_assets.defs.partitions import mixtures_partitions
+    def execute(job_name: str, keys: list, tags: dict | None = None):
+        """One Dagster run of ``job_name`` over ``keys`` in this process; its result per key."""
         from quadmix_assets.run_pool import Outcome
 
-        current = currency()
-        reused = {k: reuse(job_name, k, current, None) for k in keys}
-        todo = [k for k in keys if reused[k] is None]
-        ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
-        runs = plan_runs(ordered, todo, size, pool.jobs if pool.usable else 1)
-        if pool.usable and len(runs) > 1:
-            done = pool.map(job_name, runs)
-        else:
-            def one_by_one():
-                for keys_of_run in runs:
-                    t = time.perf_counter()
-                    key, tags = partition_run_args(keys_of_run)
-                    result = execute(job_name, key, tags, count=False)
-                    yield keys_of_run, (result if len(keys_of_run) == 1 else Outcome.of(result, time.perf_counter() - t))
-            done = one_by_one()
-        results: dict[str, object] = {}
-        for key in keys:
-            if reused[key] is not None:
-                yield key, reused[key]
-                continue
-            while key not in results:
-                keys_of_run, result = next(done)
-                count_checks(result, keys_of_run[0] if len(keys_of_run) == 1 else f"{keys_of_run[0]}..{keys_of_run[-1]}")
-                if len(keys_of_run) == 1:
-                    results[keys_of_run[0]] = result
-                else:
-                    results.update({k: result.partition(k, len(keys_of_run)) for k in keys_of_run})
-            yield key, results.pop(key)
-
-    execute.step, execute.steps, execute.currency = step, steps, currency  # the stage helpers get them here
-    execute.in_runs_of = in_runs_of
-
-    t = time.perf_counter()
-    result = step("models_job")
-    if not result.success:
-        raise _StageFailed("models", f"training the classifiers failed: {_failure_message(result)}")
-    dom = _metadata(result, "domain_classifier")
-    log(
-        f"[models] domain classifier test accuracy {dom.get('test_accuracy', float('nan')):.3f}, "
-        f"DCLM classifier ready ({_took(result, t)})"
-    )
-
-    paths = {r.key: r.path for r in refs}
-
-    def same_corpus_file(shard: str):
-        """Extra resume condition: the documents were read from the corpus file's current bytes."""
-        def check(key, mat) -> str | None:
-            if key.path[-1] != "documents":
-                return None
-            recorded = getattr(mat.metadata.get("fingerprint"), "value", None)
-            return None if recorded == file_fingerprint(paths[shard]) else "the corpus file changed since it was read"
-        return check
-
-    def per_shard(job_name: str, stage: str, keys: list[str]) -> None:
         t = time.perf_counter()
-        for i, (key, result) in enumerate(steps(job_name, keys, extra=same_corpus_file), 1):
-            if result.success:
-                md = _metadata(result, "documents")
-                what = f"{md.get('documents')} docs, {md.get('quarantined')} quarantined" if md else "scored"
-                log(f"[{stage} {i}/{len(keys)}] {key}: {what} ({_took(result, t)})")
-            else:
-                summary.shards_failed[key] = _failure_message(result)
-                log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.shards_failed[key]}")
+        key, range_tags = partition_run_args(keys)
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET,
+            tags={**runner_tags, **range_tags, **(tags or {})},
+        )
+        count_checks(result, key if len(keys) == 1 else f"{keys[0]}..{keys[-1]}")
+        if len(keys) == 1:
+            return {keys[0]: result}
+        outcome = Outcome.of(result, time.perf_counter() - t)
+        return {k: outcome.partition(k, len(keys)) for k in keys}
+
+    def run_step(step) -> dict:
+        """Every run of the step (ranges of partitions over the pool's workers where there are several)."""
+        from quadmix_assets.defs.loop import step_runs
+        from quadmix_assets.defs.partitions import mixtures_partitions
+
+        ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
+        workers = pool.jobs if pool.usable and step.job != "proxy_job" else 1
+        runs = step_runs(step, ordered, workers)
+        results: dict = {}
+        if pool.usable and len(runs) > 1 and step.job != "proxy_job":
+            for keys, outcome in pool.map(step.job, [k if len(k) > 1 else k[0] for k in runs]):
+                keys = [keys] if isinstance(keys, str) else list(keys)
+                count_checks(outcome, keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}")
+                results.update({keys[0]: outcome} if len(keys) == 1 else {k: outcome.partition(k, len(keys)) for k in keys})
+            return results
+        for i, keys in enumerate(runs, 1):
             t = time.perf_counter()
-        _log_skipped(summary, job_name, stage, log)
+            done = execute(step.job, keys, step.tags)
+            results.update(done)
+            if step.job == "proxy_job":
+                out.proxy_run(step, keys, done, i, len(runs), t)
+        return results
 
-    per_shard("shard_fast_job", "shard", [r.key for r in refs])
-    ok_keys = [r.key for r in refs if r.key not in summary.shards_failed]
+    last = None
+    while True:
+        f = facts()
+        step = plan(f, policy)
+        out.skipped_stages(f, step)
+        if isinstance(step, Finished):
+            break
+        if last == (step.job, step.keys):  # the policy asked for what just ran and succeeded: never loop forever
+            raise _StageFailed(step.stage, f"{step.job} ran but its outputs are still not current ({f.status(step.job, step.keys[0]).why})")
+        last = (step.job, step.keys)
+        add_step_partitions(instance, step)
+        t = time.perf_counter()
+        results = run_step(step)
+        for key, result in results.items():
+            fresh.add((step.job, key))
+            if not result.success:
+                failed[(step.job, key)] = _failure_message(result)
+        if any(not r.success for r in results.values()):
+            last = None
+        out.ran(f, step, results, t)
+    out.finished(f, step)
 
-    t = time.perf_counter()
-    result = step("distill_job")
-    if not result.success:
-        raise _StageFailed("distill", f"distilling the transformer criteria failed: {_failure_message(result)}")
-    parts = []
-    for criterion, student in distilled_students():
-        md = _metadata(result, student)
-        summary.shards_left_out.update(_left_out(md))
-        if md.get("mode") == "distill":
-            parts.append(
-                f"{criterion}: teacher {md.get('teacher_docs_per_s', 0):.1f} docs/s on {md.get('sample_docs')} docs, "
-                f"teacher-student rho {md.get('teacher_student_spearman_heldout', float('nan')):.2f}"
-            )
+
+class _Reporter:
+    """What ``quadmix run`` prints and counts in its summary: one line per partition or stage, the same for a
+    step that ran and for outputs that were current and skipped."""
+
+    def __init__(self, summary: RunSummary, log, storage, resume: bool):
+        self.summary, self.log, self.storage, self.resume = summary, log, storage, resume
+        self.reported: set = set()  # (job, key) reported in this invocation
+        self.stage_keys: dict[str, list] = {}
+
+    # --- labels ------------------------------------------------------------------------------------
+    def _mixture_label(self, keys) -> str:
+        from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
+
+        entries = {d["mixture_id"]: d for d in all_spec_dicts(self.storage)}
+        origins = {entries[k].get("origin") for k in keys if k in entries}
+        if origins == {"search"}:
+            return "optimum"
+        rounds = {round_of(entries[k]) for k in keys if k in entries}
+        if len(rounds) == 1 and (r := rounds.pop()) is not None and r >= 2:
+            return f"round {r}"
+        return ""
+
+    # --- stages that were current --------------------------------------------------------------------
+    def skipped_stages(self, facts, step) -> None:
+        """Report the outputs of the stages before ``step`` that are current and not yet reported."""
+        from quadmix_assets.loop.policy import STAGES, ok_mixtures, ok_shards
+
+        upto = next((i for i, (_, job, _) in enumerate(STAGES) if getattr(step, "job", None) == job), len(STAGES))
+        for stage, job, over in STAGES[:upto]:
+            if over is None:
+                keys = [None]
+            elif over == "shards":
+                keys = facts.shards()
+            elif over == "scored shards":
+                keys = ok_shards(facts)
+            elif over == "mixtures":
+                keys = facts.mixtures()
+            else:
+                keys = ok_mixtures(facts)
+            todo = [k for k in keys if (job, k) not in self.reported and facts.status(job, k).current]
+            if not todo:
+                continue
+            if job == "mixture_job":
+                for label, group in self._by_label(todo):
+                    self._report(facts, stage if not label else f"{label} mixture", job, group, {}, None)
+            elif job == "proxy_job":
+                self.reported.update((job, k) for k in todo)
+                self._count_skips(job, len(todo), len(todo))
+                self.log(f"[{stage}] resume: {len(todo)} of {len(todo)} proxies current, skipped")
+            else:
+                self._report(facts, stage, job, todo, {}, None)
+
+    def _by_label(self, keys):
+        groups: dict[str, list] = {}
+        for k in keys:
+            groups.setdefault(self._mixture_label([k]), []).append(k)
+        return list(groups.items())
+
+    def _count_skips(self, job: str, skipped: int, of: int) -> None:
+        if self.resume:
+            counts = self.summary.skipped.setdefault(job, [0, 0])
+            counts[0] += skipped
+            counts[1] += of
+
+    # --- a step that ran -------------------------------------------------------------------------------
+    def ran(self, facts, step, results: dict, t: float) -> None:
+        from quadmix_assets.loop.policy import ok_shards
+
+        job = step.job
+        if job == "shard_fast_job":
+            self._report(facts, "shard", job, facts.shards(), results, t)
+        elif job == "shard_model_job":
+            self._report(facts, "transformer scores", job, ok_shards(facts), results, t)
+        elif job == "mixture_job":
+            label = self._mixture_label(step.keys)
+            keys = [k for k in facts.mixtures() if k in results or ((job, k) not in self.reported and facts.status(job, k).current
+                                                                   and self._mixture_label([k]) == label)]
+            self._report(facts, f"{label} mixture" if label else "mixture", job, keys, results, t)
+        elif job == "proxy_job":
+            self.reported.update((job, k) for k in results)  # reported run by run (proxy_run)
+            self._count_skips(job, 0, len(results))
+        elif job in ("regressor_job", "rounds_job", "search_job", "export_job"):
+            self._optimisation(facts, step, results[None if job != "export_job" else step.keys[0]], t)
         else:
-            parts.append(f"{criterion}: direct")
-    log(f"[distill] {'; '.join(parts)} ({_took(result, t)})")
-    per_shard("shard_model_job", "transformer scores", ok_keys)
-    summary.shards_ok = [k for k in ok_keys if k not in summary.shards_failed]
+            self._report(facts, {"models_job": "models", "distill_job": "distill", "refresh_job": "normaliser",
+                                 "proxy_setup_job": "targets", "noise_job": "noise"}[job], job, [None], results, t)
 
-    t = time.perf_counter()
-    result = step("refresh_job")
-    if not result.success:
-        raise _StageFailed("normaliser", f"normaliser / mixture configs failed: {_failure_message(result)}")
-    norm = _metadata(result, "quality_normaliser")
-    summary.shards_left_out.update(_left_out(norm))
-    if summary.shards_left_out:
-        log(f"[normaliser] shard(s) left out: {summary.shards_left_out}")
-    ev = _metadata(result, "criteria_evaluation")
-    aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
-    log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({_took(result, t)})")
+    def _report(self, facts, stage: str, job: str, keys: list, results: dict, t: float | None) -> None:
+        """One line per partition (``[stage i/n] key: ...``) or for the stage, ran or reused."""
+        from quadmix_assets.resume import Reused
 
-    configs = storage.read_json(layout.mixture_configs())["configs"]
-    _mixtures([c["mixture_id"] for c in configs], summary, execute, log, "mixture")
-    if summary.mixtures_ok:
-        _optimise(settings, instance, summary, execute, log)
+        n_skipped = 0
+        for i, key in enumerate(keys, 1):
+            if (job, key) in self.reported and key not in results:
+                continue
+            if key in results:
+                result = results[key]
+            else:
+                st = facts.status(job, key)
+                if not st.current:
+                    continue
+                result = Reused(facts.records(job, key))
+                n_skipped += 1
+            self.reported.add((job, key))
+            self._line(stage, job, key, i, len(keys), result, t)
+            t = time.perf_counter()
+        considered = sum(1 for k in keys if k in results) + n_skipped
+        self._count_skips(job, n_skipped, considered)
+        if self.resume and job in ("shard_fast_job", "shard_model_job", "mixture_job"):
+            skipped, of = self.summary.skipped.get(job, (0, 0))
+            if skipped:
+                self.log(f"[{stage.split(' mixture')[0] if stage.endswith(' mixture') else stage}] resume: {skipped} of {of} {job} "
+                         "partition(s) so far current, skipped")
+
+    def _line(self, stage: str, job: str, key, i: int, n: int, result, t: float | None) -> None:
+        took = _took(result, t if t is not None else time.perf_counter())
+        s, log = self.summary, self.log
+        if not result.success:
+            msg = _failure_message(result)
+            where = {"shard_fast_job": "shard", "shard_model_job": "shard", "mixture_job": "mixture"}.get(job)
+            if where == "shard":
+                s.shards_failed.setdefault(key, msg)
+            elif where == "mixture":
+                s.mixtures_failed[key] = msg
+            log(f"[{stage} {i}/{n}] {key}: FAILED: {msg}" if key is not None else f"[{stage}] FAILED: {msg}")
+            return
+        if job in ("shard_fast_job", "shard_model_job"):
+            md = _metadata(result, "documents")
+            what = f"{md.get('documents')} docs, {md.get('quarantined')} quarantined" if md else "scored"
+            log(f"[{stage} {i}/{n}] {key}: {what} ({took})")
+        elif job == "mixture_job":
+            md = _metadata(result, "mixture_manifest")
+            s.shards_left_out.update(_left_out(_metadata(result, "mixture_scores")))
+            log(f"[{stage} {i}/{n}] {key} {md.get('name')}: {md.get('documents_selected')} docs, {md.get('tokens_after')} tokens ({took})")
+        elif job == "models_job":
+            dom = _metadata(result, "domain_classifier")
+            log(f"[models] domain classifier test accuracy {dom.get('test_accuracy', float('nan')):.3f}, DCLM classifier ready ({took})")
+        elif job == "distill_job":
+            parts = []
+            for criterion, student in distilled_students():
+                md = _metadata(result, student)
+                s.shards_left_out.update(_left_out(md))
+                if md.get("mode") == "distill":
+                    parts.append(f"{criterion}: teacher {md.get('teacher_docs_per_s', 0):.1f} docs/s on {md.get('sample_docs')} docs, "
+                                 f"teacher-student rho {md.get('teacher_student_spearman_heldout', float('nan')):.2f}")
+                else:
+                    parts.append(f"{criterion}: direct")
+            log(f"[distill] {'; '.join(parts)} ({took})")
+        elif job == "refresh_job":
+            norm = _metadata(result, "quality_normaliser")
+            s.shards_left_out.update(_left_out(norm))
+            if s.shards_left_out:
+                log(f"[normaliser] shard(s) left out: {s.shards_left_out}")
+            ev = _metadata(result, "criteria_evaluation")
+            aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
+            log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({took})")
+        elif job == "proxy_setup_job":
+            tg, tk = _metadata(result, "target_sets"), _metadata(result, "proxy_tokenizer")
+            s.shards_left_out.update(_left_out(tk))
+            log(f"[targets] {tg.get('sets')} sets, {tg.get('target_examples')} target / {tg.get('heldout_examples')} held-out examples; "
+                f"tokenizer vocab {tk.get('vocab_size')} ({took})")
+        elif job == "noise_job":
+            noise = _metadata(result, "proxy_noise")
+            log(f"[noise] {noise.get('configs_repeated')} configs retrained under a second seed: repeat Spearman "
+                f"{noise.get('repeat_spearman', float('nan')):.3f}, noise SD {noise.get('noise_sd', float('nan')):.4f} vs SD across "
+                f"configs {noise.get('loss_sd_across_configs', float('nan')):.4f} ({took})")
+
+    def proxy_run(self, step, keys: list, done: dict, i: int, n: int, t: float) -> None:
+        label = self._mixture_label(keys)
+        stage = {"": "proxies", "optimum": "optimum proxy"}.get(label, f"{label} proxies")
+        result = done[keys[0]]
+        if not result.success:
+            self.log(f"[{stage} {i}/{n}] {len(keys)} proxies FAILED: {_failure_message(result)}")
+            return
+        losses, speed = [], 0.0
+        for key in keys:  # each partition's own materialization names its proxy's result
+            md = _metadata(done[key], "proxy_run")
+            speed = speed or md.get("tokens_per_s", 0)
+            r = (md.get("results") or {}).get(key) or {}
+            if r.get("target_loss") is not None:
+                losses.append(r["target_loss"])
+        span = f"target loss {min(losses):.4f}..{max(losses):.4f}" if losses else "no finite proxy"
+        self.log(f"[{stage} {i}/{n}] {len(keys)} proxies, {speed:,.0f} tokens/s, {span} ({time.perf_counter() - t:.1f}s)")
+
+    def _optimisation(self, facts, step, result, t: float) -> None:
+        s, log = self.summary, self.log
+        took = _took(result, t)
+        if not result.success:
+            log(f"[{step.stage}] {step.job} FAILED: {_failure_message(result)}")
+            return
+        if step.job == "regressor_job":
+            _log_regressor(_metadata(result, "mixture_regressor"), log)
+        elif step.job == "rounds_job":
+            md = _metadata(result, "mixture_rounds")
+            if md.get("proposed"):
+                log(f"[round {md.get('round')}] {md.get('proposed')} configs proposed (best predicted loss "
+                    f"{md.get('best_predicted_loss', float('nan')):.4f}, best measured {md.get('best_measured_loss', float('nan')):.4f}) ({took})")
+            else:
+                log(f"[rounds] no new round: {md.get('why')}")
+        elif step.job == "search_job":
+            s.regressor = _metadata(result, "mixture_regressor")
+            _log_regressor(s.regressor, log)
+            search = _metadata(result, "mixture_search")
+            if search:
+                log(f"[search] {search['searched_configs']:,} configs ranked, optimum {search['mixture_id']} ({search['name']}), "
+                    f"predicted target loss {search['predicted_loss_of_optimum']:.4f} ({took})")
+        elif step.job == "export_job":
+            s.export = _metadata(result, "mixture_export")
+            self._count_skips("export_job", 0, 1)
+
+    # --- the end ---------------------------------------------------------------------------------------
+    def finished(self, facts, done) -> None:
+        """The summary of a finished loop: what is ok, failed, the optimum, its export and rank."""
+        from quadmix_assets.loop.policy import SEARCH_OPTIMUM, ok_mixtures
+        from quadmix_assets.proxy.optimise import measured_rank
+
+        s, log = self.summary, self.log
+        for stage, why in done.stopped.items():
+            if stage in _STOP_TEXT:
+                raise _StageFailed(stage, f"{_STOP_TEXT[stage]}: {why}")
+        shards = facts.shards()
+        for (job, key), why in facts.failures().items():
+            if job in ("shard_fast_job", "shard_model_job"):
+                s.shards_failed.setdefault(key, why)
+            elif job == "mixture_job":
+                s.mixtures_failed.setdefault(key, why)
+        s.shards_ok = [k for k in shards if k not in s.shards_failed]
+        s.mixtures_ok = ok_mixtures(facts)
+        for key in s.mixtures_ok:
+            st = facts.status("proxy_job", key)
+            if (why := facts.failures().get(("proxy_job", key))) is not None:
+                s.proxies_failed[key] = why
+            elif st.current:
+                results = _metadata(Reused_of(facts, "proxy_job", key), "proxy_run").get("results") or {}
+                status = (results.get(key) or {}).get("status", "no recorded status")
+                (s.proxies_ok.append(key) if status == "ok" else s.proxies_failed.__setitem__(key, status))
+        if not s.regressor:
+            s.regressor = _metadata(Reused_of(facts, "regressor_job", None), "mixture_regressor")
+        if done.export is None:
+            if "search" in done.stopped:
+                s.optimum_blocked = done.stopped["search"]
+                log(f"[search] {s.optimum_blocked}")
+            return
+        s.optimum = done.export
+        if done.selected_as != SEARCH_OPTIMUM:
+            s.optimum_blocked = f"{done.selected_as}; exporting it instead of the search's pick"
+            log(f"[search] {s.optimum_blocked}: {done.export}")
+        if not s.export:
+            s.export = _metadata(Reused_of(facts, "export_job", done.export), "mixture_export")
+            self._count_skips("export_job", 1, 1)
+            log(f"[export] {done.export} current, skipped")
+        s.optimum_rank = measured_rank(self.storage, s.optimum)
+        _report_optimum(self.storage, s, log)
+        log(f"[export] {s.export.get('occurrences')} documents (with copies), {s.export.get('tokens')} tokens "
+            f"({s.export.get('token_dtype')}) -> {s.export.get('path')}")
 
 
-def _log_skipped(summary: RunSummary, job_name: str, stage: str, log) -> None:
-    """One line per stage when resuming: how many of its runs so far were current and skipped."""
-    skipped, of = summary.skipped.get(job_name, (0, 0))
-    if skipped:
-        log(f"[{stage}] resume: {skipped} of {of} {job_name} partition(s) so far current, skipped")
+def Reused_of(facts, job: str, key):  # noqa: N802 - reads like the class it builds
+    """The recorded outputs of a current job (partition) as a result (empty when it is not current)."""
+    from quadmix_assets.resume import Reused
+
+    return Reused(facts.records(job, key) if facts.status(job, key).current else [])
 
 
 def _took(result, t: float) -> str:
     """How long a run took: its own time when a worker ran it, else the time since ``t``."""
+    from quadmix_assets.resume import Reused
     from quadmix_assets.run_pool import Outcome
 
     if isinstance(result, Reused):
@@ -494,215 +648,12 @@ def _took(result, t: float) -> str:
     return f"{result.seconds if isinstance(result, Outcome) else time.perf_counter() - t:.1f}s"
 
 
-def _contiguous_ranges(ordered: list[str], wanted: set[str], size: int) -> list[list[str]]:
-    """Runs of at most ``size`` consecutive partition keys (in the instance's order) that are all wanted:
-    one backfill-style run each, so their proxies train stacked."""
-    out, cur = [], []
-    for key in ordered:
-        if key in wanted and len(cur) < size:
-            cur.append(key)
-            continue
-        if cur:
-            out.append(cur)
-        cur = [key] if key in wanted else []
-    if cur:
-        out.append(cur)
-    return out
-
-
-def plan_runs(ordered: list[str], todo: list[str], size: int, workers: int) -> list[list[str]]:
-    """The Dagster runs for the partitions ``todo``: ranges of consecutive keys in the instance's order
-    ``ordered``, at most ``size`` per run and no more than an equal share per worker, so every worker
-    gets a run."""
-    if not todo:
-        return []
-    per_run = max(1, min(size, -(-len(todo) // max(1, workers))))
-    known = set(ordered)
-    # a key the instance does not know runs alone, and Dagster's own error names it
-    return _contiguous_ranges(ordered, set(todo), per_run) + [[k] for k in todo if k not in known]
-
-
-def _train_proxies(keys: list[str], instance, summary: RunSummary, execute, log, group_size: int, stage: str) -> None:
-    from quadmix_assets.defs.partitions import mixtures_partitions
-
-    current = execute.currency()
-    if current is not None:  # resume: proxies already trained on their current mixture are reused
-        todo = []
-        counts = summary.skipped.setdefault("proxy_job", [0, 0])
-        for key in keys:
-            counts[1] += 1
-            why, records = current.check("proxy_job", key)
-            if why is not None:
-                todo.append(key)
-                continue
-            counts[0] += 1
-            results = getattr(records[0].asset_materialization.metadata.get("results"), "value", None) or {}
-            status = (results.get(key) or {}).get("status", "no recorded status")
-            (summary.proxies_ok.append(key) if status == "ok" else summary.proxies_failed.__setitem__(key, status))
-        if len(todo) < len(keys):
-            log(f"[{stage}] resume: {len(keys) - len(todo)} of {len(keys)} proxies current, skipped")
-        keys = todo
-    ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
-    groups = _contiguous_ranges(ordered, set(keys), group_size)
-    for i, group in enumerate(groups, 1):
-        t = time.perf_counter()
-        key, tags = partition_run_args(group)
-        result = execute("proxy_job", key, tags)
-        if not result.success:
-            msg = _failure_message(result)
-            summary.proxies_failed.update({k: msg for k in group})
-            log(f"[{stage} {i}/{len(groups)}] {len(group)} proxies FAILED: {msg}")
-            continue
-        md = _metadata(result, "proxy_run")
-        for key, r in md.get("results", {}).items():
-            (summary.proxies_ok.append(key) if r["status"] == "ok" else summary.proxies_failed.__setitem__(key, r["status"]))
-        losses = [r["target_loss"] for r in md.get("results", {}).values() if r["target_loss"] is not None]
-        span = f"target loss {min(losses):.4f}..{max(losses):.4f}" if losses else "no finite proxy"
-        log(f"[{stage} {i}/{len(groups)}] {len(group)} proxies, {md.get('tokens_per_s', 0):,.0f} tokens/s, {span} "
-            f"({time.perf_counter() - t:.1f}s)")
-
-
-def _new_partitions(instance, before: set[str]) -> list[str]:
-    from quadmix_assets.defs.partitions import mixtures_partitions
-
-    return [k for k in instance.get_dynamic_partitions(mixtures_partitions.name) if k not in before]
-
-
-def _mixtures(keys: list[str], summary: RunSummary, execute, log, stage: str) -> list[str]:
-    ok = []
-    t = time.perf_counter()
-    for i, (key, result) in enumerate(execute.in_runs_of("mixture_job", keys, MIXTURE_BATCH), 1):
-        if result.success:
-            md = _metadata(result, "mixture_manifest")
-            summary.mixtures_ok.append(key)
-            summary.shards_left_out.update(_left_out(_metadata(result, "mixture_scores")))
-            ok.append(key)
-            log(f"[{stage} {i}/{len(keys)}] {key} {md.get('name')}: {md.get('documents_selected')} docs, "
-                f"{md.get('tokens_after')} tokens ({_took(result, t)})")
-        else:
-            summary.mixtures_failed[key] = _failure_message(result)
-            log(f"[{stage} {i}/{len(keys)}] {key}: FAILED: {summary.mixtures_failed[key]}")
-        t = time.perf_counter()
-    _log_skipped(summary, "mixture_job", stage, log)
-    return ok
-
-
-def _round_keys(storage, round_no: int) -> list[str]:
-    """Mixture ids registered for search round ``round_no`` (in registration order)."""
-    from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
-
-    return [d["mixture_id"] for d in all_spec_dicts(storage) if round_of(d) == round_no]
-
-
 def _log_regressor(reg: dict, log) -> None:
     if reg:
         log(f"[regressor] {reg.get('configs')} configs (rounds {reg.get('rounds')}): {reg.get('chosen')} chosen by repeated "
             f"5-fold CV, Spearman {reg.get('cv_spearman', float('nan')):.3f} ± {reg.get('cv_spearman_sd', float('nan')):.3f}, "
             f"MAE {reg.get('cv_mae', float('nan')):.4f} vs constant {reg.get('cv_mae_constant_predictor', float('nan')):.4f}; "
             f"noise ceiling (repeat Spearman) {reg.get('noise_ceiling_repeat_spearman', float('nan')):.3f}")
-
-
-def _optimise(settings: QuadmixSettings, instance, summary: RunSummary, execute, log) -> None:
-    """Proxies on every mixture, the noise ceiling, the search rounds (regressor -> proposals -> their
-    mixtures and proxies), the final regressor and search, and the optimum's mixture, proxy and export. When
-    the regressor is not trustworthy the best *measured* config is exported instead, labelled as such."""
-    from quadmix_assets.defs.export import SELECTED_AS_TAG
-    from quadmix_assets.proxy.optimise import best_measured, measured_rank
-
-    preset = settings.run_preset()
-    storage = settings.storage()
-    t = time.perf_counter()
-    result = execute.step("proxy_setup_job")
-    if not result.success:
-        raise _StageFailed("proxy setup", f"target sets / tokenizer failed: {_failure_message(result)}")
-    tg = _metadata(result, "target_sets")
-    tk = _metadata(result, "proxy_tokenizer")
-    summary.shards_left_out.update(_left_out(tk))
-    log(f"[targets] {tg.get('sets')} sets, {tg.get('target_examples')} target / {tg.get('heldout_examples')} held-out examples; "
-        f"tokenizer vocab {tk.get('vocab_size')} ({_took(result, t)})")
-    _train_proxies(summary.mixtures_ok, instance, summary, execute, log, MAX_PROXY_RUN, "proxies")
-
-    t = time.perf_counter()
-    result = execute.step("noise_job")
-    noise = _metadata(result, "proxy_noise")
-    if result.success:
-        log(f"[noise] {noise.get('configs_repeated')} configs retrained under a second seed: repeat Spearman "
-            f"{noise.get('repeat_spearman', float('nan')):.3f}, noise SD {noise.get('noise_sd', float('nan')):.4f} vs SD across "
-            f"configs {noise.get('loss_sd_across_configs', float('nan')):.4f} ({_took(result, t)})")
-    else:
-        log(f"[noise] FAILED: {_failure_message(result)} (the regressor is judged against the preset's fixed floor)")
-
-    from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
-
-    for round_no in range(2, preset.search_rounds + 1):
-        t = time.perf_counter()
-        result = execute.step("regressor_job")
-        if not result.success:
-            log(f"[rounds] regressor FAILED: {_failure_message(result)}")
-            break
-        _log_regressor(_metadata(result, "mixture_regressor"), log)
-        before = set(instance.get_dynamic_partitions(mixtures_partitions.name))
-        result = execute.step("rounds_job")
-        md = _metadata(result, "mixture_rounds")
-        if not result.success:
-            log(f"[rounds] no new round: {_failure_message(result)}")
-            break
-        if md.get("proposed"):
-            # a reused round: its partitions were registered by the run that made it
-            keys = list(md.get("mixtures") or []) if isinstance(result, Reused) else _new_partitions(instance, before)
-            log(f"[round {md.get('round')}] {md.get('proposed')} configs proposed (best predicted loss "
-                f"{md.get('best_predicted_loss', float('nan')):.4f}, best measured {md.get('best_measured_loss', float('nan')):.4f}) "
-                f"({_took(result, t)})")
-        else:
-            # the round may exist already (an earlier, interrupted run proposed it): finish it
-            keys = _round_keys(storage, round_no)
-            if not keys:
-                log(f"[rounds] no new round: {md.get('why')}")
-                break
-            add_partitions(instance, mixtures_partitions, [k for k in keys if k not in before])
-            log(f"[round {round_no}] {len(keys)} configs proposed by an earlier run")
-        ok = _mixtures(keys, summary, execute, log, f"round {round_no} mixture")
-        _train_proxies(ok, instance, summary, execute, log, MAX_PROXY_RUN, f"round {round_no} proxies")
-
-    t = time.perf_counter()
-    result = execute.step("search_job")
-    summary.regressor = _metadata(result, "mixture_regressor")
-    _log_regressor(summary.regressor, log)
-    search = _metadata(result, "mixture_search")
-    selected_as = "search optimum"
-    if search:
-        summary.optimum = search["mixture_id"]
-        log(f"[search] {search['searched_configs']:,} configs ranked, optimum {summary.optimum} ({search['name']}), "
-            f"predicted target loss {search['predicted_loss_of_optimum']:.4f} ({time.perf_counter() - t:.1f}s)")
-        t = time.perf_counter()
-        ok = _mixtures([summary.optimum], summary, execute, log, "optimum mixture")
-        if not ok:
-            return
-        _train_proxies([summary.optimum], instance, summary, execute, log, 1, "optimum proxy")
-    else:
-        gate = summary.regressor.get("gate") or (_failure_message(result) if not result.success else "the search did not run")
-        best, loss = best_measured(storage)
-        if best is None:
-            summary.optimum_blocked = f"no optimum and no measured config to fall back on ({gate})"
-            log(f"[search] {summary.optimum_blocked}")
-            return
-        summary.optimum_blocked = (f"the regressor's pick was not promoted because its {gate}; exporting the best measured "
-                                   f"config instead")
-        summary.optimum = best
-        selected_as = f"best measured config (proxy loss {loss:.4g}); regressor not promoted: {gate}"
-        log(f"[search] {summary.optimum_blocked}: {best} (proxy target loss {loss:.4f})")
-        t = time.perf_counter()
-    summary.optimum_rank = measured_rank(storage, summary.optimum)
-    add_partitions(instance, exports_partitions, [summary.optimum])  # promoted for export (search registers its own)
-    result = execute.step("export_job", summary.optimum, tags={SELECTED_AS_TAG: selected_as})
-    if not result.success:
-        summary.mixtures_failed[summary.optimum] = f"export: {_failure_message(result)}"
-        log(f"[export] FAILED: {summary.mixtures_failed[summary.optimum]}")
-        return
-    summary.export = _metadata(result, "mixture_export")
-    _report_optimum(storage, summary, log)
-    log(f"[export] {summary.export.get('occurrences')} documents (with copies), {summary.export.get('tokens')} tokens "
-        f"({summary.export.get('token_dtype')}) -> {summary.export.get('path')} ({_took(result, t)})")
 
 
 def _report_optimum(storage, summary: RunSummary, log) -> None:

@@ -37,7 +37,7 @@ from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
 EXPORT_VERSION = "mixture-export-v2"  # v2: Megatron tokens.bin + tokens.idx, any HF tokenizer
-SELECTED_AS_TAG = "quadmix/selected_as"
+from quadmix_assets.loop.policy import SEARCH_OPTIMUM, SELECTED_AS_TAG  # noqa: E402  (the loop selects what is exported)
 
 
 @asset(
@@ -70,7 +70,7 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             storage.write_file(f"{staged}/{rel}", Path(tmp) / rel)
         # why this mixture is exported: the search optimum, or (tagged by the runner) the best measured config
         # when the regressor's pick was not promoted
-        selected_as = context.run.tags.get(SELECTED_AS_TAG, "search optimum" if spec.origin == "search" else "requested")
+        selected_as = context.run.tags.get(SELECTED_AS_TAG, SEARCH_OPTIMUM if spec.origin == "search" else "requested")
         doc = _export_doc(context, storage, key, spec, summary, seed, manifest_path, shards, tok_card, selected_as)
         uri = storage.uri(f"{folder}/manifest.json")
         storage.write_json(f"{staged}/manifest.json", doc)  # last: a folder with a manifest is complete

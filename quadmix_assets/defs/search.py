@@ -26,7 +26,7 @@ from quadmix_assets.reporting import markdown_table
 from quadmix_assets.storage import content_hash, layout
 
 SEARCH_VERSION = "mixture-search-v2"
-ROUNDS_VERSION = "mixture-rounds-v1"
+ROUNDS_VERSION = "mixture-rounds-v2"  # v2: the decision stored for the loop (search/rounds.json)
 SEARCH_SEED_OFFSET = 1  # fresh configs: never the seed the K training configs were drawn with
 
 
@@ -36,6 +36,14 @@ def _surrogate(storage):
 
 def _add_partitions(context: AssetExecutionContext, ids: list[str]) -> None:
     add_partitions(context.instance, mixtures_partitions, ids)
+
+
+def _decided(storage, current: int, regressor_version: str, why: str, data_version: str) -> MaterializeResult:
+    """No new round: the decision is stored (the loop's policy reads it) and shown."""
+    uri = storage.write_json(layout.rounds_decision(), {"round": current, "proposed": 0, "regressor_version": regressor_version,
+                                                        "mixtures": [], "why": why})
+    return MaterializeResult(metadata={"path": MetadataValue.path(uri), "round": current, "proposed": 0, "why": why,
+                                       "regressor_version": regressor_version}, data_version=DataVersion(data_version))
 
 
 @asset(
@@ -56,9 +64,9 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
     ts = training_set(storage)
     best_measured = float(ts.y.min())
     noise = storage.read_json(layout.proxy_noise()) if storage.exists(layout.proxy_noise()) else {}
+    version = report["regressor_version"]
     if current >= preset.search_rounds:
-        return MaterializeResult(metadata={"round": current, "proposed": 0, "why": f"{current} of {preset.search_rounds} rounds exist"},
-                                 data_version=DataVersion(f"rounds-{current}"))
+        return _decided(storage, current, version, f"{current} of {preset.search_rounds} rounds exist", f"rounds-{current}")
     nxt = current + 1
     docs, _, _ = document_table(storage, preset.feature_docs, preset.seed)
     seed = preset.seed + 1000 * nxt
@@ -75,7 +83,7 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
     if factor is not None and noise_sd is not None and gain < factor * noise_sd:
         why = (f"predicted gain {gain:.4f} over the best measured config (predicted {pred_best_measured:.4f}, measured "
                f"{best_measured:.4f}) is below {factor:g} x the proxy noise (SD {noise_sd:.4f}): no round {nxt}")
-        return MaterializeResult(metadata={"round": current, "proposed": 0, "why": why}, data_version=DataVersion(f"rounds-{current}-stopped"))
+        return _decided(storage, current, version, why, f"rounds-{current}-stopped")
     entries = []
     for i, (p, pred) in enumerate(zip(configs, predicted)):
         kind = "near the predicted best" if i < info["exploit"] else "fresh exploration"
@@ -85,6 +93,8 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
                                          "proposed_by": {"regressor_version": report["regressor_version"], **info}})
     uri = register_specs(storage, entries)
     _add_partitions(context, [e["mixture_id"] for e in entries])
+    storage.write_json(layout.rounds_decision(), {"round": nxt, "proposed": len(entries), "regressor_version": version,
+                                                  "mixtures": [e["mixture_id"] for e in entries], "why": ""})
     rows = [[e["mixture_id"], e["name"], e["kind"], f"{e['predicted_loss']:.4g}"] for e in entries]
     return MaterializeResult(
         metadata={"path": MetadataValue.path(uri), "round": nxt, "proposed": len(entries),

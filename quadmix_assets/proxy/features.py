@@ -137,17 +137,17 @@ def mixture_features(docs: DocumentTable, configs, *, batch: int = 256) -> np.nd
 
 def mixture_features_parallel(docs: DocumentTable, configs, *, workers: int = 1, min_per_worker: int = 5000) -> np.ndarray:
     """:func:`mixture_features` split over ``workers`` processes (same numbers: every config's row is
-    computed independently); one process below ``min_per_worker`` configs per worker."""
+    computed independently); one process below ``min_per_worker`` configs per worker. The workers die with
+    this process (:mod:`quadmix_assets.worker_pool`)."""
     arrays = config_arrays(configs)
     C = arrays["alpha"].shape[0]
     workers = max(1, min(int(workers), C // max(1, min_per_worker)))
     if workers == 1:
         return mixture_features(docs, arrays)
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from quadmix_assets.worker_pool import process_pool
 
     bounds = np.linspace(0, C, workers + 1).astype(int)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with process_pool(workers) as pool:
         parts = [pool.submit(mixture_features, docs, {k: v[lo:hi] for k, v in arrays.items()})
                  for lo, hi in zip(bounds[:-1], bounds[1:])]
         return np.concatenate([f.result() for f in parts])

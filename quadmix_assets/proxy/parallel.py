@@ -3,8 +3,10 @@
 On the CPU each group of proxies trains in its own worker process with exactly one torch thread: a
 proxy's numbers then depend only on its data, its seeds and the model config, not on the machine's load,
 on which other proxies share its stacked model, or on the order of the partitions (tested bit for bit).
-Groups are spread over ``workers`` processes (default: every core). On CUDA one process trains the
-groups one after another (bf16 autocast; bit-exactness across groupings is not promised there).
+Groups are spread over ``workers`` processes (default: every core), which die with the process that
+started them (:mod:`quadmix_assets.worker_pool`: a killed ``quadmix run`` leaves no proxy training). On
+CUDA one process trains the groups one after another (bf16 autocast; bit-exactness across groupings is not
+promised there).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -77,9 +79,9 @@ def train_and_score(config, batches: np.ndarray, target_seqs: Mapping[str, Seque
     t0 = time.perf_counter()
     progress = Progress(f"proxies ({len(groups)} groups of <= {size})", K, "proxies", every_s=20.0)
     if workers > 1 and len(groups) > 1:
-        import multiprocessing as mp
+        from quadmix_assets.worker_pool import process_pool
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=mp.get_context("spawn")) as pool:
+        with process_pool(min(workers, len(groups))) as pool:
             futures = [pool.submit(_train_group, config, batches[g], [seeds[i] for i in g], seqs, dev, eval_batch)
                        for g in groups]
             sizes = {f: len(g) for f, g in zip(futures, groups)}

@@ -20,15 +20,23 @@ Views (created only when a query names them, so a query reads only what it uses)
 * ``regressor_training``: the configs the regressor learns from (``mixture_id``, ``round``, ``loss``) and
   their parameter numbers, one column per number (``alpha[domain,criterion]``-style names).
 
-After the views exist the connection is locked to the storage root: DuckDB may read only there and write
-nowhere (``enable_external_access = false`` with ``allowed_directories``), so a query cannot touch other files.
+The user's statement may only read (:func:`read_only_statement`): DuckDB's own parser must find exactly one
+statement of type SELECT, and DuckDB's plan of it must hold no operator that writes (a SELECT may carry
+``WITH x AS (COPY ... TO ...)`` or ``INSERT``/``UPDATE``/``DELETE ... RETURNING`` in a common table
+expression). Both are needed because the lock below cannot say "read only": ``allowed_directories`` lets
+DuckDB write where it may read, so without them a ``COPY ... TO '<storage>/documents/...'`` replaced a
+stored file. After the views exist the connection is locked (:func:`lock_to_storage`): DuckDB reads only
+under the storage root (``enable_external_access = false`` with ``allowed_directories``) and no setting
+can change any more (``lock_configuration``). The one write is ``--out``, done by this module's Python
+(:func:`query_to_file`), never under the storage root.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import duckdb
 import numpy as np
@@ -38,7 +46,8 @@ import pyarrow.parquet as pq
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.duck import file_ref, sql_list, sql_str
 
-__all__ = ["VIEW_NAMES", "create_views", "lock_to_storage", "query_text", "query_to_file"]
+__all__ = ["VIEW_NAMES", "SqlRefused", "check_out_path", "check_storage", "create_views", "lock_to_storage", "one_select",
+           "query_text", "query_to_file", "read_only_statement"]
 
 _STATIC = ("documents", "features", "ranks", "domains", "mixtures", "manifests", "mixture_scores", "proxy_results",
            "proxy_set_losses", "regressor_training")
@@ -262,12 +271,127 @@ def create_views(con: duckdb.DuckDBPyConnection, storage: StorageRoot, query: st
     return order
 
 
+class SqlRefused(ValueError):
+    """A ``quadmix sql`` request refused before anything ran: a statement that is not one read-only SELECT,
+    an ``--out`` that is not a ``.parquet``/``.csv`` file outside the storage root, or a storage root that
+    holds no run."""
+
+
+#: The statement types the user's statement may have, as DuckDB's parser types it. SELECT covers ``WITH``,
+#: ``FROM``-first, ``VALUES``, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE`` and ``PIVOT ... IN (...)`` too; every other
+#: type (COPY, EXPORT, ATTACH, DETACH, LOAD for INSTALL/LOAD, CREATE, INSERT, UPDATE, DELETE, DROP, ALTER, SET
+#: for SET/RESET/USE, PRAGMA, CALL, EXPLAIN, TRANSACTION, ...) is refused.
+READING_TYPES = ("SELECT",)
+
+#: Physical operators that change a file or a database, as DuckDB's ``EXPLAIN`` names them (any ``COPY*`` or
+#: ``CREATE*`` operator counts too). A SELECT's plan holds one when a common table expression writes:
+#: ``WITH x AS (COPY ... TO ...)`` or ``WITH x AS (INSERT/UPDATE/DELETE ... RETURNING *)`` parse as SELECT.
+WRITING_OPERATORS = frozenset({
+    "INSERT", "BATCH_INSERT", "UPDATE", "DELETE", "DELETE_OPERATOR", "MERGE_INTO", "COPY_TO_FILE", "BATCH_COPY_TO_FILE",
+    "FIXED_BATCH_COPY_TO_FILE", "COPY_DATABASE", "EXPORT", "CREATE_TABLE_AS", "BATCH_CREATE_TABLE_AS", "ALTER", "DROP",
+    "ATTACH", "DETACH", "SET", "SET_VARIABLE", "RESET", "LOAD", "PRAGMA", "TRANSACTION", "VACUUM", "UPDATE_EXTENSIONS",
+})
+
+_ONLY_READS = ("quadmix sql only reads: give one SELECT statement (WITH, FROM, DESCRIBE, SUMMARIZE are SELECTs); "
+               "to write the rows to a file, use --out FILE.parquet or FILE.csv")
+
+
+def _shown(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(statement: duckdb.Statement) -> str:
+    try:
+        return statement.type.name
+    except ValueError:  # a type the Python API has no name for (UPDATE EXTENSIONS in DuckDB 2.0)
+        return "UNKNOWN"
+
+
+def one_select(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.Statement:
+    """The one statement of ``query``, as DuckDB's own parser splits and types it; :class:`SqlRefused` unless
+    it is a single SELECT (:data:`READING_TYPES`). Parses only, nothing runs: it can come before the views
+    exist, to refuse early. A text that does not parse raises DuckDB's parser error."""
+    statements = con.extract_statements(query)
+    if not statements:
+        raise SqlRefused(f"refused: no statement given; {_ONLY_READS}")
+    if len(statements) > 1:
+        kinds = "; ".join(_kind(s) for s in statements)
+        raise SqlRefused(f"refused: {len(statements)} statements ({kinds}); {_ONLY_READS}")
+    statement = statements[0]
+    if _kind(statement) not in READING_TYPES:
+        raise SqlRefused(f"refused {_shown(statement.query)!r} (statement type {_kind(statement)}): {_ONLY_READS}")
+    return statement
+
+
+def _operators(plan) -> Iterator[str]:
+    """Every operator name of an ``EXPLAIN (FORMAT json)`` plan tree."""
+    if isinstance(plan, list):
+        for node in plan:
+            yield from _operators(node)
+    elif isinstance(plan, dict):
+        if isinstance(plan.get("name"), str):
+            yield plan["name"]
+        yield from _operators(plan.get("children") or [])
+
+
+def read_only_statement(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.Statement:
+    """``query``'s one SELECT (:func:`one_select`), refused (:class:`SqlRefused`) when DuckDB's plan of it
+    holds an operator that writes (:data:`WRITING_OPERATORS`). It is planned (``EXPLAIN``, not ``EXPLAIN
+    ANALYZE``), not run, so call this on the connection with the views; run the statement it returns, so what
+    runs is what was checked."""
+    statement = one_select(con, query)
+    explain = f"EXPLAIN (FORMAT json) {statement.query}"
+    checked = con.extract_statements(explain)
+    if len(checked) != 1 or _kind(checked[0]) != "EXPLAIN":  # pragma: no cover - one SELECT explains as one
+        raise SqlRefused(f"refused {_shown(statement.query)!r}: DuckDB cannot plan it alone; {_ONLY_READS}")
+    rows = con.execute(explain).fetchall()
+    writes = sorted({name for row in rows for name in _operators(json.loads(row[-1]))
+                     if name in WRITING_OPERATORS or name.startswith(("COPY", "CREATE"))})
+    if writes:
+        raise SqlRefused(f"refused {_shown(statement.query)!r}: it writes ({', '.join(writes)} in DuckDB's plan); "
+                         f"{_ONLY_READS}")
+    return statement
+
+
+def check_storage(storage: StorageRoot) -> None:
+    """:class:`SqlRefused` unless ``storage`` is a folder with stored documents: over a missing or empty root
+    every view would be empty and every query would answer 0 rows, as if the run had no data."""
+    hint = "pass --storage with the folder a `quadmix run` wrote (default: $QUADMIX_STORAGE or .quadmix/storage)"
+    if not storage.fs.isdir(storage.path("")):
+        raise SqlRefused(f"no storage at {storage.url}: {hint}, or run `quadmix run` first")
+    if not storage.exists("documents"):
+        raise SqlRefused(f"{storage.url} holds no stored run (no documents folder): {hint}")
+
+
+def check_out_path(storage: StorageRoot, out: str) -> str:
+    """``out`` as the absolute local path :func:`query_to_file` writes (its folder resolved through symbolic
+    links; the rows go to ``<path>.tmp-<pid>`` beside it first). :class:`SqlRefused` unless it ends in
+    ``.parquet`` or ``.csv``, its folder exists and it lies outside the storage root: the one write ``quadmix
+    sql`` does must not replace or add a stored file."""
+    if os.path.splitext(out)[1].lower() not in (".parquet", ".csv"):
+        raise SqlRefused(f"--out must end in .parquet or .csv; got {out!r}")
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(out)))
+    if not os.path.isdir(folder):
+        raise SqlRefused(f"--out {out!r}: the folder {folder} does not exist; create it first")
+    path = os.path.join(folder, os.path.basename(out))
+    if storage.is_local:  # a local file cannot lie under an fsspec root (s3://...)
+        root = os.path.realpath(storage.path(""))
+        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+            raise SqlRefused(f"--out {out!r} lies under the storage root {storage.url}: quadmix sql does not change a "
+                             "stored run; write the file elsewhere")
+    return path
+
+
 def lock_to_storage(con: duckdb.DuckDBPyConnection, storage: StorageRoot, extra_dirs: list[str] = ()) -> None:
-    """From now on DuckDB reads only under the storage root (and ``extra_dirs``) and writes nowhere else;
-    cannot be undone on this connection."""
+    """From now on DuckDB reads only under the storage root (and ``extra_dirs``, e.g. its spill folder) and
+    no setting can change (``lock_configuration``: a statement cannot switch external access back on, move
+    the spill folder or raise the memory limit); cannot be undone on this connection. DuckDB may still write
+    where it may read: :func:`read_only_statement` is what keeps the user's statement from writing."""
     root = file_ref(storage, "").rstrip("/") + "/"
     con.execute(f"SET allowed_directories = {sql_list([root, *extra_dirs])}")
     con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _cell(v) -> str:
@@ -280,10 +404,9 @@ def _cell(v) -> str:
 
 
 def query_text(con: duckdb.DuckDBPyConnection, query: str, max_rows: int = 40) -> str:
-    """The first ``max_rows`` rows of ``query`` as an aligned text table, and how many more there were."""
-    rel = con.sql(query)
-    if rel is None:  # a statement without a result
-        return "OK\n"
+    """The first ``max_rows`` rows of ``query`` (one read-only SELECT, :func:`read_only_statement`) as an
+    aligned text table, and how many more there were."""
+    rel = con.sql(read_only_statement(con, query))
     names = rel.columns
     reader = rel.to_arrow_reader(max(1, min(max_rows, 8192)))
     rows, more = [], 0
@@ -302,30 +425,25 @@ def query_text(con: duckdb.DuckDBPyConnection, query: str, max_rows: int = 40) -
     return "\n".join(lines) + "\n"
 
 
-def query_to_file(con: duckdb.DuckDBPyConnection, query: str, out: str) -> int:
-    """Write every row of ``query`` to the local file ``out`` (``.parquet`` or ``.csv``), streamed and
+def query_to_file(con: duckdb.DuckDBPyConnection, query: str, out: str, *, storage: StorageRoot) -> int:
+    """Write every row of ``query`` (one read-only SELECT, :func:`read_only_statement`) to the local file
+    ``out`` (``.parquet`` or ``.csv``, outside ``storage``'s root: :func:`check_out_path`), streamed and
     written aside then renamed into place; returns the row count."""
-    import os
-
     import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
-    kind = os.path.splitext(out)[1].lower()
-    if kind not in (".parquet", ".csv"):
-        raise ValueError(f"--out must end in .parquet or .csv; got {out!r}")
-    rel = con.sql(query)
-    if rel is None:
-        raise ValueError("the statement returns no rows to write")
+    path = check_out_path(storage, out)
+    rel = con.sql(read_only_statement(con, query))
     reader = rel.to_arrow_reader(65536)
-    tmp = f"{out}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{os.getpid()}"
     n = 0
     try:
-        writer = pq.ParquetWriter(tmp, reader.schema, compression="zstd") if kind == ".parquet" else pcsv.CSVWriter(tmp, reader.schema)
+        writer = (pq.ParquetWriter(tmp, reader.schema, compression="zstd") if path.lower().endswith(".parquet")
+                  else pcsv.CSVWriter(tmp, reader.schema))
         with writer:
             for batch in reader:
                 writer.write_batch(batch)
                 n += batch.num_rows
-        os.replace(tmp, out)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

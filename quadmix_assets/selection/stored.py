@@ -195,12 +195,13 @@ def _seed_worker(work: _SeedWork, ordered, storage_url: str, tokenizer_json: str
 
 def _seeds_in_processes(work: list[_SeedWork], ordered, storage_url: str, tokenizer_json: str, targets, threads,
                         jobs: int, log: Callable[[str], None]) -> list[Comparison]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """The seeds on ``jobs`` spawned workers, which die with this process (:mod:`quadmix_assets.worker_pool`:
+    a killed ``quadmix compare`` leaves no evaluation model training)."""
+    from quadmix_assets.worker_pool import process_pool
 
     jobs = min(int(jobs), len(work))
     log(f"{len(work)} seeds in {jobs} worker processes ({threads or 'default'} torch thread(s) each)")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with process_pool(jobs) as pool:
         futures = [pool.submit(_seed_worker, w, ordered, storage_url, tokenizer_json, targets, threads) for w in work]
         comps = [f.result() for f in futures]
     for w in work:

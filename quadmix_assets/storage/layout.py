@@ -100,6 +100,11 @@ def regressor_report() -> str:
     return "regressor/report.json"
 
 
+def rounds_decision() -> str:
+    """The last search-round decision: the regressor it was made with, how many configs it proposed, why not."""
+    return "search/rounds.json"
+
+
 def search_result() -> str:
     return "search/result.json"
 

@@ -1,4 +1,4 @@
-"""One writer per storage root: the lock ``quadmix run`` holds while it works.
+"""One writer per storage root: the lock ``quadmix run`` holds while it works, and every run that writes.
 
 A local root gets ``.quadmix-run.lock`` with an exclusive ``flock``: the kernel releases it when the holder
 exits or is killed (``kill -9`` included), so a crash never leaves a stale lock, and the file's content
@@ -6,6 +6,13 @@ exits or is killed (``kill -9`` included), so a crash never leaves a stale lock,
 root refuses at once with :class:`StorageLocked` instead of removing the first one's temporary files and
 writing the same outputs beside it. Object stores (``s3://``...) have no such lock; there the caller is told
 that nothing is locked.
+
+Every Dagster run that writes under the root takes the same lock for its duration (:func:`writer_lease`,
+from the settings resource), unless it belongs to the holder: ``quadmix run`` tags the runs it executes
+with its token (:data:`HOLDER_TAG`), so its own runs and worker processes write while it holds the lock,
+and nobody else does. A run from the UI, the daemon or ``dagster asset materialize`` is refused at once
+while a ``quadmix run`` holds the root, naming it; while another run holds it, it waits (runs the
+daemon launches side by side take turns).
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ class StorageLocked(RuntimeError):
 class RunLock:
     """Exclusive lock on a local storage root; ``acquire()`` raises :class:`StorageLocked` when taken."""
 
-    def __init__(self, storage: StorageRoot, what: str = "quadmix run"):
+    def __init__(self, storage: StorageRoot, what: str = "quadmix run", token: str = ""):
         self.storage = storage
         self.what = what
+        self.token = token
         self.path = storage.path(LOCK_NAME) if storage.is_local else None
         self._fd: int | None = None
 
@@ -37,26 +45,39 @@ class RunLock:
     def supported(self) -> bool:
         return self.path is not None
 
-    def acquire(self) -> None:
+    def acquire(self, wait_s: float = 0.0, allow: str | None = None) -> bool:
+        """Take the lock (True); raise :class:`StorageLocked` naming the holder when it is taken. ``allow``:
+        a holder token for which a taken lock is no refusal (False: held by that holder, not taken here).
+        ``wait_s``: how long to wait while another *run* holds it (a ``quadmix run`` is refused at once)."""
         import fcntl
 
         if self.path is None or self._fd is not None:
-            return
+            return False
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise StorageLocked(
-                f"storage {self.storage.url} is in use by another {self.what} ({holder}); wait for it to finish, "
-                "or use another --storage"
-            ) from None
-        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                info = _holder_info(fd)
+                if allow and info.get("token") == allow:
+                    os.close(fd)
+                    return False
+                if info.get("what") == "quadmix run" or time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StorageLocked(
+                        f"storage {self.storage.url} is in use by {_who(info)} ({_describe(info)}); "
+                        "wait for it to finish, or use another --storage"
+                    ) from None
+                time.sleep(0.5)
+        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "what": self.what, "token": self.token,
+                           "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         self._fd = fd
+        return True
 
     def release(self) -> None:
         import fcntl
@@ -78,11 +99,36 @@ class RunLock:
         self.release()
 
 
-def _read_holder(fd: int) -> str:
+def _holder_info(fd: int) -> dict:
     try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
     except (OSError, ValueError):
-        info = {}
+        return {}
+
+
+def _who(info: dict) -> str:
+    what = info.get("what") or "another writer"
+    return f"another {what}" if what == "quadmix run" else what
+
+
+def _describe(info: dict) -> str:
     if not info:
         return "holder unknown"
     return f"pid {info.get('pid')} on {info.get('host')}, since {info.get('since')}"
+
+
+#: run tag: the token of the ``quadmix run`` whose lock a run writes under
+HOLDER_TAG = "quadmix/storage_holder"
+#: how long a run waits for another run's lock (``QUADMIX_LOCK_WAIT_S``, default an hour)
+LOCK_WAIT_S = float(os.environ.get("QUADMIX_LOCK_WAIT_S", "3600"))
+
+
+def writer_lease(storage: StorageRoot, run_tags: dict | None, run_id: str = "") -> RunLock | None:
+    """The lock a run must hold to write under ``storage``: None when its ``quadmix run`` holds it (the
+    run's :data:`HOLDER_TAG` names the holder) or the root cannot be locked; else the lock, taken (the
+    caller releases it when the run ends). Raises :class:`StorageLocked` when a ``quadmix run`` holds it,
+    or another run held it for longer than :data:`LOCK_WAIT_S`."""
+    lock = RunLock(storage, what=f"Dagster run {run_id[:8]}".strip(), token=run_id)
+    if not lock.supported:
+        return None
+    return lock if lock.acquire(wait_s=LOCK_WAIT_S, allow=(run_tags or {}).get(HOLDER_TAG)) else None

@@ -110,6 +110,7 @@ def test_jobs_sensors_schedules(tmp_path):
     # the automation sensor is declared (running) so Dagster adds no implicit, stopped default one
     assert sorted((s.name, s.default_status.value) for s in repo.sensor_defs) == [
         ("quadmix_automation_sensor", "RUNNING"),
+        ("quadmix_loop", "RUNNING"),
         ("shard_sensor", "RUNNING"),
     ]
     # no schedule: the nightly refresh is the normaliser's and configs' automation condition (cron tick, stale)
