@@ -1,5 +1,6 @@
-"""The hostile-input table of the README: every hostile input of the fault-injection suite
-(`quadmix_assets_tests/pipeline/hostile.py`) through the `documents` asset and its checks, in Dagster.
+"""The hostile-input table of docs/resume-and-faults.md ("Hostile inputs"): every hostile input of the
+fault-injection suite (`quadmix_assets_tests/pipeline/hostile.py`) through the `documents` asset and its
+checks, in Dagster.
 
     python benchmarks/fault_table.py [--out fault_table.md]
 

@@ -74,6 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "QUADMIX_DATA_DIR": settings.data_dir, "QUADMIX_PRESET": settings.preset,
                     **({"QUADMIX_CONFIGS": str(settings.n_configs)} if settings.n_configs else {})}, indent=2)
     )
+    if args.reoptimise:  # the loop's refresh policy (quadmix_assets.defs.loop.refresh_policy) reads it
+        os.environ["QUADMIX_REOPTIMISE"] = args.reoptimise
     with DagsterInstance.get() as instance:
         summary = run_pipeline(settings, instance, resume=not args.no_resume, jobs=args.jobs)
     return report_failures(summary, args.allow_partial)
@@ -241,7 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, help="reference data folder (default: $QUADMIX_DATA_DIR or ../shared/data)")
     run.add_argument("--dagster-home", default=None, help="persistent Dagster instance (default: $DAGSTER_HOME or .quadmix/dagster_home)")
     run.add_argument("--allow-partial", action="store_true", help="exit 0 even when shards, mixtures or proxies failed or "
-                     "were left out, as long as some mixture was made (default: exit 1 on any failure)")
+                     "were left out, or nothing was exported, as long as some mixture was made (default: exit 1 on any failure)")
+    run.add_argument("--reoptimise", choices=("share", "always", "never"), default=None,
+                     help="after a corpus refresh, retrain the proxies and search again: always, never (only re-export the "
+                     "exported mixture's parameters on the new corpus), or share (when the new documents reach "
+                     "$QUADMIX_REOPTIMISE_SHARE, default 0.25, of the corpus); default: $QUADMIX_REOPTIMISE or share")
     run.add_argument("--no-resume", "--force", dest="no_resume", action="store_true",
                      help="redo every stage (default: skip shards, mixtures, proxies and stages whose outputs are current: "
                      "same settings, code versions and input data versions)")

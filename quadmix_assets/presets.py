@@ -81,11 +81,11 @@ PRESETS: dict[str, Preset] = {
         askllm_sample=384,
         askllm_max_doc_tokens=128,
         # 60 steps x 16 x 129 = 124k tokens per proxy. At 30 steps x 8, two data orders gave target losses
-        # with Spearman -0.12 across 10 configs (pure noise). Between 120 and 60 steps (README, "Proxies"):
-        # 60 repeats better (proxy_fidelity, 32 configs: 0.754 vs 0.389; noise ceiling 0.812 vs 0.691), its
-        # regressor is stronger (0.879 vs 0.799), the demo takes 15 instead of 21 min, and in `quadmix compare
-        # --seeds 3` its optimum has the lowest held-out loss of the 8 methods (6.191) where 120 steps' was
-        # third (6.242, behind langid-only 6.204 and heuristic-only 6.227)
+        # with Spearman -0.12 across 10 configs (pure noise). Between 120 and 60 steps (docs/selection-studies.md,
+        # "The proxy budget"): 60 repeats better (proxy_fidelity, 32 configs: 0.754 vs 0.389; noise ceiling
+        # 0.812 vs 0.691), its regressor is stronger (0.879 vs 0.799), the demo takes 15 instead of 21 min, and
+        # in `quadmix compare --seeds 3` its optimum has the lowest held-out loss of the 8 methods (6.191) where
+        # 120 steps' was third (6.242, behind langid-only 6.204 and heuristic-only 6.227)
         proxy_steps=60,
         proxy_batch_size=16,
         target_examples=48,
@@ -95,7 +95,8 @@ PRESETS: dict[str, Preset] = {
         # benchmarks/objective_choice.py: winogrande 0.83, lambada 0.78, jeopardy 0.72, openbook_qa 0.72,
         # copa 0.69, gsm8k 0.56, siqa 0.42; every other set <= 0.22, mmlu_redux 0.01, wikitext2 0.00). The
         # same rule at the 120 steps of before had kept copa, lambada, winogrande and siqa. On all 15 sets the
-        # loss repeats with Spearman 0.27 only: mostly noise for this 0.3M-parameter proxy (README, "Objective")
+        # loss repeats with Spearman 0.27 only: mostly noise for this 0.3M-parameter proxy (docs/method.md,
+        # "Objective")
         objective_sets=("copa", "gsm8k", "jeopardy_all", "lambada_openai", "openbook_qa", "siqa", "winogrande"),
         search_rounds=2,
         round_size=16,

@@ -10,11 +10,18 @@ A job's partition (or an unpartitioned job) is *current* when every asset the jo
   current data versions of its parents (Dagster's own ``CachingStaleStatusResolver``, the one the UI's
   "stale" badge and ``stale_assets_only`` sensors use),
 - for a partition, no failed or in-progress run since (Dagster's partition status),
-- its output file (the ``path`` metadata of a local storage root) still there, and
-- whatever the caller adds (``extra``): the runner checks that a shard's documents were read from the
-  corpus file's current bytes (its fingerprint), which no Dagster asset represents.
+- every file it wrote still the file it wrote: each materialization records the size and sha256 of every
+  file its asset wrote under the storage root (``quadmix/files``, :mod:`quadmix_assets.defs.file_records`);
+  a file missing, of another size, or (hashed when it may have changed:
+  :mod:`quadmix_assets.storage.records`) of other content makes the job not current, and the reason names
+  the file. The instance says what was written; only the files say what is there now. A materialization
+  made before files were recorded keeps the older check: its output file (the ``path`` metadata of a local
+  storage root) still there. And
+- whatever the caller adds (``extra``), asked last: the runner checks that a shard's documents were read
+  from the corpus file's current bytes (its fingerprint), which no Dagster asset represents. A damaged
+  stored documents file is reported as that file (above), never as a changed corpus file.
 
-Everything else is redone. Nothing here writes: the decision is read from the instance.
+Everything else is redone. Nothing here writes: the decision is read from the instance and the files.
 """
 
 from __future__ import annotations
@@ -24,10 +31,13 @@ import os
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 
-from dagster import AssetKey, AssetPartitionStatus, AssetRecordsFilter, DagsterInstance
+from dagster import AssetKey, AssetPartitionStatus, AssetRecordsFilter, DagsterInstance, EnvVar
 
 from quadmix_assets import __version__
-from quadmix_assets.storage import content_hash
+from quadmix_assets.defs.file_records import recorded_files
+from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.storage import StorageRoot, content_hash
+from quadmix_assets.storage.records import find_damage
 
 #: run tag naming the settings a run was made with (see :func:`settings_fingerprint`)
 SETTINGS_TAG = "quadmix/settings"
@@ -42,9 +52,17 @@ def corpus_fingerprint(refs) -> str:
     return content_hash(sorted((r.key, r.name) for r in refs), length=24)
 
 
+#: settings that say where things are, not what is computed: left out of the settings hash. Where the
+#: outputs are is checked by their recorded files (under whichever root is checked), which shards by the
+#: corpus hash and each shard's content fingerprint; so a storage root and instance copied or moved
+#: elsewhere stay current, and a root lacking the files is redone
+LOCATION_FIELDS = ("storage_root", "corpus_glob")
+
+
 def settings_fingerprint(settings) -> str:
-    """Hash of every field of the settings resource, the resolved preset and the package version."""
-    fields = {k: getattr(settings, k) for k in type(settings).model_fields}
+    """Hash of every field of the settings resource but its locations, the resolved preset and the package
+    version."""
+    fields = {k: getattr(settings, k) for k in type(settings).model_fields if k not in LOCATION_FIELDS}
     preset = dataclasses.asdict(settings.run_preset())
     return content_hash({"settings": fields, "preset": preset, "quadmix": __version__}, length=24)
 
@@ -66,14 +84,33 @@ class Reused:
         return []
 
 
+def definitions_storage(defs) -> StorageRoot | None:
+    """The storage root of the definitions' ``settings`` resource when it names one (the runner's
+    definitions, built from its settings); None where the location is read when a run starts (an
+    ``EnvVar``), is refused by the deployment's policy, or there is no such resource."""
+    settings = (getattr(defs, "resources", None) or {}).get("settings")
+    root = getattr(settings, "storage_root", None)
+    if not isinstance(settings, QuadmixSettings) or not isinstance(root, str) or isinstance(root, EnvVar):
+        return None
+    try:
+        return settings.storage()
+    except Exception:  # noqa: BLE001 - no storage to check: the older checks still apply
+        return None
+
+
 class Currency:
     """Decides per job (and partition) whether its outputs are current; one per stage of the runner.
 
     The stale-status resolver caches what it reads, so make a new ``Currency`` after running anything its
     answers depend on (the runner makes one per stage: a stage's partitions do not depend on each other).
+
+    ``storage``: the storage root the recorded files are checked under (local or fsspec); default: the
+    one the definitions' ``settings`` resource names (:func:`definitions_storage`). Without one, only the
+    older ``path`` check is made.
     """
 
-    def __init__(self, instance: DagsterInstance, defs, settings_hash: str, corpus_hash: str | None = None):
+    def __init__(self, instance: DagsterInstance, defs, settings_hash: str, corpus_hash: str | None = None,
+                 storage: StorageRoot | None = None):
         from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
         from dagster._core.definitions.data_version import CachingStaleStatusResolver
         from dagster._time import get_current_datetime
@@ -82,6 +119,7 @@ class Currency:
         self.defs = defs
         self.settings_hash = settings_hash
         self.corpus_hash = corpus_hash
+        self.storage = storage if storage is not None else definitions_storage(defs)
         graph = defs.resolve_asset_graph()
         self.graph = graph
         view = AssetGraphView(
@@ -136,10 +174,22 @@ class Currency:
                 if st in (AssetPartitionStatus.FAILED, AssetPartitionStatus.IN_PROGRESS):
                     return f"{name}'s latest run {st.value.lower().replace('_', ' ')}", []
             mat = record.asset_materialization
-            path = getattr(mat.metadata.get("path"), "value", None)
-            if isinstance(path, str) and "://" not in path and not os.path.exists(path):
-                return f"{name}'s output {path} is gone", []
+            if why := self._files_damaged(name, mat, record.timestamp):
+                return why, []
             if extra is not None and (why := extra(key, mat)):
                 return f"{name}: {why}", []
             records.append(record)
         return None, records
+
+    def _files_damaged(self, name: str, mat, written_at: float) -> str | None:
+        """Why the files this materialization wrote are not what it wrote (None: they are): every recorded
+        file checked under the storage root; for a materialization without a record (made before files
+        were recorded) or without a storage root to check, its local ``path`` must still exist."""
+        files = recorded_files(mat.metadata)
+        if files is not None and self.storage is not None:
+            damage = find_damage(self.storage, files, written_at)
+            return None if damage is None else f"{name}: stored file {damage[0]} {damage[1]}"
+        path = getattr(mat.metadata.get("path"), "value", None)
+        if isinstance(path, str) and "://" not in path and not os.path.exists(path):
+            return f"{name}'s output {path} is gone"
+        return None

@@ -75,8 +75,8 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        """Everything succeeded: every shard used, every mixture and stage done."""
-        return bool(self.mixtures_ok) and not self.partial
+        """Everything succeeded: every shard used, every mixture and stage done, a mixture exported."""
+        return bool(self.mixtures_ok) and not self.partial and bool(self.export)
 
     def exit_code(self, allow_partial: bool = False) -> int:
         """0 when everything succeeded; with ``allow_partial`` also when some mixture was made despite
@@ -94,6 +94,8 @@ class RunSummary:
         out += [f"proxy {k} FAILED: {v}" for k, v in self.proxies_failed.items()]
         if not self.mixtures_ok and not self.stages_failed:
             out.append("no mixture was made")
+        elif not self.export and not self.stages_failed:
+            out.append(f"nothing was exported: {self.optimum_blocked or 'the loop did not reach the export'}")
         return out
 
 

@@ -148,7 +148,8 @@ def check_locations(storage_root: str, corpus_glob: str, data_dir_: str, environ
             )
 
 
-#: input limits of the shard reader settable from the environment (README "Bad input"): setting -> variable
+#: input limits of the shard reader settable from the environment (docs/resume-and-faults.md, "Input limits"):
+#: setting -> variable
 LIMIT_VARIABLES = {
     "max_line_bytes": "QUADMIX_MAX_LINE_BYTES",
     "max_shard_bytes": "QUADMIX_MAX_SHARD_BYTES",

@@ -11,7 +11,7 @@ from quadmix_assets.config import resolve_config
 from quadmix_assets.presets import PRESETS, get_preset
 
 # captured from the literals of presets.py at commit d3a42dc (before the refactor); changed on purpose since:
-# the cpu objective (session 12: the same repeatability rule measured at 60 proxy steps)
+# the cpu objective (commit 03fddcf, 2026-12-03: the same repeatability rule measured at 60 proxy steps)
 FROZEN = {'cpu': {'askllm_max_doc_tokens': 128,
          'askllm_mode': 'distill',
          'askllm_sample': 384,

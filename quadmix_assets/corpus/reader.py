@@ -88,7 +88,7 @@ REASONS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Bounds on what one shard may cost to read (see the module docstring; README "Bad input")."""
+    """Bounds on what one shard may cost to read (see the module docstring; docs/resume-and-faults.md, "Bad input")."""
 
     max_line_bytes: int = 16 * 1024 * 1024  # one JSONL line (record)
     max_shard_bytes: int = 4 * 1024**3  # decompressed JSONL bytes, or the Parquet file's size

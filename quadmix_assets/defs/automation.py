@@ -1,6 +1,7 @@
 """Jobs, the shard sensor (new or changed corpus files -> shard partitions and runs) and the automation
 condition sensor (``defs/conditions.py``: labels, scores and mixtures kept current, and the nightly
-refresh of the normaliser and mixture configs when stale).
+refresh of the normaliser and mixture configs when stale). Both are stopped by default: the
+``quadmix_loop`` sensor (``defs/loop.py``) is the one orchestrator, from new corpus files to the export.
 
 A new corpus file, with ``dagster dev`` (or the daemon) running and nothing else done: the shard
 sensor adds its ``shards`` partition and runs ``shard_job`` (documents, domain label, every quality
@@ -154,7 +155,9 @@ def _file_stamp(fs, path: str) -> str:
 @sensor(
     job=shard_job,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
-    default_status=DefaultSensorStatus.RUNNING,
+    # stopped by default: the `quadmix_loop` sensor (defs/loop.py) finds new shards and runs the whole loop;
+    # turned on, this one scores new files at once even while the loop is off
+    default_status=DefaultSensorStatus.STOPPED,
     description="Discovers new or changed corpus files, adds `shards` partitions and requests their runs "
     f"(at most {MAX_SHARDS_PER_TICK} runs and {MAX_HASHES_PER_TICK} content hashes per tick; the cursor "
     "remembers each file's size, mtime and content hash, so a restart re-hashes nothing it has seen).",
@@ -198,11 +201,13 @@ def shard_sensor(context: SensorEvaluationContext, settings: QuadmixSettings):
 automation_sensor = AutomationConditionSensorDefinition(
     "quadmix_automation_sensor",
     target=AssetSelection.all(),
-    default_status=DefaultSensorStatus.RUNNING,
+    # stopped by default: the `quadmix_loop` sensor keeps every stage current (one orchestrator); turned on,
+    # these conditions add the nightly refresh batch and eager rescoring without the loop
+    default_status=DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=AUTOMATION_INTERVAL_S,
     description="Evaluates the assets' automation conditions (defs/conditions.py): new shard scores -> "
     "criteria evaluation; a refitted normaliser or new configs -> every mixture's scores and manifest; a "
     "changed model or code version -> what it feeds; at the refresh cron's tick, the normaliser and the "
-    "mixture configs when stale. Models, proxies, regressor, search and export are never requested here. "
-    "Defined explicitly because Dagster's implicit default sensor starts stopped.",
+    "mixture configs when stale. Models, proxies, regressor, search and export are never requested here "
+    "(the quadmix_loop sensor runs the whole loop; this one is stopped by default).",
 )

@@ -118,7 +118,7 @@ class LoopFacts:
     ``resume=False`` nothing else counts as current."""
 
     def __init__(self, instance, defs, settings: QuadmixSettings, *, failed: dict | None = None,
-                 resume: bool = True, fresh: set | None = None, currency_storage: bool = True):
+                 resume: bool = True, fresh: set | None = None):
         self.instance, self.defs, self.settings = instance, defs, settings
         self.storage = settings.storage()
         self.preset = settings.run_preset()
@@ -126,7 +126,8 @@ class LoopFacts:
         self.refs = settings.shards()
         self.settings_hash = settings_fingerprint(settings)
         self.corpus_hash = corpus_fingerprint(self.refs)
-        self.currency = Currency(instance, defs, self.settings_hash, self.corpus_hash)
+        # the recorded files are checked under this root: damaged or missing outputs are redone
+        self.currency = Currency(instance, defs, self.settings_hash, self.corpus_hash, storage=self.storage)
         self._failed, self._resume, self._fresh = failed, resume, fresh if fresh is not None else set()
         self._status: dict = {}
         self._records: dict = {}

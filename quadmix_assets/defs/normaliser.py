@@ -30,6 +30,7 @@ from quadmix_assets.corpus.duplicates import rows_left_out, text_digests
 from quadmix_assets.defs import conditions
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, left_out_metadata, select_shards
+from quadmix_assets.defs.file_records import files_recorded_at_end
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -62,6 +63,7 @@ def cross_shard_duplicates(ids: pa.ChunkedArray) -> list[str]:
     description="Token-weighted worse-than rank tables per criterion (0 = best), fitted over the corpus, "
     "and the per-shard rank attributes they give.",
 )
+@files_recorded_at_end  # one rank file per shard
 def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
     preset = settings.run_preset()

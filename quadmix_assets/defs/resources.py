@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 
 from dagster import ConfigurableResource, EnvVar, Field as ConfigField, InitResourceContext, ResourceDefinition
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from quadmix_assets import settings as env
 from quadmix_assets.corpus import ShardRef, list_shards
 from quadmix_assets.corpus.reader import ReadLimits
 from quadmix_assets.config import RunConfig, resolve_config
+from quadmix_assets.defs.file_records import step_files
 from quadmix_assets.presets import DEFAULT_PRESET, Preset
 from quadmix_assets.storage import StorageRoot, check_key
 
@@ -35,6 +36,8 @@ PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "d
 
 class QuadmixSettings(ConfigurableResource):
     """Corpus, storage and preset of a quadmix deployment (defaults come from the environment)."""
+
+    _lease: object = PrivateAttr(default=None)  # the storage lock this run holds (storage.lock.writer_lease)
 
     corpus_glob: str = Field(description="Glob of JSONL / JSONL.gz / Parquet shards; local or any fsspec URL.")
     storage_root: str = Field(description="Folder or fsspec URL under which every asset writes Parquet.")
@@ -99,10 +102,22 @@ class QuadmixSettings(ConfigurableResource):
         for tag in PARTITION_TAGS:
             if run is not None and tag in (run.tags or {}):
                 check_key(run.tags[tag], "partition")
+        if run is not None:  # a run writes: one writer per storage root (a sensor tick only reads)
+            from quadmix_assets.storage.lock import writer_lease
+
+            self._lease = writer_lease(StorageRoot(self.storage_root), run.tags, run.run_id)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
 
     def storage(self) -> StorageRoot:
+        """The storage root; inside an asset step, one that records every file it writes in the step's
+        materialization (:mod:`quadmix_assets.defs.file_records`), so resume can check the files."""
         self.check_locations()
-        return StorageRoot(self.storage_root)
+        files = step_files()
+        return StorageRoot(self.storage_root, on_write=files.record if files is not None else None)
 
     def config(self) -> RunConfig:
         """The run's typed configuration: the preset with this resource's overrides, per-criterion

@@ -200,7 +200,7 @@ def _todo(facts: Facts, job: str, keys: Sequence[str], retrain_stale: bool = Tru
         st = facts.status(job, key)
         if st.state is State.FAILED:
             failed.append(key)
-        elif st.state is State.MISSING or (st.state is State.STALE and retrain_stale):
+        elif st.state is State.MISSING or (st.state is State.STALE and (retrain_stale or "code version" in st.why)):
             todo.append(key)
     return todo, failed
 

@@ -71,10 +71,11 @@ def round_of(entry: dict) -> int | None:
 
 
 def register_specs(storage: StorageRoot, entries: list[dict]) -> str:
-    """Add (or replace, by mixture id) entries in ``searched.json``; returns its URI."""
+    """Add (or replace, by mixture id) entries in ``searched.json``; returns its URI. Every search round
+    and the search itself write it (``shared``: a later writer's version is not damage to an earlier's)."""
     ids = {e["mixture_id"] for e in entries}
     kept = [d for d in searched_specs(storage) if d["mixture_id"] not in ids]
-    return storage.write_json(layout.searched_configs(), {"configs": kept + list(entries)})
+    return storage.write_json(layout.searched_configs(), {"configs": kept + list(entries)}, shared=True)
 
 
 def training_entries(storage: StorageRoot, up_to_round: int | None = None) -> list[dict]:

@@ -8,7 +8,8 @@ A shard enters a fan-in (the normaliser, the distillation and tokenizer samples,
 - each attribute the fan-in needs exists, was computed from those same documents (its recorded
   documents fingerprint) and has one row per document.
 
-Everything else is left out with a reason, so callers can list it; nothing is dropped silently.
+Everything else is left out with a reason, so callers can list it; nothing is dropped silently. A stored
+file that cannot be read (truncated, overwritten) is left out as that file, not as a changed corpus file.
 A plain library: no Dagster.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 
 from quadmix_assets.corpus.shards import ShardRef, file_fingerprint
 from quadmix_assets.storage import layout
@@ -36,6 +38,27 @@ class ShardSelection:
 def _documents_fingerprint(prov: Mapping) -> str | None:
     inputs = prov.get("inputs", {}) or {}
     return inputs.get("documents_fingerprint", inputs.get("fingerprint"))
+
+
+def _attributes_problem(storage: StorageRoot, key: str, docs: str, recorded: str | None,
+                        attributes: Sequence[str]) -> str | None:
+    """Why one of the shard's ``attributes`` is not usable with its documents (None: all are)."""
+    path = docs
+    try:
+        n_docs = storage.parquet_rows(docs)
+        for name in attributes:
+            path = layout.attribute(name, key)
+            if not storage.exists(path):
+                return f"no {name} attribute"
+            made_from = _documents_fingerprint(storage.provenance(path))
+            if made_from != recorded:
+                return f"{name} attribute was computed from other documents ({made_from})"
+            n = storage.parquet_rows(path)
+            if n != n_docs:
+                return f"{name} attribute has {n} rows for {n_docs} documents"
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return f"stored file {path} cannot be read: {type(exc).__name__}: {exc}"
+    return None
 
 
 def current_shards(
@@ -59,7 +82,11 @@ def current_shards(
         if not storage.exists(docs):
             out.left_out[key] = "no documents"
             continue
-        recorded = storage.provenance(docs).get("inputs", {}).get("fingerprint")
+        try:
+            recorded = storage.provenance(docs).get("inputs", {}).get("fingerprint")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            out.left_out[key] = f"stored file {docs} cannot be read: {type(exc).__name__}: {exc}"
+            continue
         try:
             now = fingerprint(ref.path)
         except OSError as exc:
@@ -71,20 +98,7 @@ def current_shards(
             continue
         problem = None
         if attributes:
-            n_docs = storage.parquet_rows(docs)
-            for name in attributes:
-                path = layout.attribute(name, key)
-                if not storage.exists(path):
-                    problem = f"no {name} attribute"
-                    break
-                made_from = _documents_fingerprint(storage.provenance(path))
-                if made_from != recorded:
-                    problem = f"{name} attribute was computed from other documents ({made_from})"
-                    break
-                n = storage.parquet_rows(path)
-                if n != n_docs:
-                    problem = f"{name} attribute has {n} rows for {n_docs} documents"
-                    break
+            problem = _attributes_problem(storage, key, docs, recorded, attributes)
         if problem:
             out.left_out[key] = problem
             continue

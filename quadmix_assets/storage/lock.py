@@ -119,16 +119,17 @@ def _describe(info: dict) -> str:
 
 #: run tag: the token of the ``quadmix run`` whose lock a run writes under
 HOLDER_TAG = "quadmix/storage_holder"
-#: how long a run waits for another run's lock (``QUADMIX_LOCK_WAIT_S``, default an hour)
-LOCK_WAIT_S = float(os.environ.get("QUADMIX_LOCK_WAIT_S", "3600"))
+#: how long a run waits for another run's lock, in seconds (``QUADMIX_LOCK_WAIT_S``)
+LOCK_WAIT_S = 3600.0
 
 
 def writer_lease(storage: StorageRoot, run_tags: dict | None, run_id: str = "") -> RunLock | None:
     """The lock a run must hold to write under ``storage``: None when its ``quadmix run`` holds it (the
     run's :data:`HOLDER_TAG` names the holder) or the root cannot be locked; else the lock, taken (the
     caller releases it when the run ends). Raises :class:`StorageLocked` when a ``quadmix run`` holds it,
-    or another run held it for longer than :data:`LOCK_WAIT_S`."""
+    or another run held it for longer than ``QUADMIX_LOCK_WAIT_S`` (default :data:`LOCK_WAIT_S`)."""
     lock = RunLock(storage, what=f"Dagster run {run_id[:8]}".strip(), token=run_id)
     if not lock.supported:
         return None
-    return lock if lock.acquire(wait_s=LOCK_WAIT_S, allow=(run_tags or {}).get(HOLDER_TAG)) else None
+    wait_s = float(os.environ.get("QUADMIX_LOCK_WAIT_S") or LOCK_WAIT_S)
+    return lock if lock.acquire(wait_s=wait_s, allow=(run_tags or {}).get(HOLDER_TAG)) else None

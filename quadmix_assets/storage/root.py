@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,11 @@ PROVENANCE_KEY = b"quadmix"
 TMP_MARK = ".tmp-"
 COPY_BLOCK = 8 * 1024 * 1024
 _RENAME_EXCHANGE = 2
+
+
+#: told of every file a :class:`StorageRoot` has written, once it is in place: ``(relative path, size in
+#: bytes, sha256 hex, shared)``; ``shared``: a file other writers rewrite too (see :meth:`StorageRoot.write_bytes`)
+WriteCallback = Callable[[str, int, str, bool], None]
 
 
 class StorageNotWritable(OSError):
@@ -61,9 +66,16 @@ def content_hash(obj: Any, length: int = 16) -> str:
 
 
 class StorageRoot:
-    """Relative paths under ``url`` (a folder or any fsspec URL such as ``s3://bucket/prefix``)."""
+    """Relative paths under ``url`` (a folder or any fsspec URL such as ``s3://bucket/prefix``).
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None):
+    ``on_write``: told the size and sha256 of every file once it is in place (the asset layer records
+    them in the materialization, so a resumed run can tell a damaged file from a current one:
+    :mod:`quadmix_assets.storage.records`). The hash is taken over the bytes as they are written, in the
+    same pass, and only when someone listens.
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None,
+                 on_write: WriteCallback | None = None):
         url = str(url)
         if not url.strip():
             raise PathEscapeError("storage root is empty")
@@ -79,6 +91,9 @@ class StorageRoot:
             self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         self.url = url.rstrip("/") or url
         self._root = root.rstrip("/") or root
+        self.on_write = on_write
+        #: folders being written aside by :meth:`replace_dir` -> the folder they become
+        self._staged: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"StorageRoot({self.url!r})"
@@ -136,19 +151,36 @@ class StorageRoot:
             finally:
                 raise
 
-    def write_bytes(self, relpath: str, data: bytes) -> str:
+    def _written(self, relpath: str, size: int, sha256: str | None, shared: bool) -> None:
+        """Tell ``on_write`` of a file now in place, under the name it has once a :meth:`replace_dir`
+        it was written into is switched in."""
+        if self.on_write is None or sha256 is None:
+            return
+        rel = self._rel(relpath)
+        for staged, final in self._staged.items():
+            if rel.startswith(staged + "/"):
+                rel = final + rel[len(staged):]
+                break
+        self.on_write(rel, size, sha256, shared)
+
+    def write_bytes(self, relpath: str, data: bytes, *, shared: bool = False) -> str:
+        """Write ``data`` atomically. ``shared``: a file several assets rewrite (a registry each adds to,
+        such as ``mixtures/searched.json``); its record says so, and a resumed run then asks only that it
+        exists, since another writer's later version is not damage."""
+        sha = hashlib.sha256(data).hexdigest() if self.on_write is not None else None
         with self._aside(relpath) as tmp:
             with self.fs.open(tmp, "wb") as f:
                 f.write(data)
+        self._written(relpath, len(data), sha, shared)
         return self.uri(relpath)
 
     def read_bytes(self, relpath: str) -> bytes:
         with self.fs.open(self.path(relpath), "rb") as f:
             return f.read()
 
-    def write_json(self, relpath: str, obj: Any) -> str:
+    def write_json(self, relpath: str, obj: Any, *, shared: bool = False) -> str:
         text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n"
-        return self.write_bytes(relpath, text.encode("utf-8"))
+        return self.write_bytes(relpath, text.encode("utf-8"), shared=shared)
 
     def read_json(self, relpath: str) -> Any:
         return json.loads(self.read_bytes(relpath))
@@ -169,10 +201,20 @@ class StorageRoot:
             return self.write_stream(relpath, src)
 
     def write_stream(self, relpath: str, src) -> str:
-        """Copy a readable binary file object into the root atomically, block by block."""
+        """Copy a readable binary file object into the root atomically, block by block (hashed on the way
+        when ``on_write`` listens: the file is read once)."""
+        digest = hashlib.sha256() if self.on_write is not None else None
+        size = 0
         with self._aside(relpath) as tmp:
             with self.fs.open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, COPY_BLOCK)
+                if digest is None:
+                    shutil.copyfileobj(src, dst, COPY_BLOCK)
+                else:
+                    while block := src.read(COPY_BLOCK):
+                        digest.update(block)
+                        dst.write(block)
+                        size += len(block)
+        self._written(relpath, size, digest.hexdigest() if digest is not None else None, False)
         return self.uri(relpath)
 
     @contextmanager
@@ -194,6 +236,7 @@ class StorageRoot:
         staged_rel = f"{rel}{TMP_MARK}{uuid.uuid4().hex}"
         staged, final = self.path(staged_rel), self.path(rel)
         os.makedirs(staged, exist_ok=True)
+        self._staged[self._rel(staged_rel)] = self._rel(rel)  # files written in it are recorded under ``rel``
         try:
             yield staged_rel
             if os.path.isdir(final):
@@ -208,6 +251,8 @@ class StorageRoot:
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
+        finally:
+            self._staged.pop(self._rel(staged_rel), None)
 
     # housekeeping --------------------------------------------------------------------------------
     def temp_files(self) -> list[str]:

@@ -1,7 +1,7 @@
 """Hostile inputs for the fault-injection suite: builds a corpus folder of bad shards, runs the `documents`
 asset (and its checks) on every one through Dagster, and tabulates what happened. Used by
 `test_fault_injection.py` (which asserts every row) and `benchmarks/fault_table.py` (which writes the
-Markdown table that is in the README)."""
+Markdown table that is in docs/resume-and-faults.md, "Hostile inputs")."""
 
 from __future__ import annotations
 

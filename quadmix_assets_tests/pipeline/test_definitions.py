@@ -107,11 +107,11 @@ def test_jobs_sensors_schedules(tmp_path):
         "search_job",
         "export_job",
     }
-    # the automation sensor is declared (running) so Dagster adds no implicit, stopped default one
+    # one orchestrator runs by default, the loop; the shard and automation sensors are there to turn on
     assert sorted((s.name, s.default_status.value) for s in repo.sensor_defs) == [
-        ("quadmix_automation_sensor", "RUNNING"),
+        ("quadmix_automation_sensor", "STOPPED"),
         ("quadmix_loop", "RUNNING"),
-        ("shard_sensor", "RUNNING"),
+        ("shard_sensor", "STOPPED"),
     ]
     # no schedule: the nightly refresh is the normaliser's and configs' automation condition (cron tick, stale)
     assert list(repo.schedule_defs) == []

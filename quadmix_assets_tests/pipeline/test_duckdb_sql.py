@@ -1,6 +1,6 @@
 """On the pipeline's stored run of the bundled corpus (the session's ``demo_run``, no extra pipeline run):
 the DuckDB fan-in gives exactly the stored numpy results (ranks, qbar, r, S, copies, the export's rows), and
-``quadmix sql`` answers the README's example queries."""
+``quadmix sql`` answers the example queries of the README and docs/inspecting.md."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_quadmix_sql_answers_the_readme_queries(demo_run, tmp_path):
                       minlength=len(names))
     assert dict(zip(got["domain_name"].to_pylist(), got["tokens"].to_pylist())) == {
         names[i]: int(v) for i, v in enumerate(ref) if v > 0}
-    # the 20 highest-scored documents of a domain (README)
+    # the 20 highest-scored documents of a domain (docs/inspecting.md)
     top_domain = got["domain_name"][0].as_py()
     text = _sql(storage, "SELECT f.id, f.dclm_score, f.s_dclm, left(d.text, 60) AS text FROM features f JOIN documents d "
                 f"USING (shard, row) WHERE f.domain_name = '{top_domain}' ORDER BY f.dclm_score DESC LIMIT 20")
@@ -101,7 +101,7 @@ def test_quadmix_sql_answers_the_readme_queries(demo_run, tmp_path):
          "--out", str(out))
     scores = [float(line.split(",")[1]) for line in out.read_text().splitlines()[1:]]
     assert len(scores) == 20 and scores == sorted(scores, reverse=True)
-    # duplicates across shards (README): none in the bundled shards, so the table is empty but answered
+    # duplicates across shards (docs/inspecting.md): none in the bundled shards, so the table is empty but answered
     text = _sql(storage, "SELECT md5(text) AS text_md5, count(*) AS copies, list(DISTINCT shard) AS shards FROM documents "
                 "GROUP BY 1 HAVING count(DISTINCT shard) > 1 ORDER BY 2 DESC")
     assert "text_md5" in text and text.strip().endswith("rows)")

@@ -106,8 +106,12 @@ def test_unwritable_storage_stops_the_run_before_any_training(tmp_path, two_shar
 
 
 def test_exit_codes():
-    assert RunSummary(mixtures_ok=["m"]).exit_code() == 0
+    assert RunSummary(mixtures_ok=["m"], export={"path": "exports/m"}).exit_code() == 0
     assert RunSummary().exit_code() == 1  # nothing made
-    partial = RunSummary(mixtures_ok=["m"], shards_left_out={"s": "stale"})
+    # mixtures made but nothing exported: a failure, unless --allow-partial accepts it (and says why)
+    unexported = RunSummary(mixtures_ok=["m"], optimum_blocked="no measured config to fall back on")
+    assert unexported.exit_code() == 1 and unexported.exit_code(allow_partial=True) == 0
+    assert unexported.failure_lines() == ["nothing was exported: no measured config to fall back on"]
+    partial = RunSummary(mixtures_ok=["m"], shards_left_out={"s": "stale"}, export={"path": "exports/m"})
     assert partial.exit_code() == 1 and partial.exit_code(allow_partial=True) == 0
     assert partial.failure_lines() == ["shard s LEFT OUT: stale"]

@@ -1,6 +1,6 @@
 """``quadmix sql`` on a small stored corpus (no pipeline run): the views line up by shard and row, files
-come out whole, and the connection cannot reach outside the storage root. The README's queries on a real
-stored run: ``quadmix_assets_tests/pipeline/test_duckdb_sql.py``."""
+come out whole, and the connection cannot reach outside the storage root. The documented example queries
+(README and docs/inspecting.md) on a real stored run: ``quadmix_assets_tests/pipeline/test_duckdb_sql.py``."""
 
 from __future__ import annotations
 
