@@ -5,4 +5,8 @@ reads shards; ``quadmix_assets.scoring`` holds the labellers and quality scorers
 is the thin Dagster layer.
 """
 
+from quadmix_assets import cpu_kernels as _cpu_kernels
+
+_cpu_kernels.pin()  # before torch or numpy load: the same kernels, so the same bytes, on any x86-64 machine
+
 __version__ = "0.1.0"

@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     show_progress_lines()
     from dagster import DagsterInstance
 
-    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.defs.resources import QuadmixSettings, launch_environment
     from quadmix_assets.runner import run_pipeline
 
     settings = QuadmixSettings.from_env(
@@ -69,15 +69,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         id_field=args.id_field,
         export_tokenizer=args.export_tokenizer,
     )
-    (Path(home) / LAST_RUN).write_text(
-        json.dumps({"QUADMIX_CORPUS": settings.corpus_glob, "QUADMIX_STORAGE": settings.storage_root,
-                    "QUADMIX_DATA_DIR": settings.data_dir, "QUADMIX_PRESET": settings.preset,
-                    **({"QUADMIX_CONFIGS": str(settings.n_configs)} if settings.n_configs else {})}, indent=2)
-    )
     if args.reoptimise:  # the loop's refresh policy (quadmix_assets.defs.loop.refresh_policy) reads it
         os.environ["QUADMIX_REOPTIMISE"] = args.reoptimise
     with DagsterInstance.get() as instance:
-        summary = run_pipeline(settings, instance, resume=not args.no_resume, jobs=args.jobs)
+        summary = run_pipeline(settings, instance, resume=not args.no_resume, jobs=args.jobs, submit=args.submit)
+    if summary.shards_ok:  # settings that worked: what `quadmix ui` gives its runs (never a corpus that found nothing)
+        (Path(home) / LAST_RUN).write_text(json.dumps(launch_environment(settings), indent=2))
     return report_failures(summary, args.allow_partial)
 
 
@@ -234,10 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="materialize the asset graph in-process on a corpus")
     run.add_argument("--corpus", default=None, help="glob of JSONL/JSONL.gz/Parquet shards, local or fsspec URL (default: $QUADMIX_CORPUS or the bundled web text)")
     run.add_argument("--storage", default=None, help="storage root folder or URL (default: $QUADMIX_STORAGE or .quadmix/storage)")
-    run.add_argument("--preset", default=os.environ.get("QUADMIX_PRESET", DEFAULT_PRESET), choices=sorted(PRESETS))
+    run.add_argument("--preset", default=os.environ.get("QUADMIX_PRESET", DEFAULT_PRESET), choices=sorted(PRESETS),
+                     help="run size: cpu (the default: the bundled corpus on a laptop), paper (QuaDMix's own) or test "
+                     "(the smallest that runs every step); default: $QUADMIX_PRESET or cpu")
     run.add_argument("--configs", type=int, default=None, help="number of configs K drawn (default: the preset's)")
-    run.add_argument("--text-field", default="text")
-    run.add_argument("--id-field", default="id")
+    run.add_argument("--text-field", default="text", help="field or column holding the document text (default: text)")
+    run.add_argument("--id-field", default="id", help="field or column holding the document id; derived from the "
+                     "content where absent (default: id)")
     run.add_argument("--export-tokenizer", default=None, help="Hugging Face tokenizer for the Megatron export: tokenizer.json, "
                      "folder, name in the local HF cache, bundled:smollm2 or bundled:minilm (default: the proxies' tokenizer)")
     run.add_argument("--data-dir", default=None, help="reference data folder (default: $QUADMIX_DATA_DIR or ../shared/data)")
@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "same settings, code versions and input data versions)")
     run.add_argument("--jobs", "-j", type=int, default=None, help="shard and mixture partitions run at once, each in a "
                      "worker process (default: one per core; 1 runs every partition in this process)")
+    run.add_argument("--submit", action="store_true", help="execute nothing here: submit every run to the instance's run "
+                     "launcher (DAGSTER_HOME's dagster.yaml: local processes, or Kubernetes Jobs in a deployment) through "
+                     "workspace.yaml's code location, and follow the runs")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="open the Dagster UI on loopback over the same instance")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only; see the README's threat model)")

@@ -210,10 +210,16 @@ def _mixture_asset_keys(graph: Any) -> list[AssetKey]:
 
 
 def resolve_mixture(instance: DagsterInstance, text: str) -> str:
-    """A mixture id from an id, a unique id prefix or a unique mixture name (``draw-0003``, ``random``)."""
+    """A mixture id from an id, a unique id prefix, a unique mixture name (``draw-0003``, ``random``), or
+    ``optimum``: the mixture of the latest export (the search optimum, or the best measured config)."""
     known = instance.get_dynamic_partitions(MIXTURES)
     if text in known:
         return text
+    if text == "optimum":
+        records = instance.fetch_materializations(AssetKey("mixture_export"), limit=1).records
+        if records and records[0].asset_materialization.partition in known:
+            return records[0].asset_materialization.partition
+        raise KeyError("nothing is exported in this instance yet: `quadmix run` ends with the export")
     prefixed = [k for k in known if k.startswith(text)]
     if len(prefixed) == 1:
         return prefixed[0]

@@ -208,11 +208,13 @@ def run_pipeline(
     log: Callable[[str], None] = lambda s: print(s, flush=True),
     resume: bool = True,
     jobs: int | None = None,
+    submit: bool = False,
 ) -> RunSummary:
     """Materialize the whole graph; never raises for a failed shard, mixture or stage: the summary says
     what failed (``summary.failure_lines()``) and ``summary.exit_code()`` what ``quadmix run`` returns.
     With ``resume`` (the default) jobs and partitions whose outputs are current are skipped. ``jobs``:
-    partitions of a stage run at once (default: one per core; 1 runs everything in this process)."""
+    partitions of a stage run at once (default: one per core; 1 runs everything in this process). ``submit``:
+    execute nothing here; every run goes to the instance's run launcher (:class:`Submitter`) and is followed."""
     from quadmix_assets.proxy.parallel import default_workers
 
     summary = RunSummary()
@@ -220,7 +222,8 @@ def run_pipeline(
     lock = RunLock(settings.storage(), token=_process_token(os.getpid()))
     try:
         with contextlib.ExitStack() as stack:
-            _run(settings, instance, summary, log, lock, resume, default_workers() if jobs is None else max(1, int(jobs)), stack)
+            _run(settings, instance, summary, log, lock, resume, default_workers() if jobs is None else max(1, int(jobs)), stack,
+                 submit)
     except _StageFailed as exc:
         summary.stages_failed[exc.stage] = exc.message
         log(f"[{exc.stage}] FAILED: {exc.message}")
@@ -253,7 +256,7 @@ _STOP_TEXT = {"models": "training the classifiers failed", "distill": "distillin
 
 
 def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log, lock: RunLock,
-         resume: bool, jobs: int, stack: contextlib.ExitStack) -> None:
+         resume: bool, jobs: int, stack: contextlib.ExitStack, submit: bool = False) -> None:
     """Execute the loop's steps (:func:`quadmix_assets.defs.loop.plan`, the decisions of
     :mod:`quadmix_assets.loop.policy`) until it is finished: here only how a step runs (this process or the
     partition pool's workers) and what is printed; what runs next is the policy's."""
@@ -299,6 +302,9 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
     log(f"quadmix: {len(first.refs)} shard(s) from {settings.corpus_glob}")
     log(f"         storage {settings.storage_root}, preset {preset.name} (K={preset.n_configs}), instance {instance.root_directory}")
     pool = stack.enter_context(PartitionPool(settings, instance, runner_tags, jobs))
+    submitter = stack.enter_context(Submitter(settings, instance, log)) if submit else None
+    if submitter is not None:  # runs launched elsewhere: not this process's to mark failed when it dies
+        runner_tags.pop(RUNNER_TAG)
     out = _Reporter(summary, log, storage, resume)
 
     def count_checks(result, partition_key: str | None) -> None:
@@ -337,6 +343,15 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
         workers = pool.jobs if pool.usable and step.job != "proxy_job" else 1
         runs = step_runs(step, ordered, workers)
         results: dict = {}
+        if submitter is not None:
+            t = time.perf_counter()
+            for keys, outcome in submitter.run_all(step.job, runs, {**runner_tags, **step.tags}):
+                count_checks(outcome, keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}")
+                done = {keys[0]: outcome} if len(keys) == 1 else {k: outcome.partition(k, len(keys)) for k in keys}
+                results.update(done)
+                if step.job == "proxy_job":
+                    out.proxy_run(step, keys, done, 1, 1, t)
+            return results
         if pool.usable and len(runs) > 1 and step.job != "proxy_job":
             for keys, outcome in pool.map(step.job, [k if len(k) > 1 else k[0] for k in runs]):
                 keys = [keys] if isinstance(keys, str) else list(keys)
@@ -372,6 +387,86 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             last = None
         out.ran(f, step, results, t)
     out.finished(f, step)
+
+
+class Submitter:
+    """``quadmix run --submit``: each run of a step is submitted to the instance's run launcher through the
+    code location of ``workspace.yaml`` (as ``dagster job launch`` does), and followed until it ends. Where
+    the instance is a deployment's (its ``dagster.yaml``: PostgreSQL, the ``K8sRunLauncher``), every run and,
+    with ``QUADMIX_EXECUTOR=k8s``, every step is a pod; this process only decides and reports. The code
+    location gets these settings through the environment (:func:`~quadmix_assets.defs.resources.launch_environment`),
+    so the runs compute what this process's facts expect."""
+
+    POLL_S = 1.0
+
+    def __init__(self, settings: QuadmixSettings, instance: DagsterInstance, log):
+        self.settings, self.instance, self.log = settings, instance, log
+        self._stack = contextlib.ExitStack()
+        self.workspace = None
+
+    def __enter__(self) -> Submitter:
+        from dagster import __version__ as dagster_version
+        from dagster._cli.workspace.cli_target import get_workspace_from_cli_opts
+        from dagster_shared.cli import WorkspaceOpts
+
+        from quadmix_assets import settings as env
+        from quadmix_assets.defs.resources import launch_environment
+
+        os.environ.update(launch_environment(self.settings))  # the code server and the runs it starts read them
+        opts = WorkspaceOpts(workspace=[str(env.REPO_ROOT / "workspace.yaml")])
+        self.workspace = self._stack.enter_context(get_workspace_from_cli_opts(self.instance, dagster_version, opts))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def submit(self, job_name: str, keys: list, tags: dict) -> str:
+        from dagster._cli.job import _create_run
+        from dagster._cli.workspace.cli_target import (
+            get_code_location_from_workspace,
+            get_remote_job_from_remote_repo,
+            get_remote_repository_from_code_location,
+        )
+
+        partition, range_tags = partition_run_args(keys)
+        run_tags = {**tags, **range_tags, **({"dagster/partition": partition} if partition else {})}
+        location = get_code_location_from_workspace(self.workspace, None)
+        repo = get_remote_repository_from_code_location(location, None)
+        job = get_remote_job_from_remote_repo(repo, job_name)
+        run = _create_run(instance=self.instance, code_location=location, remote_repo=repo, remote_job=job,
+                          run_config=QUIET, tags=run_tags, op_selection=None, run_id=None)
+        # straight to the run launcher (a run coordinator's queue would wait for a daemon this needs not)
+        return self.instance.launch_run(run.run_id, self.workspace).run_id
+
+    def run_all(self, job_name: str, runs: list, tags: dict):
+        """Submit every run of a step at once (the launcher and the storage lock decide how many go side by
+        side), then yield ``(keys, outcome)`` of each as it ends, in order."""
+        from dagster import DagsterRunStatus
+
+        ids = [(keys, self.submit(job_name, keys, tags), time.perf_counter()) for keys in runs]
+        ended = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+        for keys, run_id, t in ids:
+            while (run := self.instance.get_run_by_id(run_id)).status not in ended:
+                time.sleep(self.POLL_S)
+            yield keys, _launched_outcome(self.instance, run, time.perf_counter() - t)
+
+
+def _launched_outcome(instance: DagsterInstance, run, seconds: float):
+    """A run that ran elsewhere, as the outcome the reporter reads (from its events in the instance)."""
+    from types import SimpleNamespace
+
+    from dagster import DagsterEventType, DagsterRunStatus
+
+    from quadmix_assets.run_pool import Outcome
+
+    events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event is not None]
+    ok = run.status == DagsterRunStatus.SUCCESS
+    failure = "" if ok else _failure_message(SimpleNamespace(all_events=events))
+    if not ok and run.status == DagsterRunStatus.CANCELED:
+        failure = f"run {run.run_id[:8]} was canceled"
+    mats = [e.event_specific_data.materialization for e in events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
+    checks = [e.event_specific_data for e in events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    return Outcome(ok, failure, mats, checks, seconds)
 
 
 class _Reporter:

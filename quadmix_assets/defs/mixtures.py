@@ -60,7 +60,7 @@ SCORES_VERSION = "mixture-scores-v2"  # v2: a card of sums per domain, no per-do
 MANIFEST_VERSION = "mixture-manifest-v2"  # v2: the scores computed again from the features, not read
 #: mixture partitions per run in a backfill (and in `quadmix run`): the attributes are read once per run and
 #: the Dagster run's own cost (about a second) is shared; each partition still gets its own materialization
-MIXTURE_BATCH = 256
+from quadmix_assets.loop.policy import MIXTURE_GROUP as MIXTURE_BATCH  # noqa: E402 - one number for the loop and a UI backfill
 
 
 @asset(

@@ -38,7 +38,7 @@ from quadmix_assets.storage import content_hash, layout
 
 PROXY_VERSION = "proxy-run-v2"
 NOISE_VERSION = "proxy-noise-v1"
-MAX_GROUP = 64  # partitions per run in a backfill; the preset's proxy_group_size stacks within a run
+from quadmix_assets.loop.policy import PROXY_GROUP as MAX_GROUP  # noqa: E402 - partitions per run in a backfill; the preset's proxy_group_size stacks within a run
 
 
 def _proxy_lineage(key: str, name: str, record: dict) -> str:

@@ -28,7 +28,21 @@ LAUNCH_VARIABLES = {
     "data_dir": ("QUADMIX_DATA_DIR", False),
     "preset": ("QUADMIX_PRESET", False),
     "n_configs": ("QUADMIX_CONFIGS", True),
+    "text_field": ("QUADMIX_TEXT_FIELD", False),
+    "id_field": ("QUADMIX_ID_FIELD", False),
+    "export_tokenizer": ("QUADMIX_EXPORT_TOKENIZER", False),
 }
+
+
+def launch_environment(settings: QuadmixSettings) -> dict[str, str]:
+    """The environment that gives a code location these settings (:meth:`QuadmixSettings.read_at_launch`):
+    what ``quadmix ui`` and ``quadmix run --submit`` hand to the Dagster processes they start."""
+    out = {}
+    for field, (var, _) in LAUNCH_VARIABLES.items():
+        value = getattr(settings, field)
+        if value is not None:
+            out[var] = str(value)
+    return out
 
 #: run tags that carry partition keys (one partition, or a backfill range run as one)
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")

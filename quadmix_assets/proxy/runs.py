@@ -96,6 +96,9 @@ def train_mixture_proxies(storage: StorageRoot, keys: list[str], preset, *, repe
     dtype = np.result_type(*[b.dtype for b in batches]) if batches else np.int64
     scores = train_and_score(cfg, np.stack([b.astype(dtype) for b in batches]), seqs, seeds=[seed] * len(keys),
                              group_size=preset.proxy_group_size, workers=workers or preset.proxy_workers)
+    from quadmix_assets.cpu_kernels import effective
+
+    kernels = effective()  # the instruction set the proxies' kernels ran with (quadmix_assets.cpu_kernels)
     records = {}
     for k, (key, inf) in enumerate(zip(keys, info)):
         set_losses = {s: float(scores.set_losses[s][k]) for s in seqs}
@@ -121,6 +124,7 @@ def train_mixture_proxies(storage: StorageRoot, keys: list[str], preset, *, repe
             "tokenizer_version": tok_card["version"],
             "targets_version": target_card["version"],
             "target_examples_per_set": preset.target_examples,
+            "cpu_kernels": kernels,
         }
     run = {"config": cfg, "tokenizer_version": tok_card["version"], "targets_version": target_card["version"],
            "objective_sets": objective}

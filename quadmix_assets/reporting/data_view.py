@@ -57,12 +57,35 @@ def _specs(storage: StorageRoot) -> list[dict]:
     return all_spec_dicts(storage)
 
 
+#: the name of the exported mixture (the search optimum, or the best measured config standing in for it)
+OPTIMUM = "optimum"
+
+
+def exported_mixture(storage: StorageRoot) -> str | None:
+    """The exported mixture: the only complete export under ``exports/``, or among several the search's
+    optimum (None: nothing exported; a ``DataViewError`` when several and none is the search's)."""
+    from quadmix_assets.storage import layout
+
+    found = sorted({rel.split("/")[1] for rel in storage.list("exports") if rel.count("/") == 2 and rel.endswith("/manifest.json")})
+    if len(found) <= 1:
+        return found[0] if found else None
+    if storage.exists(layout.search_result()) and (optimum := storage.read_json(layout.search_result())["mixture_id"]) in found:
+        return optimum
+    raise DataViewError(f"{len(found)} mixtures are exported ({', '.join(found[:5])}): give one by id or name")
+
+
 def resolve_mixture(storage: StorageRoot, text: str) -> str:
-    """A mixture id from an id, a unique id prefix or a unique name (``random``, ``draw-0003``)."""
+    """A mixture id from an id, a unique id prefix, a unique name (``random``, ``draw-0003``), or ``optimum``
+    (the exported mixture)."""
     specs = _specs(storage)
     ids = [d["mixture_id"] for d in specs]
     if text in ids:
         return text
+    if text == OPTIMUM and text not in {d.get("name") for d in specs}:
+        exported = exported_mixture(storage)
+        if exported is None:
+            raise DataViewError(f"nothing is exported under {storage.uri('exports')} yet: `quadmix run` ends with the export")
+        return exported
     named = sorted({d["mixture_id"] for d in specs if d.get("name") == text})
     if len(named) == 1:
         return named[0]

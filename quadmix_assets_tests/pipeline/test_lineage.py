@@ -130,6 +130,8 @@ def test_resolve_by_prefix_and_name(demo_run, drawn_story):
     assert resolve_mixture(instance, cfg["name"]) == cfg["mixture_id"]
     with pytest.raises(KeyError):
         resolve_mixture(instance, "zzzz-no-such-mixture")
+    # the exported mixture has a name a user can find
+    assert resolve_mixture(instance, "optimum") == demo_run[2].optimum
 
 
 def test_cli_prints_lineage(demo_run, drawn_story, capsys, monkeypatch):

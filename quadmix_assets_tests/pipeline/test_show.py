@@ -50,6 +50,11 @@ def test_show_prints_three_rank_bands_of_a_domain(demo_run, capsys):
     out = capsys.readouterr().out
     assert "highest scores:" in out and "lowest scores:" in out
 
+    # the exported mixture by its name
+    assert data_view.resolve_mixture(storage, "optimum") == summary.optimum
+    assert cli.main(["show", "optimum", "--n", "1", "--storage", settings.storage_root]) == 0
+    assert summary.optimum in capsys.readouterr().out
+
     assert cli.main(["show", "no-such-mixture", "--storage", settings.storage_root]) == 1
     err = capsys.readouterr().err
     assert "no mixture 'no-such-mixture'" in err and "give a mixture id" in err and "Traceback" not in err
