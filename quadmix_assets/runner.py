@@ -274,8 +274,6 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
         lock.acquire()
     except StorageLocked as exc:
         raise _StageFailed("storage", str(exc)) from exc
-    if not lock.supported:
-        log(f"quadmix: warning: {storage.url} cannot be locked; run one quadmix run at a time on it")
     removed = storage.clean_temp()
     summary.temp_files_removed = len(removed)
     if removed:

@@ -4,8 +4,10 @@ A local root gets ``.quadmix-run.lock`` with an exclusive ``flock``: the kernel 
 exits or is killed (``kill -9`` included), so a crash never leaves a stale lock, and the file's content
 (host, pid, start time) only names the holder in the error message. A second ``quadmix run`` on the same
 root refuses at once with :class:`StorageLocked` instead of removing the first one's temporary files and
-writing the same outputs beside it. Object stores (``s3://``...) have no such lock; there the caller is told
-that nothing is locked.
+writing the same outputs beside it. An object store (``s3://``...) has no ``flock``: there the lock is a lease
+object, ``.quadmix-lease.json``, created only if absent (S3's conditional ``If-None-Match: *`` write), naming
+its holder and an expiry that the holder renews every third of ``QUADMIX_LEASE_TTL_S`` (default 120 s); a
+lease whose holder stopped renewing (killed) expires and is taken over (:class:`ObjectLease`).
 
 Every Dagster run that writes under the root takes the same lock for its duration (:func:`writer_lease`,
 from the settings resource), unless it belongs to the holder: ``quadmix run`` tags the runs it executes
@@ -40,12 +42,18 @@ class RunLock:
         self.token = token
         self.path = storage.path(LOCK_NAME) if storage.is_local else None
         self._fd: int | None = None
+        self._lease = None if storage.is_local else ObjectLease(storage, what, token)
 
     @property
     def supported(self) -> bool:
-        return self.path is not None
+        return True
 
     def acquire(self, wait_s: float = 0.0, allow: str | None = None) -> bool:
+        if self._lease is not None:
+            return self._lease.acquire(wait_s, allow)
+        return self._acquire_flock(wait_s, allow)
+
+    def _acquire_flock(self, wait_s: float = 0.0, allow: str | None = None) -> bool:
         """Take the lock (True); raise :class:`StorageLocked` naming the holder when it is taken. ``allow``:
         a holder token for which a taken lock is no refusal (False: held by that holder, not taken here).
         ``wait_s``: how long to wait while another *run* holds it (a ``quadmix run`` is refused at once)."""
@@ -82,6 +90,9 @@ class RunLock:
     def release(self) -> None:
         import fcntl
 
+        if self._lease is not None:
+            self._lease.release()
+            return
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
@@ -97,6 +108,108 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+LEASE_NAME = ".quadmix-lease.json"
+#: seconds a lease lives without renewal (``QUADMIX_LEASE_TTL_S``); its holder renews it every third of that
+LEASE_TTL_S = 120.0
+
+
+class ObjectLease:
+    """The storage lock on an object store: a lease object created only where none exists (atomic on S3:
+    ``If-None-Match: *``), naming its holder, renewed by a thread of the holder until released. A lease
+    past its expiry, or held by a process of this host that is gone, is deleted and taken over."""
+
+    def __init__(self, storage: StorageRoot, what: str, token: str):
+        import threading
+
+        self.storage, self.what, self.token = storage, what, token
+        self.path = storage.path(LEASE_NAME)
+        self.ttl = float(os.environ.get("QUADMIX_LEASE_TTL_S") or LEASE_TTL_S)
+        self._held = False
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _body(self) -> bytes:
+        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "what": self.what, "token": self.token,
+                           "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "expires": time.time() + self.ttl}).encode()
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.storage.fs.cat_file(self.path).decode() or "{}")
+        except FileNotFoundError:
+            return {}
+        except ValueError:  # a torn or foreign object: treat as expired
+            return {"expires": 0}
+
+    def _gone(self, info: dict) -> bool:
+        """The holder stopped renewing (expired), or is a process of this host that no longer runs."""
+        if float(info.get("expires") or 0) < time.time():
+            return True
+        if info.get("host") == socket.gethostname() and info.get("pid"):
+            try:
+                os.kill(int(info["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, ValueError):
+                pass
+        return False
+
+    def acquire(self, wait_s: float = 0.0, allow: str | None = None) -> bool:
+        if self._held:
+            return False
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.storage.fs.pipe_file(self.path, self._body(), mode="create")
+                break
+            except FileExistsError:
+                pass
+            except OSError as exc:  # S3: 412 Precondition Failed when the object appeared meanwhile
+                if "412" not in str(exc) and "PreconditionFailed" not in str(exc):
+                    raise
+            info = self._read()
+            if not info:
+                continue  # released between the two calls
+            if allow and info.get("token") == allow:
+                return False
+            if self._gone(info):
+                self.storage.fs.rm_file(self.path)
+                continue
+            if info.get("what") == "quadmix run" or time.monotonic() >= deadline:
+                expires = time.strftime("%H:%M:%SZ", time.gmtime(float(info.get("expires") or 0)))
+                raise StorageLocked(f"storage {self.storage.url} is in use by {_who(info)} ({_describe(info)}; its lease "
+                                    f"expires at {expires} unless renewed); wait for it to finish, or use another --storage")
+            time.sleep(0.5)
+        self._held = True
+        self._start_renewing()
+        return True
+
+    def _start_renewing(self) -> None:
+        import threading
+
+        self._stop.clear()
+
+        def renew() -> None:
+            while not self._stop.wait(self.ttl / 3):
+                try:
+                    self.storage.fs.pipe_file(self.path, self._body())
+                except Exception:  # noqa: BLE001 - a missed renewal; the next one may succeed before expiry
+                    continue
+
+        self._thread = threading.Thread(target=renew, name="quadmix-lease", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._read().get("token") == self.token:
+            self.storage.fs.rm_file(self.path)
 
 
 def _holder_info(fd: int) -> dict:

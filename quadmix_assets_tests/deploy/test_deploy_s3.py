@@ -97,3 +97,26 @@ def test_materialize_part_of_the_graph_on_s3(s3_env, tiny_corpus, tmp_path):
 
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"run-{tmp_path.name}/")["Contents"]]
     assert any(k.endswith(".parquet") and shard in k for k in keys), keys
+
+
+def test_one_writer_on_s3_through_a_conditional_lease_object(s3_env):
+    """The storage lock on an object store: the lease object is created with S3's `If-None-Match: *`, so of
+    two writers only one gets it; the other is refused naming the holder; released, it is free again."""
+    from quadmix_assets.storage.lock import LEASE_NAME, RunLock, StorageLocked
+
+    root = StorageRoot(f"s3://{BUCKET}/lease-check")
+    first = RunLock(root, token="runner-a")
+    assert first.acquire()
+    try:
+        assert root.exists(LEASE_NAME)
+        with pytest.raises(StorageLocked, match="in use by another quadmix run"):
+            RunLock(root, token="runner-b").acquire()
+        # a conditional create really is refused by the server while the object exists
+        with pytest.raises((FileExistsError, OSError)):
+            root.fs.pipe_file(root.path(LEASE_NAME), b"{}", mode="create")
+    finally:
+        first.release()
+    assert not root.exists(LEASE_NAME)
+    second = RunLock(root, token="runner-b")
+    assert second.acquire()
+    second.release()

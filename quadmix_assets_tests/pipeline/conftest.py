@@ -15,6 +15,15 @@ from quadmix_assets.runner import run_pipeline
 CORPUS = Path(env.data_dir()) / "corpus" / "webtext"
 
 
+def evaluate_sensor(sensor, **context):
+    """One tick of ``sensor`` as the daemon evaluates it: its resources (the settings resource holds the
+    storage lock in a run, so it has a setup and a teardown) are opened for the tick and closed after."""
+    from dagster import build_sensor_context
+
+    with build_sensor_context(**context) as ctx:
+        return sensor(ctx)
+
+
 def make_settings(corpus_glob: str, storage: Path, **kw) -> QuadmixSettings:
     return QuadmixSettings.from_env(corpus_glob=corpus_glob, storage_root=str(storage), preset="test", **kw)
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from quadmix_assets_tests.pipeline.conftest import evaluate_sensor
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -31,7 +32,6 @@ from dagster import (
     DagsterRunStatus,
     Definitions,
     RunsFilter,
-    build_sensor_context,
     evaluate_automation_conditions,
 )
 
@@ -183,7 +183,7 @@ def test_new_shard_in_process_labelled_scored_then_refresh_rescores_mixtures(sta
     cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
     shutil.copy(CORPUS / f"{NEW_SHARD}.jsonl.gz", Path(settings.corpus_glob).parent / f"{NEW_SHARD}.jsonl.gz")
 
-    sensor_result = shard_sensor(build_sensor_context(instance=instance, resources={"settings": settings}))
+    sensor_result = evaluate_sensor(shard_sensor, instance=instance, resources={"settings": settings})
     assert [r.partition_key for r in sensor_result.run_requests] == [NEW_SHARD]
     instance.add_dynamic_partitions(shards_partitions.name, [NEW_SHARD])
     # a partition added, its run not finished yet: automation leaves the new shard to the sensor's run

@@ -5,13 +5,14 @@ code chooses anything in between. The same optimum and byte-identical export fil
 
 from __future__ import annotations
 
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from quadmix_assets_tests.pipeline.conftest import evaluate_sensor
+from dagster import DagsterInstance, SensorResult, SkipReason
 
 from quadmix_assets.definitions import build_definitions
 from quadmix_assets.defs.loop import loop_sensor
 from quadmix_assets.storage import layout
 
-from .conftest import make_settings
+from .conftest import evaluate_sensor, make_settings
 
 MAX_TICKS = 60
 
@@ -21,8 +22,7 @@ def drive(settings, instance) -> tuple[list[str], str]:
     defs = build_definitions(settings)
     ran: list[str] = []
     for _ in range(MAX_TICKS):
-        ctx = build_sensor_context(instance=instance, resources={"settings": settings}, definitions=defs)
-        result = loop_sensor(ctx)
+        result = evaluate_sensor(loop_sensor, instance=instance, resources={"settings": settings}, definitions=defs)
         if isinstance(result, SkipReason):
             return ran, result.skip_message or ""
         assert isinstance(result, SensorResult) and result.run_requests, result
@@ -47,8 +47,8 @@ def test_the_sensor_alone_reaches_the_same_export_as_quadmix_run(demo_run, two_s
         assert ran.count("rounds_job") == 1 and ran.count("search_job") == 1 and ran.count("noise_job") == 1
         assert instance.get_dynamic_partitions("exports") == [summary.optimum]
         # a further tick starts nothing: the loop is finished and stays so
-        ctx = build_sensor_context(instance=instance, resources={"settings": other}, definitions=build_definitions(other))
-        assert isinstance(loop_sensor(ctx), SkipReason)
+        again = evaluate_sensor(loop_sensor, instance=instance, resources={"settings": other}, definitions=build_definitions(other))
+        assert isinstance(again, SkipReason)
     a, b = settings.storage(), other.storage()
     folder = layout.export_dir(summary.optimum)
     files = a.list(folder)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from quadmix_assets_tests.pipeline.conftest import evaluate_sensor
 from dagster import (
     AssetKey,
     DagsterInstance,
     DagsterInvalidConfigError,
     build_asset_context,
-    build_sensor_context,
     materialize,
 )
 
@@ -115,9 +115,9 @@ def test_materializing_domain_labels_for_an_unsafe_partition_is_refused(tmp_path
         # the second line of defence, without the run-level check (a direct invocation has no run): the
         # asset body refuses the key where it would build the path
         for key in _attack_keys(victim):
-            context = build_asset_context(partition_key=key, instance=instance, resources={"settings": settings})
-            with pytest.raises(UnsafeKeyError, match="unsafe shard key"):
-                domain_labels(context)
+            with build_asset_context(partition_key=key, instance=instance, resources={"settings": settings}) as context:
+                with pytest.raises(UnsafeKeyError, match="unsafe shard key"):
+                    domain_labels(context)
         assert _snapshot(tmp_path) == before  # neither the victim nor anything under the root changed
         assert pq.read_table(victim)["text"].to_pylist() == ["precious data"] * 3
 
@@ -129,7 +129,7 @@ def test_sensor_registers_only_safe_keys_for_unsafe_file_names(tmp_path):
         (corpus / name).write_text('{"id": "1", "text": "one"}\n')
     settings = QuadmixSettings.from_env(corpus_glob=str(corpus / "*"), storage_root=str(tmp_path / "s"))
     with DagsterInstance.ephemeral() as instance:
-        result = shard_sensor(build_sensor_context(instance=instance, resources={"settings": settings}))
+        result = evaluate_sensor(shard_sensor, instance=instance, resources={"settings": settings})
         keys = result.dynamic_partitions_requests[0].partition_keys
         assert len(keys) == 5 and all(is_safe_key(k) for k in keys) and "plain" in keys
         assert sorted(r.partition_key for r in result.run_requests) == sorted(keys)
@@ -243,6 +243,6 @@ def test_cluster_sensor_tick_refuses_a_storage_root_outside_the_policy(cluster_e
     settings = QuadmixSettings.from_env(storage_root=str(tmp_path / "elsewhere"))
     with DagsterInstance.ephemeral() as instance:
         with pytest.raises(DagsterResourceFunctionError) as info:
-            shard_sensor(build_sensor_context(instance=instance, resources={"settings": settings}))
+            evaluate_sensor(shard_sensor, instance=instance, resources={"settings": settings})
         assert isinstance(info.value.__cause__, env.LocationPolicyError) and "refused" in str(info.value.__cause__)
     assert not (tmp_path / "elsewhere").exists()

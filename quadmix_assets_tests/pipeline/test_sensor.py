@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 
-from dagster import DagsterInstance, build_sensor_context
+from quadmix_assets_tests.pipeline.conftest import evaluate_sensor
+from dagster import DagsterInstance
 
 from quadmix_assets.defs.automation import shard_sensor
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -23,23 +24,20 @@ def test_sensor_adds_new_and_changed_shards(tmp_path):
     _write(corpus / "a.jsonl.gz", [{"id": "1", "text": "one"}])
     settings = QuadmixSettings.from_env(corpus_glob=str(corpus / "*.jsonl.gz"), storage_root=str(tmp_path / "s"))
     with DagsterInstance.ephemeral() as instance:
-        ctx = build_sensor_context(instance=instance, resources={"settings": settings})
-        result = shard_sensor(ctx)
+        result = evaluate_sensor(shard_sensor, instance=instance, resources={"settings": settings})
         assert [r.partition_key for r in result.run_requests] == ["a"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["a"]
         instance.add_dynamic_partitions("shards", ["a"])
         cursor = result.cursor
 
         # nothing new: skip
-        ctx = build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings})
-        skipped = shard_sensor(ctx)
+        skipped = evaluate_sensor(shard_sensor, instance=instance, cursor=cursor, resources={"settings": settings})
         assert not skipped.run_requests and skipped.skip_reason is not None
 
         # a new file and a changed one
         _write(corpus / "b.jsonl.gz", [{"id": "2", "text": "two"}])
         _write(corpus / "a.jsonl.gz", [{"id": "1", "text": "one, edited"}])
-        ctx = build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings})
-        result = shard_sensor(ctx)
+        result = evaluate_sensor(shard_sensor, instance=instance, cursor=cursor, resources={"settings": settings})
         assert sorted(r.partition_key for r in result.run_requests) == ["a", "b"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["b"]
 
@@ -47,8 +45,7 @@ def test_sensor_adds_new_and_changed_shards(tmp_path):
 def test_sensor_trusts_the_event_log_for_shards_already_materialized(demo_run):
     """After `quadmix run`, a first sensor tick (empty cursor) requests nothing for unchanged shards."""
     settings, instance, summary, _ = demo_run
-    ctx = build_sensor_context(instance=instance, resources={"settings": settings})
-    result = shard_sensor(ctx)
+    result = evaluate_sensor(shard_sensor, instance=instance, resources={"settings": settings})
     assert not result.run_requests and result.skip_reason is not None, result
     assert set(json.loads(result.cursor)) == {"shard-00000", "shard-00001"}  # hashes remembered
 
@@ -69,7 +66,7 @@ def test_sensor_bounds_work_per_tick_and_a_replayed_tick_is_idempotent(tmp_path,
     monkeypatch.setattr(automation, "MAX_SHARDS_PER_TICK", 2)
     with DagsterInstance.ephemeral() as instance:
         def tick(cursor=None):
-            return shard_sensor(build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings}))
+            return evaluate_sensor(shard_sensor, instance=instance, cursor=cursor, resources={"settings": settings})
 
         first = tick()
         assert [r.partition_key for r in first.run_requests] == ["a", "b"]

@@ -60,8 +60,47 @@ def test_second_holder_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path):
     assert (tmp_path / "storage" / LOCK_NAME).read_bytes() == b""
 
 
-def test_object_store_roots_are_not_locked():
-    lock = RunLock(StorageRoot("memory://quadmix-lock-test"))
-    assert not lock.supported
-    lock.acquire()  # a no-op, and the caller warns
+def test_an_object_store_root_is_locked_by_a_lease_its_holder_renews(monkeypatch):
+    import json
+    import time
+
+    from quadmix_assets.storage.lock import LEASE_NAME
+
+    monkeypatch.setenv("QUADMIX_LEASE_TTL_S", "0.6")
+    root = StorageRoot("memory://quadmix-lease-test/a")
+    first = RunLock(root, token="host:1:1")
+    assert first.supported and first.acquire()
+    try:
+        time.sleep(1.5)  # past two lifetimes: renewed by its holder, so still held
+        with pytest.raises(StorageLocked, match=r"in use by another quadmix run \(pid \d+ on .*lease expires at"):
+            RunLock(root, what="Dagster run 0badc0de").acquire(wait_s=0.5)
+        assert RunLock(root).acquire(allow="host:1:1") is False  # the holder's own runs write under it
+    finally:
+        first.release()
+    assert not root.exists(LEASE_NAME)  # released: gone
+    second = RunLock(root, token="t2")
+    assert second.acquire()
+    second.release()
+
+
+def test_a_lease_whose_holder_stopped_renewing_is_taken_over():
+    import json
+    import socket
+    import time
+
+    from quadmix_assets.storage.lock import LEASE_NAME
+
+    root = StorageRoot("memory://quadmix-lease-test/b")
+    expired = {"host": "elsewhere", "pid": 1, "what": "quadmix run", "token": "old", "expires": time.time() - 1}
+    root.fs.pipe_file(root.path(LEASE_NAME), json.dumps(expired).encode())
+    lock = RunLock(root, token="new")
+    assert lock.acquire()  # the killed holder's lease had expired
+    lock.release()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive_but_gone = {"host": socket.gethostname(), "pid": dead.pid, "what": "quadmix run", "token": "old",
+                      "expires": time.time() + 600}
+    root.fs.pipe_file(root.path(LEASE_NAME), json.dumps(alive_but_gone).encode())
+    lock = RunLock(root, token="new")
+    assert lock.acquire()  # a holder of this host that no longer runs: taken over at once
     lock.release()
