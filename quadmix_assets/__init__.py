@@ -7,6 +7,6 @@ is the thin Dagster layer.
 
 from quadmix_assets import cpu_kernels as _cpu_kernels
 
-_cpu_kernels.pin()  # before torch or numpy load: the same kernels, so the same bytes, on any x86-64 machine
+_cpu_kernels.pin()  # QUADMIX_CPU_ISA=avx2: before torch or numpy load, the same kernels (same bytes) on any x86-64
 
 __version__ = "0.1.0"

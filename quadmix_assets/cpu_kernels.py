@@ -8,13 +8,18 @@ computed from other numbers, and a search can end at another optimum. Measured h
 trained under ATen's default, AVX2 and AVX-512 kernels gives three different sets of bytes; with ATen at
 AVX2 and MKL's conditional numerical reproducibility at AVX2 it gives one.
 
-So every quadmix process pins them, before anything imports torch or numpy (this module runs when
-``quadmix_assets`` is imported): ATen to AVX2, MKL to its AVX2 code path (``MKL_CBWR``), oneDNN to at most
-AVX2, and OpenBLAS (numpy, scipy, scikit-learn) to its Haswell kernels. AVX2 is on every x86-64 server
-processor of the last decade; ``QUADMIX_CPU_ISA=native`` lets each library choose (faster on AVX-512,
-other bytes), ``QUADMIX_CPU_ISA=sse`` pins the oldest kernels. A variable the user set stays as set.
-Other processor families (ARM) and GPUs compute other bytes; the proxies record what they ran with
-(:func:`effective`). A plain library: no Dagster.
+With ``QUADMIX_CPU_ISA=avx2`` every quadmix process pins them, before anything imports torch or numpy (this
+module runs when ``quadmix_assets`` is imported): ATen to AVX2, MKL to its AVX2 code path (``MKL_CBWR``),
+oneDNN to at most AVX2, and OpenBLAS (numpy, scipy, scikit-learn) to its Haswell kernels. AVX2 is on every
+x86-64 server processor of the last decade, so every such machine then computes the same bytes.
+``QUADMIX_CPU_ISA=sse`` pins the oldest kernels. The default is ``native`` (no pins): on this AVX-512
+machine the pins made the AskLLM teacher 4x slower (0.6 against 2.6 documents/s) and would have taken
+``make demo`` past its time budget, so reproducibility across machines is the user's choice, and the bytes
+of outputs computed by torch or BLAS (scores of the transformer criteria, proxy losses, the noise ceiling,
+the regressor, the proposals and the optimum that follow from them) may differ between machines whose
+processors differ unless it is set. A variable the user set stays as set. Other processor families (ARM)
+and GPUs compute other bytes whatever the pins; the proxies record what they ran with (:func:`effective`).
+A plain library: no Dagster.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import platform
 
 ISA_ENV = "QUADMIX_CPU_ISA"
-DEFAULT_ISA = "avx2"
+DEFAULT_ISA = "native"  # see the module docstring: the pins cost 4x on the transformer scorers here
 PINS: dict[str, dict[str, str]] = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"},
     "sse": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41", "OPENBLAS_CORETYPE": "Prescott"},
@@ -31,8 +36,8 @@ PINS: dict[str, dict[str, str]] = {
 
 
 def pin(environ: dict | None = None) -> dict[str, str]:
-    """Set the pins of ``QUADMIX_CPU_ISA`` (default ``avx2``) in ``environ`` (default ``os.environ``) where
-    unset; returns those set. Nothing on a non-x86-64 machine or with ``native``."""
+    """Set the pins of ``QUADMIX_CPU_ISA`` (``avx2`` or ``sse``; default ``native``: none) in ``environ``
+    (default ``os.environ``) where unset; returns those set. Nothing on a non-x86-64 machine or with ``native``."""
     e = os.environ if environ is None else environ
     isa = (e.get(ISA_ENV) or DEFAULT_ISA).strip().lower()
     if isa == "native" or platform.machine().lower() not in ("x86_64", "amd64"):
@@ -46,7 +51,7 @@ def pin(environ: dict | None = None) -> dict[str, str]:
 
 def effective() -> dict[str, str | None]:
     """What the kernels of this process run with: ATen's capability as torch reports it, and the pins."""
-    out: dict[str, str | None] = {k: os.environ.get(k) for k in PINS[DEFAULT_ISA]}
+    out: dict[str, str | None] = {k: os.environ.get(k) for k in PINS["avx2"]}
     try:
         import torch
 

@@ -24,6 +24,17 @@ def evaluate_sensor(sensor, **context):
         return sensor(ctx)
 
 
+def assert_same_export(a, b, mixture_id: str) -> None:
+    """The export of ``mixture_id`` under storage roots ``a`` and ``b`` is the same files, byte for byte,
+    and so are the search's records that chose it."""
+    from quadmix_assets.storage import layout
+
+    files = a.list(layout.export_dir(mixture_id))
+    assert len(files) >= 4 and sorted(files) == sorted(b.list(layout.export_dir(mixture_id)))
+    for rel in files + [layout.searched_configs(), layout.search_result(), layout.regressor_report()]:
+        assert a.read_bytes(rel) == b.read_bytes(rel), rel
+
+
 def make_settings(corpus_glob: str, storage: Path, **kw) -> QuadmixSettings:
     return QuadmixSettings.from_env(corpus_glob=corpus_glob, storage_root=str(storage), preset="test", **kw)
 

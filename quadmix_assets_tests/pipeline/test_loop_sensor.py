@@ -10,9 +10,7 @@ from dagster import DagsterInstance, SensorResult, SkipReason
 
 from quadmix_assets.definitions import build_definitions
 from quadmix_assets.defs.loop import loop_sensor
-from quadmix_assets.storage import layout
-
-from .conftest import evaluate_sensor, make_settings
+from .conftest import assert_same_export, evaluate_sensor, make_settings
 
 MAX_TICKS = 60
 
@@ -49,11 +47,4 @@ def test_the_sensor_alone_reaches_the_same_export_as_quadmix_run(demo_run, two_s
         # a further tick starts nothing: the loop is finished and stays so
         again = evaluate_sensor(loop_sensor, instance=instance, resources={"settings": other}, definitions=build_definitions(other))
         assert isinstance(again, SkipReason)
-    a, b = settings.storage(), other.storage()
-    folder = layout.export_dir(summary.optimum)
-    files = a.list(folder)
-    assert len(files) >= 4
-    for rel in files:
-        assert a.read_bytes(rel) == b.read_bytes(rel), rel
-    for rel in (layout.searched_configs(), layout.search_result(), layout.regressor_report()):
-        assert a.read_bytes(rel) == b.read_bytes(rel), rel
+    assert_same_export(settings.storage(), other.storage(), summary.optimum)

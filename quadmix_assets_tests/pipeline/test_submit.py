@@ -12,9 +12,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from quadmix_assets.storage import layout
-
-from .conftest import make_settings
+from .conftest import assert_same_export, make_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,9 +38,4 @@ def test_submit_launches_every_run_and_gives_the_same_export(demo_run, two_shard
         assert runs and all(r.tags.get("quadmix/loop") for r in runs)
         assert not any("quadmix/runner" in r.tags for r in runs)
         assert instance.get_dynamic_partitions("exports") == [summary.optimum]
-    a, b = settings.storage(), other.storage()
-    folder = layout.export_dir(summary.optimum)
-    files = a.list(folder)
-    assert len(files) >= 4
-    for rel in files:
-        assert a.read_bytes(rel) == b.read_bytes(rel), rel
+    assert_same_export(settings.storage(), other.storage(), summary.optimum)

@@ -1,7 +1,7 @@
 """Same bytes on any x86-64 machine (quadmix_assets.cpu_kernels): a proxy trained in a fresh process with
-quadmix's default pins gives the bytes of the same proxy trained with the AVX2 pins set by hand (what an
+``QUADMIX_CPU_ISA=avx2`` gives the bytes of the same proxy trained with the AVX2 pins set by hand (what an
 AVX2-only machine runs), and, on a machine with AVX-512, other bytes when each library picks its own
-kernels: the pin is what makes them equal."""
+kernels (the default, ``native``): the pin is what makes them equal."""
 
 from __future__ import annotations
 
@@ -47,19 +47,20 @@ def _flags() -> str:
     return Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
 
 
-def test_the_default_pins_give_the_bytes_of_an_avx2_machine_and_native_kernels_do_not():
-    default = _train()
-    assert default["kernels"]["torch_cpu_capability"] == "AVX2" and default["kernels"]["MKL_CBWR"] == "AVX2"
+def test_the_avx2_pins_give_the_bytes_of_an_avx2_machine_and_native_kernels_do_not():
+    pinned = _train(QUADMIX_CPU_ISA="avx2")
+    assert pinned["kernels"]["torch_cpu_capability"] == "AVX2" and pinned["kernels"]["MKL_CBWR"] == "AVX2"
     by_hand = _train(**PINS["avx2"])
-    assert by_hand["digest"] == default["digest"]
-    native = _train(QUADMIX_CPU_ISA="native")
+    assert by_hand["digest"] == pinned["digest"]
+    native = _train()  # the default: each library picks its kernels
+    assert native["kernels"]["MKL_CBWR"] is None
     if "avx512f" in _flags():  # each library's own choice here is AVX-512: other sums, other bytes
         assert native["kernels"]["torch_cpu_capability"] == "AVX512"
-        assert native["digest"] != default["digest"]
+        assert native["digest"] != pinned["digest"]
 
 
 def test_pins_leave_what_the_user_set_and_reject_an_unknown_set():
-    env = {"ATEN_CPU_CAPABILITY": "avx512"}
+    env = {"ATEN_CPU_CAPABILITY": "avx512", "QUADMIX_CPU_ISA": "avx2"}
     applied = pin(env)
     assert env["ATEN_CPU_CAPABILITY"] == "avx512" and "ATEN_CPU_CAPABILITY" not in applied and env["MKL_CBWR"] == "AVX2"
     assert pin({"QUADMIX_CPU_ISA": "native"}) == {}
