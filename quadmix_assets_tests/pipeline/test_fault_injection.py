@@ -113,7 +113,7 @@ def run_cli(cmd: list[str], kill_at: str | None = None, during=None, timeout: fl
         rc = proc.wait(timeout=60)
         if killed:
             left = []
-            for _ in range(10):  # nothing outlives the killed run by more than 5 s (PR_SET_PDEATHSIG in every pool)
+            for _ in range(60):  # orphans notice their parent's death within seconds (PR_SET_PDEATHSIG in every pool)
                 left = _session_processes(proc.pid)
                 if not left:
                     break
