@@ -354,7 +354,9 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             for keys, outcome in pool.map(step.job, [k if len(k) > 1 else k[0] for k in runs]):
                 keys = [keys] if isinstance(keys, str) else list(keys)
                 count_checks(outcome, keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}")
-                results.update({keys[0]: outcome} if len(keys) == 1 else {k: outcome.partition(k, len(keys)) for k in keys})
+                done = {keys[0]: outcome} if len(keys) == 1 else {k: outcome.partition(k, len(keys)) for k in keys}
+                results.update(done)
+                out.ran(facts(), step, done, time.perf_counter())  # reported as each run ends, in order
             return results
         for i, keys in enumerate(runs, 1):
             t = time.perf_counter()
@@ -362,6 +364,8 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             results.update(done)
             if step.job == "proxy_job":
                 out.proxy_run(step, keys, done, i, len(runs), t)
+            elif step.partitioned:  # a line per partition as soon as it is done, not when the stage is
+                out.ran(facts(), step, done, t)
         return results
 
     last = None
@@ -383,7 +387,8 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
                 failed[(step.job, key)] = _failure_message(result)
         if any(not r.success for r in results.values()):
             last = None
-        out.ran(f, step, results, t)
+        if not (step.partitioned and step.job != "proxy_job" and submitter is None):
+            out.ran(f, step, results, t)  # partitioned steps were reported run by run
     out.finished(f, step)
 
 
@@ -560,7 +565,7 @@ class _Reporter:
 
         n_skipped = 0
         for i, key in enumerate(keys, 1):
-            if (job, key) in self.reported and key not in results:
+            if (job, key) in self.reported:
                 continue
             if key in results:
                 result = results[key]
