@@ -7,8 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from quadmix_assets import errors
@@ -16,6 +19,12 @@ from quadmix_assets import settings as env
 from quadmix_assets.presets import DEFAULT_PRESET, PRESETS
 
 LAST_RUN = "quadmix_last_run.json"
+#: seconds ``quadmix ui`` gives ``dagster dev`` to stop its webserver, daemon and code servers after a signal,
+#: and then what is left of its processes to end after SIGTERM, before it kills them
+UI_GRACE_S = 30.0
+UI_LEFTOVER_GRACE_S = 10.0
+#: settings of ``quadmix run`` that are not settings fields but reach the UI's runs too (the loop's refresh policy)
+RUN_VARIABLES = ("QUADMIX_REOPTIMISE", "QUADMIX_REOPTIMISE_SHARE")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 INSTANCE_YAML = """# written by quadmix: a local, persistent Dagster instance
 telemetry:
@@ -74,7 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with DagsterInstance.get() as instance:
         summary = run_pipeline(settings, instance, resume=not args.no_resume, jobs=args.jobs, submit=args.submit)
     if summary.shards_ok:  # settings that worked: what `quadmix ui` gives its runs (never a corpus that found nothing)
-        (Path(home) / LAST_RUN).write_text(json.dumps(launch_environment(settings), indent=2))
+        last = launch_environment(settings) | {k: os.environ[k] for k in RUN_VARIABLES if os.environ.get(k)}
+        (Path(home) / LAST_RUN).write_text(json.dumps(last, indent=2, sort_keys=True))
     return report_failures(summary, args.allow_partial)
 
 
@@ -95,20 +105,135 @@ def report_failures(summary, allow_partial: bool = False, out=None) -> int:
     return code
 
 
+def ui_environment(home: str, environ: dict | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """``(environment, last run's settings)`` of the Dagster processes ``quadmix ui`` starts: ``environ``
+    (default: this process's) with the settings the last ``quadmix run`` saved in ``<home>/quadmix_last_run.json``
+    in place of its own, so every setting of that run (corpus, storage, data folder, preset, K, text and id
+    field, export tokenizer, input limits, refresh policy) reaches the runs launched from the UI; a setting
+    variable the last run did not set is removed. Without a saved run: ``environ`` as it is."""
+    from quadmix_assets.defs.resources import launch_variables
+
+    child = dict(os.environ if environ is None else environ)
+    path = Path(home) / LAST_RUN
+    if not path.exists():
+        return child, {}
+    last = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    for var in (*launch_variables(), *RUN_VARIABLES):
+        child.pop(var, None)
+    child.update(last)
+    return child, last
+
+
+def _session_processes(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid`` (Linux ``/proc``); elsewhere, ``[sid]`` while
+    its process group has a member."""
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.killpg(sid, 0)
+            return [sid]
+        except (ProcessLookupError, PermissionError):
+            return []
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # after the name: state, ppid, pgrp, session
+            found.append(int(name))
+    return found
+
+
+def _signal_session(sid: int, sig: int) -> None:
+    for pid in _session_processes(sid):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        os.killpg(sid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_session(sid: int, timeout: float) -> bool:
+    """True once session ``sid`` has no live process (within ``timeout`` seconds)."""
+    end = time.monotonic() + timeout
+    while _session_processes(sid):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def run_dagster(cmd: list[str], env: dict, cwd: str, grace_s: float = UI_GRACE_S, out=None) -> int:
+    """Run ``cmd`` (``dagster dev``) in a session of its own and leave nothing of it behind.
+
+    SIGTERM, SIGINT and SIGHUP to this process are forwarded to ``dagster dev``, which stops its webserver,
+    daemon and code servers; after ``grace_s`` seconds it is killed. When it has exited, whatever is left of
+    its session (code servers it did not stop, runs launched from the UI) gets SIGTERM, then SIGKILL after
+    :data:`UI_LEFTOVER_GRACE_S`: no Dagster process outlives ``quadmix ui``, and its port is free. Returns
+    ``dagster dev``'s exit code, or 128 + the signal's number after a signal."""
+    out = out or sys.stderr
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum, _frame) -> None:
+        received.append(signum)
+        try:
+            proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
+        except ProcessLookupError:
+            pass
+
+    handled = [s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, forward) for s in handled}
+    try:
+        deadline = None
+        while proc.poll() is None:
+            if received and deadline is None:
+                print(f"quadmix ui: {signal.Signals(received[0]).name}: stopping Dagster (up to {grace_s:.0f} s)",
+                      file=out, flush=True)
+                deadline = time.monotonic() + grace_s
+            if deadline is not None and time.monotonic() > deadline:
+                print("quadmix ui: Dagster did not stop in time; killing it", file=out, flush=True)
+                _signal_session(proc.pid, signal.SIGKILL)
+                deadline = float("inf")
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        if _session_processes(proc.pid):  # left behind by dagster dev: code servers, runs launched from the UI
+            _signal_session(proc.pid, signal.SIGTERM)
+            if not _wait_session(proc.pid, UI_LEFTOVER_GRACE_S):
+                _signal_session(proc.pid, signal.SIGKILL)
+                _wait_session(proc.pid, UI_LEFTOVER_GRACE_S)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if received:
+        print("quadmix ui: stopped", file=out, flush=True)
+        return 128 + int(received[0])
+    return proc.returncode
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     home = prepare_dagster_home(args.dagster_home)
-    last = Path(home) / LAST_RUN
-    child_env = dict(os.environ)
-    if last.exists():
-        for k, v in json.loads(last.read_text()).items():
-            child_env.setdefault(k, v)
+    child_env, last = ui_environment(home)
     if args.host not in LOOPBACK_HOSTS:
         print(f"quadmix ui: warning: binding to {args.host}, not loopback: anyone who can reach this port can launch "
               "runs with this machine's credentials and files (README, 'Threat model')", file=sys.stderr, flush=True)
     workspace = env.REPO_ROOT / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {home})", flush=True)
-    return subprocess.call(cmd, env=child_env, cwd=str(env.REPO_ROOT))
+    if last:
+        print(f"  runs launched there get the settings of the last quadmix run ({Path(home) / LAST_RUN}): "
+              + ", ".join(f"{k}={v}" for k, v in sorted(last.items())), flush=True)
+    else:
+        print("  no quadmix run in this instance yet: runs launched there get this environment's settings", flush=True)
+    return run_dagster(cmd, child_env, str(env.REPO_ROOT))
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -224,8 +349,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def plain_text(text: str) -> str:
+    """A docstring as --help shows it: reStructuredText's ``double backticks`` become plain `backticks`."""
+    return re.sub(r"``([^`]+)``", r"`\1`", text or "")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quadmix", description=__doc__)
+    parser = argparse.ArgumentParser(prog="quadmix", description=plain_text(__doc__))
     parser.add_argument("-v", "--verbose", action="store_true", help="on failure, show the exception class and the stack")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the asset graph in-process on a corpus")
@@ -257,10 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "launcher (DAGSTER_HOME's dagster.yaml: local processes, or Kubernetes Jobs in a deployment) through "
                      "workspace.yaml's code location, and follow the runs")
     run.set_defaults(func=cmd_run)
-    ui = sub.add_parser("ui", help="open the Dagster UI on loopback over the same instance")
+    ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on loopback over the same instance, with the "
+                        "settings of the last quadmix run; SIGTERM or Ctrl-C stops every Dagster process it started")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only; see the README's threat model)")
-    ui.add_argument("--port", type=int, default=3000)
-    ui.add_argument("--dagster-home", default=None)
+    ui.add_argument("--port", type=int, default=3000, help="port of the UI (default 3000)")
+    ui.add_argument("--dagster-home", default=None, help="the instance `quadmix run` wrote (default: $DAGSTER_HOME or "
+                    ".quadmix/dagster_home)")
     ui.set_defaults(func=cmd_ui)
     lin = sub.add_parser("lineage", help="the full story of a mixture (or, with --shard, the mixtures a shard fed)")
     lin.add_argument("mixture", nargs="?", default=None, metavar="MIXTURE_ID", help="mixture id, unique id prefix or mixture name")

@@ -7,12 +7,12 @@ the stack are shown only in verbose mode (``quadmix --verbose``, :func:`set_verb
 
 from __future__ import annotations
 
+import os
 import re
 import traceback
 
 _VERBOSE = False
 
-GENERIC_HINT = "rerun with --verbose for the exception and stack"
 
 #: (exception class names, or None for any; regex on the message, or None; what to do). First match wins;
 #: class names match the class or any of its bases.
@@ -34,6 +34,9 @@ HINTS: list[tuple[tuple[str, ...] | None, str | None, str]] = [
     (None, r"(?i)connection|timed out|temporarily unavailable|name or service not known",
      "check the network and the storage credentials, then run again (finished steps are not redone)"),
     (("KeyboardInterrupt",), None, "run the same command again to continue; finished steps are kept"),
+    (None, r"matched no shard files", "give --corpus (or QUADMIX_CORPUS) a folder or a quoted glob of .jsonl, .jsonl.gz "
+     "or .parquet files, e.g. --corpus 'data/*.jsonl.gz'"),
+    (None, r"^QUADMIX_\w+ must be an integer", "set that variable to a whole number, or unset it"),
 ]
 
 #: messages that already say what to do; no hint is added to them
@@ -70,18 +73,21 @@ def _sentence(text: str) -> str:
     return text if not text or text[-1] in ".!?)" else text + "."
 
 
-def plain(what: str | None, why: str, class_names: list[str] | tuple[str, ...] = (), *, hint: str | None = None) -> str:
+def plain(what: str | None, why: str, class_names: list[str] | tuple[str, ...] = (), *, hint: str | None = None,
+          where: str | None = None) -> str:
     """``"<what> failed: <why>. <what to do>."``: one or two sentences. ``what`` may be None (the caller
-    names it, e.g. the runner's ``[shard 2/16] key: FAILED:`` prefix)."""
+    names it, e.g. the runner's ``[shard 2/16] key: FAILED:`` prefix). Where nothing is known to do about
+    it, the underlying error instead: its class and ``where`` it was raised (``file:line``)."""
     why = _first_line(why) or (class_names[0] if class_names else "unknown error")
     if why.startswith("[Errno"):  # OSError's "[Errno 28] No space left on device: 'x'"
         why = re.sub(r"^\[Errno \d+\]\s*", "", why)
     todo = hint or hint_for(class_names, why)
-    if todo is None and not _ALREADY_ADVISES.search(why):
-        todo = GENERIC_HINT
     text = _sentence(f"{what} failed: {why}" if what else why)
     if todo:
         text += f" To fix: {_sentence(todo)}" if not todo[0].isupper() else f" {_sentence(todo)}"
+    elif class_names and not _ALREADY_ADVISES.search(why):
+        # no advice to give: the underlying error as it is, so that it can be looked up or reported
+        text += f" The error: {class_names[0]}{f' at {where}' if where else ''} (--verbose shows the stack)."
     if _VERBOSE and class_names:
         text += f" [{class_names[0]}]"
     return text
@@ -114,7 +120,25 @@ def explain(exc: BaseException, what: str | None = None) -> str:
         msg = str(inner.args[0])
     if isinstance(inner, OSError) and getattr(inner, "strerror", None):
         msg = f"{inner.strerror}: {inner.filename}" if inner.filename else inner.strerror
-    return plain(what, msg or type(inner).__name__, _class_names(inner))
+    return plain(what, msg or type(inner).__name__, _class_names(inner), where=_raised_at(inner))
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``file:line`` of the innermost frame that raised ``exc`` (the file relative to the package or
+    site-packages folder it is in), or None without a traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    frame = traceback.extract_tb(tb)[-1]
+    path = frame.filename.replace("\\", "/")
+    for marker in ("/site-packages/", "/quadmix_assets/"):
+        if marker in path:
+            path = ("quadmix_assets/" if marker == "/quadmix_assets/" else "") + path.rsplit(marker, 1)[1]
+            break
+    else:
+        cwd = os.getcwd().replace("\\", "/").rstrip("/") + "/"
+        path = path[len(cwd):] if path.startswith(cwd) else path
+    return f"{path}:{frame.lineno}"
 
 
 def explain_error(cls_name: str | None, message: str, what: str | None = None,

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +42,10 @@ __all__ = [
 
 DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
+#: the metadata entry naming every file a materialization wrote, with its sha256 (quadmix_assets.defs.file_records)
+FILES_KEY = "quadmix/files"
+#: hex digits of a content hash shown (the files' full sha256 are in the `quadmix/files` metadata)
+CONTENT_DIGITS = 16
 MIXTURES = "mixtures"
 EXPORTS = "exports"  # the export's own partition set: the keys of the mixtures promoted for export
 MIXTURE_SETS = (MIXTURES, EXPORTS)
@@ -117,8 +123,30 @@ def _iso(ts: float | None) -> str | None:
     return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def content_version(metadata: Any, partition: str | None = None) -> str | None:
+    """The identity of what a materialization wrote for ``partition``: the sha256 of its one file (the
+    first :data:`CONTENT_DIGITS` hex digits), or of its files' sha256 by path when it wrote several; read
+    from its ``quadmix/files`` record. A file belongs to a partition whose key is one of the folders of its
+    path (in a run over several mixtures each partition records its own files). None: nothing recorded.
+
+    Dagster's ``dagster/data_version`` of a partitioned mixture asset is not this: a run over a range of
+    partitions gives all of them one data version (Dagster 1.13 takes one per run), and without a user
+    data version it is computed from the code version and the inputs' versions, the same for every mixture
+    of the same inputs. So where a version is shown as the data's identity, this is the one shown."""
+    files = getattr((metadata or {}).get(FILES_KEY), "value", None)
+    if not isinstance(files, dict) or not files:
+        return None
+    own = {rel: doc for rel, doc in files.items() if partition is not None and partition in rel.split("/")[:-1]} or files
+    digests = {rel: (doc or {}).get("sha256") for rel, doc in sorted(own.items())}
+    if len(digests) == 1:
+        digest = next(iter(digests.values()))
+        return str(digest)[:CONTENT_DIGITS] if digest else None
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode("utf-8")).hexdigest()[:CONTENT_DIGITS]
+
+
 def _summary(rec: Any) -> dict[str, Any]:
-    """One materialization (or observation) record: where, when, versions, metadata."""
+    """One materialization (or observation) record: where, when, versions (Dagster's data version and the
+    content hash of what it wrote), metadata."""
     event = rec.asset_materialization or rec.asset_observation
     tags = dict(getattr(event, "tags", None) or {})
     return {
@@ -127,6 +155,7 @@ def _summary(rec: Any) -> dict[str, Any]:
         "time": _iso(rec.timestamp),
         "partition": rec.partition_key,
         "data_version": tags.get(DATA_VERSION_TAG),
+        "content_version": content_version(getattr(event, "metadata", None), rec.partition_key),
         "code_version": tags.get(CODE_VERSION_TAG),
         "metadata": _metadata(event),
     }
@@ -275,7 +304,7 @@ def _proxy(rec: Any, observation: Any, mixture_id: str) -> dict[str, Any] | None
     if rec is not None:
         s = _summary(rec)
         md = s["metadata"]
-        out = {k: s[k] for k in ("data_version", "code_version", "run_id", "time")}
+        out = {k: s[k] for k in ("data_version", "content_version", "code_version", "run_id", "time")}
         # a run over one partition carries its result at the top level; a multi-partition run under
         # `results` (keyed by mixture id) and in one observation per partition
         for k in ("status", "target_loss", "final_train_loss", "target_losses", "name", "path"):
@@ -298,7 +327,7 @@ def _export(rec: Any) -> dict[str, Any] | None:
         return None
     s = _summary(rec)
     md = s["metadata"]
-    out = {k: s[k] for k in ("data_version", "code_version", "run_id", "time")}
+    out = {k: s[k] for k in ("data_version", "content_version", "code_version", "run_id", "time")}
     out.update({k: md[k] for k in ("path", "manifest", "documents", "occurrences", "tokens", "token_dtype", "tokenizer_version",
                                    "tokenizer", "format") if k in md})
     return out
@@ -437,7 +466,7 @@ def mixture_lineage(instance: DagsterInstance, mixture_id: str, *, asset_graph: 
             continue
         sm = _summary(rec)
         own_summaries[k.to_user_string()] = {
-            kk: sm[kk] for kk in ("data_version", "code_version", "run_id", "time")
+            kk: sm[kk] for kk in ("data_version", "content_version", "code_version", "run_id", "time")
         } | {"metadata": {m: v for m, v in sm["metadata"].items() if not isinstance(v, (dict, list)) and v != "<picture>"},
              "pictures": sorted(m for m, v in sm["metadata"].items() if v == "<picture>")}
 
@@ -638,7 +667,7 @@ def _lines(story: dict[str, Any], md: bool, known_at: str | None = None) -> list
             out.append(f"{bullet}{name}: not materialized")
         else:
             pics = f", pictures: {', '.join(e['pictures'])}" if e.get("pictures") else ""
-            out.append(f"{bullet}{name}: data version {_short(e.get('data_version'))}, run {e['run_id'][:8]}, {e.get('time')}{pics}")
+            out.append(f"{bullet}{name}: content sha256 {e.get('content_version') or '-'}, run {e['run_id'][:8]}, {e.get('time')}{pics}")
     if known_at is not None:
         if md:
             out.append("")
@@ -652,9 +681,12 @@ def _lines(story: dict[str, Any], md: bool, known_at: str | None = None) -> list
     if p:
         losses = p.get("target_losses")
         extra = f" (per set: {', '.join(f'{k} {_fmt(v)}' for k, v in losses.items())})" if isinstance(losses, dict) and losses else ""
+        manifest = (story.get("mixture_assets") or {}).get("mixture_manifest") or {}
+        trained_on = p.get("trained_on_manifest")
+        other = " (not the current manifest)" if trained_on and manifest.get("content_version") not in (None, trained_on) else ""
         out.append(
             f"{h('Proxy')} status {p.get('status') or '-'}, target loss {_fmt(p.get('target_loss'))}{extra}, "
-            f"final train loss {_fmt(p.get('final_train_loss'))}, data version {_short(p.get('data_version'))}"
+            f"final train loss {_fmt(p.get('final_train_loss'))}, trained on manifest sha256 {trained_on or '-'}{other}"
         )
     else:
         out.append(f"{h('Proxy')} not run")

@@ -6,6 +6,9 @@ A job's partition (or an unpartitioned job) is *current* when every asset the jo
   ``quadmix/settings`` tag: a hash of every setting and of the resolved preset, which Dagster's code
   versions do not see) and, for a job that reads every shard (``fan_in``), over the same shard list
   (``quadmix/corpus``: Dagster sees a new shard as a new upstream partition, but not a removed one),
+- for the export, the same export settings (:data:`EXPORT_FIELDS`: the export tokenizer), which the
+  settings hash leaves out: the export's materialization records their own hash
+  (:data:`EXPORT_SETTINGS_KEY`), so another export tokenizer makes the export alone not current,
 - Dagster's stale status ``FRESH``: the same code version as now and the same input data versions as the
   current data versions of its parents (Dagster's own ``CachingStaleStatusResolver``, the one the UI's
   "stale" badge and ``stale_assets_only`` sensors use),
@@ -58,13 +61,29 @@ def corpus_fingerprint(refs) -> str:
 #: elsewhere stay current, and a root lacking the files is redone
 LOCATION_FIELDS = ("storage_root", "corpus_glob")
 
+#: settings only the export reads: left out of the settings hash and hashed on their own
+#: (:func:`export_fingerprint`), so changing them redoes the export and nothing else
+EXPORT_FIELDS = ("export_tokenizer",)
+#: the ``mixture_export`` materialization's metadata entry holding :func:`export_fingerprint` of its settings
+EXPORT_SETTINGS_KEY = "quadmix/export_settings"
+#: the asset whose materializations are checked against the export settings
+EXPORT_ASSET = "mixture_export"
+
 
 def settings_fingerprint(settings) -> str:
-    """Hash of every field of the settings resource but its locations, the resolved preset and the package
-    version."""
-    fields = {k: getattr(settings, k) for k in type(settings).model_fields if k not in LOCATION_FIELDS}
+    """Hash of every field of the settings resource but its locations and the export's own settings, the
+    resolved preset and the package version."""
+    fields = {k: getattr(settings, k) for k in type(settings).model_fields
+              if k not in LOCATION_FIELDS and k not in EXPORT_FIELDS}
     preset = dataclasses.asdict(settings.run_preset())
     return content_hash({"settings": fields, "preset": preset, "quadmix": __version__}, length=24)
+
+
+def export_fingerprint(settings) -> str:
+    """Hash of the settings only the export reads (:data:`EXPORT_FIELDS`): the export's version input
+    besides its code version and its parents' data versions. A tokenizer given by path is hashed by its
+    name; a changed file under the same name is not seen (give it a new name, or ``--no-resume``)."""
+    return content_hash({"export": {k: getattr(settings, k) for k in EXPORT_FIELDS}}, length=24)
 
 
 class Reused:
@@ -98,6 +117,15 @@ def definitions_storage(defs) -> StorageRoot | None:
         return None
 
 
+def definitions_export_hash(defs) -> str | None:
+    """:func:`export_fingerprint` of the definitions' ``settings`` resource when it is one (the runner's
+    definitions); None where there is none to read."""
+    settings = (getattr(defs, "resources", None) or {}).get("settings")
+    if not isinstance(settings, QuadmixSettings) or any(isinstance(getattr(settings, k), EnvVar) for k in EXPORT_FIELDS):
+        return None
+    return export_fingerprint(settings)
+
+
 class Currency:
     """Decides per job (and partition) whether its outputs are current; one per stage of the runner.
 
@@ -110,7 +138,7 @@ class Currency:
     """
 
     def __init__(self, instance: DagsterInstance, defs, settings_hash: str, corpus_hash: str | None = None,
-                 storage: StorageRoot | None = None):
+                 storage: StorageRoot | None = None, export_hash: str | None = None):
         from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
         from dagster._core.definitions.data_version import CachingStaleStatusResolver
         from dagster._time import get_current_datetime
@@ -119,6 +147,8 @@ class Currency:
         self.defs = defs
         self.settings_hash = settings_hash
         self.corpus_hash = corpus_hash
+        # the export settings' hash (:func:`export_fingerprint`); None: the definitions' settings resource's
+        self.export_hash = export_hash if export_hash is not None else definitions_export_hash(defs)
         self.storage = storage if storage is not None else definitions_storage(defs)
         graph = defs.resolve_asset_graph()
         self.graph = graph
@@ -163,6 +193,10 @@ class Currency:
                 return f"{name} was made with other settings (or outside quadmix run)", []
             if fan_in and self.corpus_hash is not None and tags.get(CORPUS_TAG) != self.corpus_hash:
                 return f"{name} was made over another set of shards", []
+            if name == EXPORT_ASSET and self.export_hash is not None:
+                made_with = getattr(record.asset_materialization.metadata.get(EXPORT_SETTINGS_KEY), "value", None)
+                if made_with != self.export_hash:
+                    return f"{name} was made with other export settings (export tokenizer)", []
             status = self.resolver.get_status(key, partition)
             if status != StaleStatus.FRESH:
                 causes = self.resolver.get_stale_causes(key, partition)

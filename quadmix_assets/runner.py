@@ -85,6 +85,20 @@ class RunSummary:
             return 0
         return 1
 
+    def check_warnings(self) -> list[str]:
+        """The failed checks of WARN severity, each ``check[partition]: WARN``."""
+        return [f for f in self.checks_failed if f.endswith(": WARN")]
+
+    def warnings_by_check(self) -> dict[str, list[str]]:
+        """check name -> the partitions (mixtures, shards) it warned about, in the order they were counted
+        (``-`` for an unpartitioned check)."""
+        out: dict[str, list[str]] = {}
+        for f in self.check_warnings():
+            head = f[: -len(": WARN")]
+            name, _, partition = head.partition("[")
+            out.setdefault(name, []).append(partition[:-1] if partition else "-")
+        return out
+
     def failure_lines(self) -> list[str]:
         """One user-facing line per failure (what, where, why)."""
         out = [f"stage {k} FAILED: {v}" for k, v in self.stages_failed.items()]
@@ -237,9 +251,11 @@ def run_pipeline(
         + (f", {len(summary.shards_left_out)} left out" if summary.shards_left_out else "")
         + f"; {len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed; "
         f"{summary.checks_run - len(summary.checks_failed)}/{summary.checks_run} asset checks passed"
-        + (f" ({sum(f.endswith('WARN') for f in summary.checks_failed)} warnings, see the UI)" if summary.checks_failed else "")
+        + (f" ({len(summary.check_warnings())} warnings)" if summary.check_warnings() else "")
         + (f"; optimum {summary.optimum} exported to {summary.export.get('path')}" if summary.export else "")
     )
+    for check_name, where in summary.warnings_by_check().items():
+        log(f"  warnings of {check_name} ({len(where)}): {', '.join(where)}")
     sys.stdout.flush()
     return summary
 
@@ -309,7 +325,9 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
         for evaluation in result.get_asset_check_evaluations():
             summary.checks_run += 1
             if not evaluation.passed:
-                where = f"[{partition_key}]" if partition_key else ""
+                # a per-mixture check names its own partition; else the run's (key or range)
+                partition = getattr(evaluation, "partition", None) or partition_key
+                where = f"[{partition}]" if partition else ""
                 severity = evaluation.severity.value
                 summary.checks_failed.append(f"{evaluation.check_name}{where}: {severity}")
                 if severity == "ERROR":
@@ -628,6 +646,8 @@ class _Reporter:
             ev = _metadata(result, "criteria_evaluation")
             aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
             log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({took})")
+            for warning in ev.get("card_warnings") or []:  # the criterion cards' check (defs/evaluation.py)
+                log(f"[criteria] WARNING {warning}")
         elif job == "proxy_setup_job":
             tg, tk = _metadata(result, "target_sets"), _metadata(result, "proxy_tokenizer")
             s.shards_left_out.update(_left_out(tk))

@@ -130,3 +130,11 @@ def test_plain_registry_with_toy_runs_the_criteria_evaluation(tmp_path):
     assert got["evaluation_ok"] and set(got["evaluation_roc_auc"]) == {"heuristic", "langid", NAME}
     assert 0.0 <= got["evaluation_roc_auc"][NAME] <= 1.0
     assert got["evaluation_spearman"] == ["heuristic~langid", "heuristic~toy", "langid~toy"]
+    # a criterion card for every registered criterion, the toy's included, and the cards' check ran
+    assert got["cards"] == ["heuristic", "langid", NAME]
+    toy = got["toy_card"]
+    assert toy["coverage"] == 1.0 and toy["documents"] == 120 and toy["roc_auc_human"] == got["evaluation_roc_auc"][NAME]
+    assert toy["edu_prompt"]["n"] == 150 and -1 <= toy["edu_prompt"]["spearman"] <= 1
+    assert not toy["verdict"]["lean_judged"] and "30 documents" in toy["verdict"]["why_not_judged"]  # 120 docs: too few
+    assert got["cards_check"] == [["criterion_cards_sound", True, "WARN"]]
+    assert {"criterion_cards", "card_toy", "card_warnings"} <= set(got["cards_metadata"])

@@ -4,7 +4,7 @@
 (with ``--plain-only`` after removing every criterion that needs a trained model or a teacher), *then*
 imports the code location, and writes what the generated graph, checks, conditions, jobs and runner stage
 list say about it; then materializes its scoring asset (and its check) for the corpus' first shard, and
-with ``--plain-only`` also ``criteria_evaluation`` (cheap then: no model to train). A separate process,
+with ``--plain-only`` also ``criteria_evaluation`` and its criterion cards (cheap then: no model to train). A separate process,
 because the code location reads the registry when it is imported.
 """
 
@@ -91,6 +91,13 @@ def main(out_path: str, corpus_glob: str, storage_root: str, plain_only: bool) -
         report = storage.read_json(layout.criteria_report())
         out["evaluation_roc_auc"] = report["roc_auc"]
         out["evaluation_spearman"] = sorted(report["spearman_corpus"])
+        cards = storage.read_json(layout.criterion_cards())  # the criterion cards, generated from the registry
+        out["cards"] = cards["criteria"] if set(cards["criteria"]) == set(cards["cards"]) else None
+        out["toy_card"] = {k: cards["cards"][NAME][k] for k in ("coverage", "documents", "roc_auc_human", "edu_prompt", "verdict")}
+        out["cards_check"] = [[e.check_name, e.passed, e.severity.value] for e in result.get_asset_check_evaluations()]
+        md = next(m.materialization.metadata for m in result.get_asset_materialization_events()
+                  if m.materialization.asset_key == AssetKey("criteria_evaluation"))
+        out["cards_metadata"] = sorted(k for k in md if k.startswith("card") or k == "criterion_cards")
     with open(out_path, "w") as f:
         json.dump(out, f, indent=1)
 

@@ -7,7 +7,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetRecordsFilter,
+    DagsterEventType,
+    asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.labels import domain_labels
@@ -115,26 +124,48 @@ def normaliser_covers_corpus(context: AssetCheckExecutionContext, settings: Quad
     )
 
 
-def _per_mixture(keys: list[str], judged: dict[str, tuple[bool, bool, dict]]) -> AssetCheckResult:
-    """One result for the mixtures of a run: ``judged[key] = (passed, error, metadata)``. One mixture: its
-    own metadata; several (a backfill run): which failed, with theirs. ERROR if any failed as an error."""
-    if len(keys) == 1:
-        passed, error, metadata = judged[keys[0]]
-        return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.ERROR if error else AssetCheckSeverity.WARN,
-                                metadata=metadata)
-    failed = {k: md for k, (ok, _, md) in judged.items() if not ok}
-    error = any(err for ok, err, _ in judged.values() if not ok)
-    return AssetCheckResult(passed=not failed, severity=AssetCheckSeverity.ERROR if error else AssetCheckSeverity.WARN,
-                            metadata={"mixtures": len(keys), "failed": sorted(failed), "failed_metadata": failed})
+def _targets(instance, asset_key, keys: list[str]) -> dict:
+    """The latest materialization of each partition in ``keys`` (what its check judged), as the pointer
+    Dagster records with a check evaluation: two queries for the whole run, not one per partition."""
+    ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION, set(keys))
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, storage_ids=sorted(ids.values())), limit=len(ids)).records
+    return {r.partition_key: AssetCheckEvaluationTargetMaterializationData(
+        storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp) for r in records}
+
+
+def _per_mixture(context: AssetCheckExecutionContext, judged: dict[str, tuple[bool, bool, dict]]) -> None:
+    """One evaluation per mixture partition of the run, recorded against that partition: ``judged[key] =
+    (passed, error, metadata)``; ERROR severity where ``error``, else WARN. Dagster's own result of a check
+    run over a range of partitions names no partition (the UI then shows every partition of the range as
+    skipped), so each is logged as an ``AssetCheckEvaluation`` with its ``partition`` and the
+    materialization it judged, and the check returns nothing else."""
+    spec = next(iter(context.check_specs))
+    targets = _targets(context.instance, spec.asset_key, list(judged))
+    for key, (passed, error, metadata) in judged.items():
+        context.op_execution_context.log_event(AssetCheckEvaluation(
+            asset_key=spec.asset_key,
+            check_name=spec.name,
+            passed=bool(passed),
+            severity=AssetCheckSeverity.ERROR if error else AssetCheckSeverity.WARN,
+            metadata=metadata,
+            target_materialization_data=targets.get(key),
+            blocking=spec.blocking,
+            partition=key,
+        ))
 
 
 @asset_check(
     asset=mixture_scores,
     partitions_def=mixtures_partitions,
     description="The mixture draws from every shard of the corpus; fails listing the shards left out (failed, "
-    "stale, or changed since the normaliser was fitted); run over several mixtures it judges each.",
+    "stale, or changed since the normaliser was fitted); run over several mixtures it judges each and "
+    "records each mixture's own result.",
 )
-def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> None:
     storage = settings.storage()
     card = storage.read_json(layout.normaliser_card())
     missing = card.get("missing_shards", {})
@@ -145,7 +176,7 @@ def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: Quadmix
         used = drawn_from(storage, key)
         left_out = {k: missing.get(k, "left out of this mixture") for k in corpus if k not in used}
         judged[key] = (not left_out, True, {"shards": len(used), "shards_left_out": left_out})
-    return _per_mixture(keys, judged)
+    _per_mixture(context, judged)
 
 
 @asset_check(
@@ -153,9 +184,10 @@ def mixture_covers_corpus(context: AssetCheckExecutionContext, settings: Quadmix
     partitions_def=mixtures_partitions,
     description="Copies >= 1, rows point at the right documents (never at a quarantined cross-shard text "
     "duplicate), the mixture is not empty; warns when a "
-    "corpus domain gets no tokens at all; run over several mixtures it judges each.",
+    "corpus domain gets no tokens at all; run over several mixtures it judges each and records each "
+    "mixture's own result.",
 )
-def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> None:
     storage = settings.storage()
     ids_of: dict[str, object] = {}  # shard -> its documents' ids, read once for every mixture of the run
     left_out_of: dict[tuple, set] = {}  # shards used -> the (shard, row) quarantined as cross-shard duplicates
@@ -191,21 +223,23 @@ def mixture_manifest_valid(context: AssetCheckExecutionContext, settings: Quadmi
             "domains_in_mixture": len(mixture_domains),
             "domains_without_tokens": uncovered,
         })
-    return _per_mixture(keys, judged)
+    _per_mixture(context, judged)
 
 
 @asset_check(
     asset=proxy_run,
     partitions_def=mixtures_partitions,
-    description="Every proxy of the run trained to the end with finite losses on every target set (failed "
-    "runs are left out of the regressor); run over a backfill range it judges each mixture of the range.",
+    description="The proxy trained to the end with finite losses on every target set (failed runs are left "
+    "out of the regressor); run over a backfill range it judges each mixture of the range and records each "
+    "mixture's own result.",
 )
-def proxy_loss_finite(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> AssetCheckResult:
+def proxy_loss_finite(context: AssetCheckExecutionContext, settings: QuadmixSettings) -> None:
     storage = settings.storage()
-    keys = list(context.partition_keys)
-    status = {k: storage.read_json(layout.proxy_run(k))["status"] for k in keys}
-    failed = {k: v for k, v in status.items() if v != "ok"}
-    return AssetCheckResult(passed=not failed, metadata={"mixtures": len(keys), "failed": failed})
+    judged = {}
+    for key in context.partition_keys:
+        status = storage.read_json(layout.proxy_run(key))["status"]
+        judged[key] = (status == "ok", True, {"status": status})
+    _per_mixture(context, judged)
 
 
 @asset_check(

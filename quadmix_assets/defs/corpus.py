@@ -16,7 +16,7 @@ from quadmix_assets.corpus.reader import ReadLimits
 from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.table_metadata import table_metadata
+from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.defs.k8s import pod_tags
@@ -68,6 +68,7 @@ def documents(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(docs_uri),
+            **uri_metadata(docs_uri),
             **table_metadata(read.documents),
             "source": MetadataValue.path(shard.path),
             "source_name": shard.name,

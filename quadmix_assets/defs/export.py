@@ -28,15 +28,18 @@ from quadmix_assets.mixing.catalog import drawn_from, load_spec
 from quadmix_assets.defs.partitions import exports_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.table_metadata import stored_table_metadata, uri_metadata
 from quadmix_assets.defs.targets import proxy_tokenizer
 from quadmix_assets.proxy.optimise import measured_rank
+from quadmix_assets.resume import EXPORT_SETTINGS_KEY, export_fingerprint
 from quadmix_assets.proxy.runs import load_proxy_tokenizer
 from quadmix_assets.export import as_export_tokenizer, export_mixture, load_export_tokenizer
 from quadmix_assets.reporting.numbers import fmt_num
 from quadmix_assets.storage import content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
-EXPORT_VERSION = "mixture-export-v2"  # v2: Megatron tokens.bin + tokens.idx, any HF tokenizer
+EXPORT_VERSION = "mixture-export-v3"  # v2: Megatron tokens.bin + tokens.idx, any HF tokenizer; v3: the tokenizer
+# shipped beside the tokens, provenance in the text parts
 from quadmix_assets.loop.policy import SEARCH_OPTIMUM, SELECTED_AS_TAG  # noqa: E402  (the loop selects what is exported)
 
 
@@ -50,8 +53,8 @@ from quadmix_assets.loop.policy import SEARCH_OPTIMUM, SELECTED_AS_TAG  # noqa: 
     kinds={"parquet"},
     description="Only the mixtures promoted for export (`exports` partitions: the search optimum, or the "
     "best measured config). Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), a Megatron-LM "
-    "indexed dataset tokens.bin + tokens.idx (any Hugging Face tokenizer: `export_tokenizer`), and "
-    "manifest.json naming every input.",
+    "indexed dataset tokens.bin + tokens.idx (any Hugging Face tokenizer: `export_tokenizer`), the tokenizer "
+    "beside them (tokenizer.json + tokenizer_config.json), and manifest.json naming every file and input.",
 )
 def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
@@ -64,14 +67,20 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
     folder = layout.export_dir(key)
     shards = sorted(set(manifest["shard"].to_pylist()))
     _check_shards_current(context, settings, key, shards)
+    manifest_sha = storage.file_sha256(manifest_path)
+    # what made the text parts (not the tokenizer: another tokenizer leaves them byte for byte the same)
+    documents = {s: storage.provenance(layout.documents(s)).get("inputs", {}) for s in shards}
+    text_prov = provenance(context, EXPORT_VERSION, params={"order_seed": seed}, inputs={
+        "mixture_manifest": {"path": manifest_path, "sha256": manifest_sha}, "documents": documents})
     with storage.replace_dir(folder) as staged, tempfile.TemporaryDirectory() as tmp:
-        summary = export_mixture(manifest, ShardTexts(storage), tokenizer, tmp, seed=seed)
+        summary = export_mixture(manifest, ShardTexts(storage), tokenizer, tmp, seed=seed, provenance=text_prov)
         for rel in summary.files:
             storage.write_file(f"{staged}/{rel}", Path(tmp) / rel)
         # why this mixture is exported: the search optimum, or (tagged by the runner) the best measured config
         # when the regressor's pick was not promoted
         selected_as = context.run.tags.get(SELECTED_AS_TAG, SEARCH_OPTIMUM if spec.origin == "search" else "requested")
-        doc = _export_doc(context, storage, key, spec, summary, seed, manifest_path, shards, tok_card, selected_as)
+        doc = _export_doc(context, storage, key, spec, summary, seed, manifest_path, documents, tok_card, selected_as,
+                          manifest_sha)
         uri = storage.uri(f"{folder}/manifest.json")
         storage.write_json(f"{staged}/manifest.json", doc)  # last: a folder with a manifest is complete
     return MaterializeResult(
@@ -89,8 +98,12 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "bytes": sum(f["bytes"] for f in summary.files.values()),
             "tokenizer_version": tok_card["version"],
             "tokenizer": tok_card["source"],
-            "format": "Megatron-LM indexed dataset (tokens.bin + tokens.idx) + Parquet text",
+            "tokenizer_files": MetadataValue.json(summary.tokenizer_files),
+            "format": "Megatron-LM indexed dataset (tokens.bin + tokens.idx) + Parquet text + the tokenizer",
             "lineage": MetadataValue.md(_export_lineage(doc)),
+            EXPORT_SETTINGS_KEY: export_fingerprint(settings),
+            **uri_metadata(storage.uri(folder)),
+            **stored_table_metadata(storage, [f"{folder}/{p}" for p in summary.text_parts]),
         },
         data_version=DataVersion(content_hash(doc)),
     )
@@ -108,7 +121,8 @@ def _export_lineage(doc: dict) -> str:
         f"- from the manifest with sha256 {doc['inputs']['mixture_manifest']['sha256'][:16]}: {doc['documents']:,} documents, "
         f"{doc['occurrences']:,} occurrences, {doc['tokens']:,} tokens ({doc['token_dtype']})\n"
         f"- tokenizer {tok['source']} (version {tok['version']}, vocabulary {tok['vocab_size']:,}, end of document {tok['eos_id']})\n"
-        f"- Megatron `{doc['tokens_prefix']}.bin` + `{doc['tokens_prefix']}.idx`, Parquet text in {len(doc['text_parts'])} part(s)\n"
+        f"- Megatron `{doc['tokens_prefix']}.bin` + `{doc['tokens_prefix']}.idx`, Parquet text in {len(doc['text_parts'])} part(s), "
+        f"the tokenizer beside them ({', '.join(f'`{f}`' for f in doc.get('tokenizer_files') or [])})\n"
     )
 
 
@@ -151,7 +165,8 @@ def _check_shards_current(context, settings: QuadmixSettings, key: str, shards: 
         )
 
 
-def _export_doc(context, storage, key, spec, summary, seed, manifest_path, shards, tok_card, selected_as: str) -> dict:
+def _export_doc(context, storage, key, spec, summary, seed, manifest_path, documents: dict, tok_card, selected_as: str,
+                manifest_sha: str) -> dict:
     return {
         "mixture_id": key,
         "name": spec.name,
@@ -163,9 +178,9 @@ def _export_doc(context, storage, key, spec, summary, seed, manifest_path, shard
         **summary.to_dict(),
         "order_seed": seed,
         "inputs": {
-            "mixture_manifest": {"path": manifest_path, "sha256": storage.file_sha256(manifest_path),
+            "mixture_manifest": {"path": manifest_path, "sha256": manifest_sha,
                                  "provenance": storage.provenance(manifest_path)},
-            "documents": {s: storage.provenance(layout.documents(s)).get("inputs", {}) for s in shards},
+            "documents": documents,
             "tokenizer": tok_card,
         },
         "provenance": provenance(context, EXPORT_VERSION, params={"order_seed": seed}),

@@ -14,6 +14,7 @@ from quadmix_assets.defs import conditions
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
+from quadmix_assets.defs.table_metadata import uri_metadata
 from quadmix_assets.scoring.domain_classifier import (
     load_topic_names,
     predict_domains,
@@ -67,8 +68,9 @@ def domain_classifier(context: AssetExecutionContext, settings: QuadmixSettings)
     sha = storage.file_sha256(layout.model_file("domain_classifier"))
     card = {"name": "domain_classifier", "sha256": sha, "domain_names": names, "n_domains": len(names), "report": report}
     storage.write_json(layout.model_card("domain_classifier"), card)
+    model_uri = storage.uri(layout.model_file("domain_classifier"))
     metadata = {
-        "path": MetadataValue.path(storage.uri(layout.model_file("domain_classifier"))),
+        "path": MetadataValue.path(model_uri), **uri_metadata(model_uri),
         "model_sha256": sha,
         "n_domains": len(names),
     }

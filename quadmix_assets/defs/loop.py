@@ -51,7 +51,7 @@ from quadmix_assets.defs.automation import (
 from quadmix_assets.defs.partitions import exports_partitions, mixtures_partitions, shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.loop.policy import SELECTED_AS_TAG, Finished, RefreshPolicy, State, Status, Step, next_step
-from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency, corpus_fingerprint, settings_fingerprint
+from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency, corpus_fingerprint, export_fingerprint, settings_fingerprint
 from quadmix_assets.storage import layout
 
 #: tag on every run the loop requests: the settings hash it was decided under
@@ -127,7 +127,8 @@ class LoopFacts:
         self.settings_hash = settings_fingerprint(settings)
         self.corpus_hash = corpus_fingerprint(self.refs)
         # the recorded files are checked under this root: damaged or missing outputs are redone
-        self.currency = Currency(instance, defs, self.settings_hash, self.corpus_hash, storage=self.storage)
+        self.currency = Currency(instance, defs, self.settings_hash, self.corpus_hash, storage=self.storage,
+                                 export_hash=export_fingerprint(settings))
         self._failed, self._resume, self._fresh = failed, resume, fresh if fresh is not None else set()
         self._status: dict = {}
         self._records: dict = {}
@@ -176,6 +177,22 @@ class LoopFacts:
         if " is stale" in why or "another set of shards" in why:
             return Status(State.STALE, why)
         return Status(State.MISSING, why)
+
+    def stale_because(self, job: str) -> list[tuple[str, str | None]]:
+        """Why Dagster's own stale-status resolver (the UI's "stale" badge) sees an asset of the one-run
+        ``job`` as stale: per cause, the dependency and its partition (``("proxy_run", "<mixture>")``), or
+        the cause's reason and None for one that names no dependency (a new code version). Empty: fresh."""
+        from dagster._core.definitions.data_version import StaleStatus
+
+        resolver = self.currency.resolver
+        causes: list[tuple[str, str | None]] = []
+        for key in self.currency.job_assets(job):
+            if resolver.get_status(key) != StaleStatus.STALE:
+                continue
+            for cause in resolver.get_stale_causes(key):
+                dep = cause.dependency
+                causes.append((dep.asset_key.to_user_string(), dep.partition_key) if dep is not None else (cause.reason, None))
+        return causes
 
     def records(self, job: str, key: str | None = None) -> list:
         """The latest materialization records of a current job (partition): what its outputs said."""

@@ -28,6 +28,7 @@ from quadmix_assets.defs.partition_metadata import add_partition_metadata
 from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
 from quadmix_assets.method import ParamSpace, draw_copies
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
 from quadmix_assets.mixing.catalog import (
@@ -95,7 +96,7 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
     rows = [[s.mixture_id, s.name, s.origin, "yes" if s.domain_aware else "no"] for s in specs]
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(uri),
+            "path": MetadataValue.path(uri), **uri_metadata(uri),
             "configs": len(specs),
             "drawn": preset.n_configs,
             "baselines": len(specs) - preset.n_configs,
@@ -217,7 +218,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
                    "provenance": prov}
             uri = storage.write_json(layout.mixture_scores_card(spec.mixture_id), doc)
             add_partition_metadata(context, {
-                "path": MetadataValue.path(uri),
+                "path": MetadataValue.path(uri), **uri_metadata(uri),
                 "name": spec.name,
                 "origin": spec.origin,
                 "round": round_of(entries[key]) or 0,  # 1: random draws, 2+: search rounds, 0: none
@@ -362,7 +363,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
                 for m in range(len(names))
             ]
             add_partition_metadata(context, {
-                "path": MetadataValue.path(uri),
+                "path": MetadataValue.path(uri), **uri_metadata(uri), **table_metadata(manifest),
                 "name": spec.name,
                 "documents_selected": int(manifest.num_rows),
                 "documents_total": int(card["documents"]),

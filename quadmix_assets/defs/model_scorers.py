@@ -27,6 +27,7 @@ from quadmix_assets.defs.corpus import documents
 from quadmix_assets.defs.current import select_shards
 from quadmix_assets.defs.k8s import pod_tags, step_pool
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.table_metadata import uri_metadata
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.scoring.criteria import Criterion, load_edu_teacher, teacher_criteria
 from quadmix_assets.scoring.distill import corpus_sample, sample_for_annotation, train_student
@@ -55,8 +56,9 @@ def edu_teacher(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
     if settings.edu_model:
         teacher = load_edu_teacher(settings, storage)
         card = {"kind": "sequence_classifier", "model": settings.edu_model, "version": teacher.model_version}
-        storage.write_json(layout.model_card("edu_teacher"), card)
-        return MaterializeResult(metadata={"model": settings.edu_model, "model_version": teacher.model_version})
+        uri = storage.write_json(layout.model_card("edu_teacher"), card)
+        return MaterializeResult(metadata={"model": settings.edu_model, "model_version": teacher.model_version,
+                                           **uri_metadata(uri)})
     ids, texts, scores = load_edu_training_set(settings.data_dir)
     keep = np.sort(sample_for_annotation(ids, min(preset.edu_train_docs, len(ids)), seed=preset.seed))
     ids = [ids[i] for i in keep]
@@ -79,6 +81,7 @@ def edu_teacher(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
     storage.write_json(layout.model_card("edu_teacher"), card)
     return MaterializeResult(
         metadata={
+            **uri_metadata(storage.uri(layout.model_dir("edu_teacher"))),
             "heldout_spearman": float(report.get("spearman", float("nan"))),
             "heldout_mae": float(report.get("mae", float("nan"))),
             "heldout_mae_constant_predictor": float(report.get("mae_constant", float("nan"))),
@@ -113,8 +116,8 @@ def student_asset(criterion: Criterion) -> AssetsDefinition:
         config = settings.config()
         preset = config.preset
         if config.teacher(c.name).mode == "direct":
-            storage.write_json(layout.model_card(name), {"mode": "direct"})
-            return MaterializeResult(metadata={"mode": "direct"})
+            uri = storage.write_json(layout.model_card(name), {"mode": "direct"})
+            return MaterializeResult(metadata={"mode": "direct", **uri_metadata(uri)})
         selection = select_shards(context, settings)
         if not selection.shards:
             raise Failure(f"no shard has current documents: materialize `documents` first (left out: {selection.left_out})")
@@ -136,6 +139,7 @@ def student_asset(criterion: Criterion) -> AssetsDefinition:
         storage.write_json(layout.model_card(name), card)
         return MaterializeResult(
             metadata={
+                **uri_metadata(storage.uri(layout.model_dir(name))),
                 "mode": "distill",
                 "sample_docs": len(ids),
                 "teacher_student_spearman_heldout": round_sig(float(report.get("spearman", float("nan")))),

@@ -34,6 +34,7 @@ from quadmix_assets.defs.file_records import files_recorded_at_end
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.evaluation import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.table_metadata import stored_table_metadata, uri_metadata
 from quadmix_assets.method import Normaliser
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
 from quadmix_assets.storage import content_hash, layout
@@ -172,6 +173,9 @@ def quality_normaliser(context: AssetExecutionContext, settings: QuadmixSettings
             "tokens": int(tokens.sum()),
             "reference": MetadataValue.json(card["reference"]),
             "path": MetadataValue.path(storage.uri(layout.normaliser_card())),
+            **uri_metadata(storage.uri(layout.normaliser_card())),
+            # the table it writes for every shard: each document's worse-than ranks (attributes/quality_ranks)
+            **stored_table_metadata(storage, [layout.attribute(RANKS_ATTRIBUTE, k) for k in shards]),
             **({"score_distributions": MetadataValue.md(histograms)} if histograms else {}),
         },
         data_version=DataVersion(version),

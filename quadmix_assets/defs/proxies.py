@@ -12,7 +12,6 @@ only thing that differs, and a proxy's loss does not depend on its group, the pa
 
 import numpy as np
 from dagster import (
-    AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
     AssetObservation,
@@ -20,6 +19,7 @@ from dagster import (
     DataVersion,
     MaterializeResult,
     MetadataValue,
+    SpecificPartitionsPartitionMapping,
     asset,
 )
 
@@ -28,6 +28,8 @@ from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest
 from quadmix_assets.defs.partitions import mixtures_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.partition_metadata import add_partition_metadata
+from quadmix_assets.defs.table_metadata import uri_metadata
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.mixing.catalog import load_spec, training_entries
 from quadmix_assets.proxy.runs import noise_subset, noise_summary, per_set_repeatability, stored_loss, train_mixture_proxies
@@ -41,14 +43,25 @@ NOISE_VERSION = "proxy-noise-v1"
 from quadmix_assets.loop.policy import PROXY_GROUP as MAX_GROUP  # noqa: E402 - partitions per run in a backfill; the preset's proxy_group_size stacks within a run
 
 
-def _proxy_lineage(key: str, name: str, record: dict) -> str:
+#: hex digits of the manifest's sha256 that name it (as `quadmix lineage` names every mixture file:
+#: quadmix_assets.lineage.content_version)
+MANIFEST_DIGITS = 16
+
+
+def manifest_identity(storage, key: str) -> str:
+    """The manifest a proxy trains on, named by its content: the first hex digits of the file's sha256, the
+    hash its ``mixture_manifest`` materialization records (``quadmix/files``) and `quadmix lineage` shows."""
+    return storage.file_sha256(layout.mixture_manifest(key))[:MANIFEST_DIGITS]
+
+
+def _proxy_lineage(key: str, name: str, record: dict, manifest: str) -> str:
     """This stage's part of a mixture's story: what the proxy was trained on and what it measured."""
     losses = record.get("target_losses") or {}
     per_set = ", ".join(f"{s} {fmt_num(v)}" for s, v in sorted(losses.items()))
     return (
         f"**Proxy** of mixture {key} {name!r}: status {record['status']}, target loss {fmt_num(record['target_loss'])} "
         f"(mean over {', '.join(record['objective_sets'])})" + (f"; per set: {per_set}" if per_set else "") + "\n\n"
-        f"- trained on the manifest with data version {record.get('manifest_version') or '-'}: "
+        f"- trained on the manifest with content sha256 {manifest} (as mixture_manifest records it): "
         f"{record['sampler']['documents_read']:,} of {record['sampler']['mixture_documents']:,} documents read, "
         f"{record['budget_tokens']:,} tokens\n"
         f"- final train loss {fmt_num(record.get('final_train_loss'))}; seed {record['init_seed']}; tokenizer "
@@ -80,10 +93,12 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
     rows, results = [], {}
     for key in keys:
         spec, _ = load_spec(storage, key)
+        manifest = manifest_identity(storage, key)
         record = records[key] | {"name": spec.name, "origin": spec.origin}
         record["provenance"] = provenance(context, PROXY_VERSION, params={"proxy_config": run["config"].__dict__})
         record["provenance"]["partition"] = key
-        storage.write_json(layout.proxy_run(key), record)
+        uri = storage.write_json(layout.proxy_run(key), record)
+        add_partition_metadata(context, uri_metadata(uri), key)
         results[key] = {k2: record[k2] for k2 in ("name", "origin", "status", "target_loss", "final_train_loss")}
         context.log_event(
             AssetObservation(
@@ -96,7 +111,8 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
                     "target_losses": MetadataValue.json(round_sig(record["target_losses"] or {})),
                     "documents_read": record["sampler"]["documents_read"],
                     "path": MetadataValue.path(storage.uri(layout.proxy_run(key))),
-                    "lineage": MetadataValue.md(_proxy_lineage(key, spec.name, record)),
+                    "trained_on_manifest": manifest,
+                    "lineage": MetadataValue.md(_proxy_lineage(key, spec.name, record, manifest)),
                 },
             )
         )
@@ -132,10 +148,17 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
     op_tags=pod_tags("gpu"),
     pool=step_pool("gpu"),
     code_version=NOISE_VERSION,
-    deps=[mixture_configs, AssetDep(proxy_run, partition_mapping=AllPartitionMapping())],
+    # The noise ceiling reads the proxies of the drawn configs only (their primary losses) and is never redone
+    # for later ones (the loop's policy). Dagster cannot map a dynamic partition set to the part of it that a
+    # config registered first: "every partition" (AllPartitionMapping) made every later round's proxy and the
+    # optimum's, trained after the noise, a new input of it, so a finished run showed it stale. The edge stays
+    # (lineage, the graph); no proxy partition counts as a data input of it.
+    deps=[mixture_configs, AssetDep(proxy_run, partition_mapping=SpecificPartitionsPartitionMapping([]))],
     kinds={"pytorch"},
     description="The noise ceiling: a seeded subset of the drawn configs retrained under a second seed (other "
-    "initial weights, other windows); the repeat Spearman of their losses and each config's loss spread.",
+    "initial weights, other windows); the repeat Spearman of their losses and each config's loss spread. It "
+    "reads the drawn configs' proxies (registered before it), so the proxies of later rounds and of the "
+    "optimum do not make it stale.",
 )
 def proxy_noise(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
@@ -165,7 +188,7 @@ def proxy_noise(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
     rows = [[k, _fmt(primary[k]), _fmt(repeats.get(k)), _fmt(summary.get("spread", {}).get(k))] for k in subset]
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(uri),
+            "path": MetadataValue.path(uri), **uri_metadata(uri),
             "configs_repeated": summary["n"],
             "repeat_spearman": round_sig(summary["repeat_spearman"]),
             "noise_sd": round_sig(summary.get("noise_sd", float("nan"))),

@@ -21,6 +21,7 @@ from quadmix_assets.defs.k8s import pod_tags, step_pool
 from quadmix_assets.defs.partitions import shards_partitions
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.defs.shard_attributes import score_shard
+from quadmix_assets.defs.table_metadata import uri_metadata
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.scoring.criteria import Criterion, criteria
 from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
@@ -60,7 +61,8 @@ def dclm_classifier(context: AssetExecutionContext, settings: QuadmixSettings) -
             storage.write_file(layout.model_file("dclm_classifier"), local)
     sha = storage.file_sha256(layout.model_file("dclm_classifier"))
     storage.write_json(layout.model_card("dclm_classifier"), {"name": "dclm_classifier", "sha256": sha, "report": report})
-    metadata = {"path": MetadataValue.path(storage.uri(layout.model_file("dclm_classifier"))), "model_sha256": sha}
+    model_uri = storage.uri(layout.model_file("dclm_classifier"))
+    metadata = {"path": MetadataValue.path(model_uri), **uri_metadata(model_uri), "model_sha256": sha}
     for key in ("accuracy", "auc", "n_train", "n_test", "n_pos", "n_neg"):
         if key in report:
             metadata[f"test_{key}" if key in ("accuracy", "auc") else key] = report[key]

@@ -29,6 +29,7 @@ from quadmix_assets.defs.mixtures import mixture_configs
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.proxies import proxy_noise, proxy_run
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.table_metadata import uri_metadata
 from quadmix_assets.proxy.optimise import fit, training_set
 from quadmix_assets.proxy.regression_gate import gate
 from quadmix_assets.reporting import markdown_table
@@ -89,7 +90,7 @@ def mixture_regressor(context: AssetExecutionContext, settings: QuadmixSettings)
             for k, v in sur.report["candidates"].items()]
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(uri),
+            "path": MetadataValue.path(uri), **uri_metadata(uri),
             "regressor_version": version,
             "configs": len(ts.specs),
             "rounds": MetadataValue.json(report["points_per_round"]),

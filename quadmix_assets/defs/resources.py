@@ -36,13 +36,23 @@ LAUNCH_VARIABLES = {
 
 def launch_environment(settings: QuadmixSettings) -> dict[str, str]:
     """The environment that gives a code location these settings (:meth:`QuadmixSettings.read_at_launch`):
-    what ``quadmix ui`` and ``quadmix run --submit`` hand to the Dagster processes they start."""
+    what ``quadmix ui`` and ``quadmix run --submit`` hand to the Dagster processes they start. Every setting
+    ``quadmix run`` sets (:data:`LAUNCH_VARIABLES`) and the input limits (read when the code location loads)."""
     out = {}
     for field, (var, _) in LAUNCH_VARIABLES.items():
         value = getattr(settings, field)
         if value is not None:
             out[var] = str(value)
+    for field, var in env.LIMIT_VARIABLES.items():
+        value = getattr(settings, field)
+        if value is not None:
+            out[var] = str(value)
     return out
+
+
+def launch_variables() -> tuple[str, ...]:
+    """Every environment variable :func:`launch_environment` may set."""
+    return (*(var for var, _ in LAUNCH_VARIABLES.values()), *env.LIMIT_VARIABLES.values())
 
 #: run tags that carry partition keys (one partition, or a backfill range run as one)
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")

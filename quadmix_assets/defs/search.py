@@ -17,6 +17,7 @@ from quadmix_assets.defs.partitions import add_partitions, exports_partitions, m
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.table_metadata import uri_metadata
 from quadmix_assets.mixing import MixtureSpec
 from quadmix_assets.mixing.catalog import last_round, register_specs
 from quadmix_assets.proxy.optimise import document_table, predict_arrays, propose_round, search, space_of, training_set
@@ -38,11 +39,16 @@ def _add_partitions(context: AssetExecutionContext, ids: list[str]) -> None:
     add_partitions(context.instance, mixtures_partitions, ids)
 
 
-def _decided(storage, current: int, regressor_version: str, why: str, data_version: str) -> MaterializeResult:
-    """No new round: the decision is stored (the loop's policy reads it) and shown."""
-    uri = storage.write_json(layout.rounds_decision(), {"round": current, "proposed": 0, "regressor_version": regressor_version,
-                                                        "mixtures": [], "why": why})
-    return MaterializeResult(metadata={"path": MetadataValue.path(uri), "round": current, "proposed": 0, "why": why,
+def _decided(storage, current: int, regressor_version: str, why: str, data_version: str, store: bool = True) -> MaterializeResult:
+    """No new round: the decision is stored (the loop's policy reads it; ``store=False`` keeps the stored one)
+    and shown."""
+    if store or not storage.exists(layout.rounds_decision()):
+        uri = storage.write_json(layout.rounds_decision(), {"round": current, "proposed": 0, "regressor_version": regressor_version,
+                                                            "mixtures": [], "why": why})
+    else:
+        uri = storage.uri(layout.rounds_decision())
+    return MaterializeResult(metadata={"path": MetadataValue.path(uri), **uri_metadata(uri), "round": current,
+                                       "proposed": 0, "why": why,
                                        "regressor_version": regressor_version}, data_version=DataVersion(data_version))
 
 
@@ -65,8 +71,9 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
     best_measured = float(ts.y.min())
     noise = storage.read_json(layout.proxy_noise()) if storage.exists(layout.proxy_noise()) else {}
     version = report["regressor_version"]
-    if current >= preset.search_rounds:
-        return _decided(storage, current, version, f"{current} of {preset.search_rounds} rounds exist", f"rounds-{current}")
+    if current >= preset.search_rounds:  # every round exists: the last round's stored proposal stays as it is
+        return _decided(storage, current, version, f"{current} of {preset.search_rounds} rounds exist", f"rounds-{current}",
+                        store=False)
     nxt = current + 1
     docs, _, _ = document_table(storage, preset.feature_docs, preset.seed)
     seed = preset.seed + 1000 * nxt
@@ -97,7 +104,7 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
                                                   "mixtures": [e["mixture_id"] for e in entries], "why": ""})
     rows = [[e["mixture_id"], e["name"], e["kind"], f"{e['predicted_loss']:.4g}"] for e in entries]
     return MaterializeResult(
-        metadata={"path": MetadataValue.path(uri), "round": nxt, "proposed": len(entries),
+        metadata={"path": MetadataValue.path(uri), **uri_metadata(uri), "round": nxt, "proposed": len(entries),
                   "regressor_version": report["regressor_version"], "best_measured_loss": best_measured,
                   "predicted_gain": gain,
                   "best_predicted_loss": info["best_predicted_loss"], "mixtures": MetadataValue.json([e["mixture_id"] for e in entries]),
@@ -146,7 +153,7 @@ def mixture_search(context: AssetExecutionContext, settings: QuadmixSettings) ->
              " ".join(f"{a:.2f}" for a in p.alpha[m])] for m in range(p.n_domains)]
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(uri),
+            "path": MetadataValue.path(uri), **uri_metadata(uri),
             "mixture_id": spec.mixture_id,
             "name": spec.name,
             "origin": "search",

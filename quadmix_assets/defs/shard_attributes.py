@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResu
 
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import table_metadata
+from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
 from quadmix_assets.storage import content_hash, layout
 
 BATCH_DOCS = 8192
@@ -56,7 +56,8 @@ def score_shard(
         inputs={"documents": docs_path, "documents_fingerprint": docs_prov.get("inputs", {}).get("fingerprint")},
     )
     uri = storage.write_parquet(layout.attribute(attribute, shard), table, prov)
-    metadata: dict[str, Any] = {"path": MetadataValue.path(uri), "rows": table.num_rows, **table_metadata(table)}
+    metadata: dict[str, Any] = {"path": MetadataValue.path(uri), "rows": table.num_rows, **uri_metadata(uri),
+                                **table_metadata(table)}
     if summary_column and table.num_rows:
         col = table[summary_column].to_numpy(zero_copy_only=False).astype(np.float64)
         finite = col[np.isfinite(col)]

@@ -22,6 +22,7 @@ from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
 from quadmix_assets.proxy.targets import load_target_sets, target_table
 from quadmix_assets.proxy.tokenizer import eos_id, load_tokenizer, train_bpe_tokenizer
 from quadmix_assets.storage import StorageRoot, content_hash, layout
@@ -77,9 +78,10 @@ def target_sets(context: AssetExecutionContext, settings: QuadmixSettings) -> Ma
     rows = [[n, c["target"], c["heldout"], "yes" if c["multiple_choice"] else "no", "yes" if n in objective else "no"] for n, c in counts.items()]
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(uri),
+            "path": MetadataValue.path(uri), **uri_metadata(uri),
             "sets": len(sets),
             "examples": table.num_rows,
+            **table_metadata(table),
             "target_examples": sum(c["target"] for c in counts.values()),
             "heldout_examples": sum(c["heldout"] for c in counts.values()),
             "objective_sets": MetadataValue.json(objective),
@@ -148,7 +150,7 @@ def proxy_tokenizer(context: AssetExecutionContext, settings: QuadmixSettings) -
     sample = "Data selection for language model pretraining."
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(uri),
+            "path": MetadataValue.path(uri), **uri_metadata(uri),
             "tokenizer_version": version,
             "vocab_size": card["vocab_size"],
             "eos_id": card["eos_id"],

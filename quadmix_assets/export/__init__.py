@@ -3,9 +3,9 @@ indexed dataset (``tokens.bin`` + ``tokens.idx``) tokenized with any Hugging Fac
 
 from quadmix_assets.export.megatron import MegatronWriter, megatron_dtype, read_megatron
 from quadmix_assets.export.tokenizer import ExportTokenizer, as_export_tokenizer, load_export_tokenizer
-from quadmix_assets.export.training_export import ExportSummary, export_mixture, read_tokenized
+from quadmix_assets.export.training_export import ExportSummary, export_mixture, read_tokenized, write_tokenizer
 
 __all__ = [
     "ExportSummary", "ExportTokenizer", "MegatronWriter", "as_export_tokenizer", "export_mixture", "load_export_tokenizer",
-    "megatron_dtype", "read_megatron", "read_tokenized",
+    "megatron_dtype", "read_megatron", "read_tokenized", "write_tokenizer",
 ]

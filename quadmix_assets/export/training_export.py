@@ -5,10 +5,17 @@ Layout of one export folder:
 * ``text/part-00000.parquet`` ...: one row per document *occurrence* (a document drawn with 3 copies
   appears 3 times), in the deterministic shuffled order of :func:`occurrence_order`; columns ``id``,
   ``shard``, ``row``, ``copy`` (0-based occurrence number of that document), ``text``.
+  Each part carries its provenance in the Parquet schema metadata under ``quadmix`` (the storage layer's
+  convention, :meth:`quadmix_assets.storage.StorageRoot.provenance` reads it) when one is given.
 * ``tokens.bin`` + ``tokens.idx``: a Megatron-LM indexed dataset (``MMIDIDX``, see
   :mod:`quadmix_assets.export.megatron`; Megatron's ``--data-path`` is the folder's ``tokens`` prefix):
   one sequence (and one document) per occurrence, in the same order as the text parts, each ending with
   the tokenizer's end-of-document id; uint16 below 65,500 ids, else int32, as Megatron picks.
+* ``tokenizer.json`` + ``tokenizer_config.json``: the tokenizer the tokens were made with, shipped beside
+  them, so the folder decodes on its own: ``tokenizers.Tokenizer.from_file("tokenizer.json")``, or
+  ``transformers.AutoTokenizer.from_pretrained(folder)`` (a ``PreTrainedTokenizerFast`` with the
+  end-of-document token as its EOS; Megatron-LM's ``--tokenizer-type HuggingFaceTokenizer
+  --tokenizer-model <folder>``).
 
 Any Hugging Face tokenizer can be used (:mod:`quadmix_assets.export.tokenizer`).
 
@@ -18,6 +25,7 @@ Nothing is held in memory beyond one batch of documents.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,8 +37,11 @@ import pyarrow.parquet as pq
 from quadmix_assets.export.megatron import MegatronWriter, megatron_dtype, read_megatron
 from quadmix_assets.export.tokenizer import ExportTokenizer, as_export_tokenizer
 from quadmix_assets.proxy.stream import occurrence_order
+from quadmix_assets.storage.root import PROVENANCE_KEY, canonical_json
 
 TOKENS_PREFIX = "tokens"  # tokens.bin + tokens.idx
+TOKENIZER_FILE = "tokenizer.json"  # the tokenizer, as tokenizers.Tokenizer.save writes it
+TOKENIZER_CONFIG = "tokenizer_config.json"  # what transformers' AutoTokenizer needs beside it
 
 TEXT_SCHEMA = pa.schema(
     [("id", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("copy", pa.int32()), ("text", pa.string())]
@@ -48,6 +59,9 @@ class ExportSummary:
     format: str = "megatron-mmidx-v1"  # tokens.bin + tokens.idx (Megatron-LM IndexedDataset)
     tokens_prefix: str = TOKENS_PREFIX
     text_parts: list[str] = field(default_factory=list)
+    # the shipped tokenizer: relative paths of its files and its end-of-document token
+    tokenizer_files: list[str] = field(default_factory=list)
+    eos_token: str | None = None
     files: dict[str, dict] = field(default_factory=dict)  # relative path -> {"bytes", "sha256"}
 
     def to_dict(self) -> dict:
@@ -62,6 +76,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_tokenizer(tokenizer: ExportTokenizer, out_dir: str | Path) -> list[str]:
+    """Write ``tokenizer`` into ``out_dir`` as ``tokenizer.json`` (the ``tokenizers`` serialisation: padding
+    and truncation off, as the export encodes) and ``tokenizer_config.json`` (a ``PreTrainedTokenizerFast``
+    whose EOS is the end-of-document token); returns their names. Same tokenizer, same bytes."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TOKENIZER_FILE).write_text(tokenizer.backend.to_str(pretty=True) + "\n", encoding="utf-8")
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "eos_token": tokenizer.backend.id_to_token(tokenizer.eos_id),
+        "model_max_length": 1_000_000_000_000,  # documents are kept whole: no window
+        "clean_up_tokenization_spaces": False,
+    }
+    (out / TOKENIZER_CONFIG).write_text(json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n",
+                                        encoding="utf-8")
+    return [TOKENIZER_FILE, TOKENIZER_CONFIG]
+
+
 def export_mixture(
     manifest: pa.Table,
     read_texts: Callable[[str, Sequence[int]], list[str]],
@@ -71,11 +103,13 @@ def export_mixture(
     seed: int | str,
     rows_per_part: int = 50_000,
     batch_docs: int = 2048,
+    provenance: dict | None = None,
 ) -> ExportSummary:
     """Export ``manifest`` (columns id, shard, row, copies) into ``out_dir`` (a local folder, created),
     tokenized with ``tokenizer`` (an :class:`ExportTokenizer`, or a ``tokenizers.Tokenizer`` whose
-    end-of-text token ends each document). ``seed`` fixes the occurrence order; same inputs -> same bytes
-    in every file."""
+    end-of-text token ends each document), the tokenizer shipped beside the tokens (:func:`write_tokenizer`).
+    ``seed`` fixes the occurrence order; ``provenance`` (JSON, nothing time- or host-dependent) goes into
+    every text part's schema metadata. Same inputs -> same bytes in every file."""
     for c in ("id", "shard", "row", "copies"):
         if c not in manifest.column_names:
             raise ValueError(f"manifest has no {c!r} column (columns: {manifest.column_names})")
@@ -101,10 +135,13 @@ def export_mixture(
     writer = None
     part_rows = 0
 
+    schema = TEXT_SCHEMA if provenance is None else \
+        TEXT_SCHEMA.with_metadata({PROVENANCE_KEY: canonical_json(provenance).encode("utf-8")})
+
     def open_part():
         name = f"text/part-{len(parts):05d}.parquet"
         parts.append(name)
-        return pq.ParquetWriter(out / name, TEXT_SCHEMA, compression="zstd")
+        return pq.ParquetWriter(out / name, schema, compression="zstd")
 
     writer_bin = MegatronWriter(out / TOKENS_PREFIX, dtype)
     try:
@@ -130,7 +167,7 @@ def export_mixture(
             total += int(lens.sum())
             table = pa.table(
                 {"id": ids[chunk], "shard": shards[chunk], "row": rows[chunk], "copy": occ_copy, "text": batch_texts},
-                schema=TEXT_SCHEMA,
+                schema=schema,
             )
             pos = 0
             while pos < table.num_rows:
@@ -146,13 +183,15 @@ def export_mixture(
         writer_bin.close()
     if writer is not None:
         writer.close()
+    tokenizer_files = write_tokenizer(tokenizer, out)
     files = {}
-    for rel in [*parts, f"{TOKENS_PREFIX}.bin", f"{TOKENS_PREFIX}.idx"]:
+    for rel in [*parts, f"{TOKENS_PREFIX}.bin", f"{TOKENS_PREFIX}.idx", *tokenizer_files]:
         p = out / rel
         files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
     return ExportSummary(
         documents=int((copies > 0).sum()), occurrences=int(len(order)), tokens=int(total),
-        token_dtype=dtype.name, vocab_size=vocab, eos_id=int(eos), text_parts=parts, files=files,
+        token_dtype=dtype.name, vocab_size=vocab, eos_id=int(eos), text_parts=parts, tokenizer_files=tokenizer_files,
+        eos_token=tokenizer.backend.id_to_token(int(eos)), files=files,
     )
 
 

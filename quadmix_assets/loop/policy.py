@@ -120,6 +120,10 @@ class Facts(Protocol):
     def previous_export(self) -> tuple[str, str] | None:
         """The latest export's mixture and why it was selected, current or not (None: never exported)."""
 
+    def stale_because(self, job: str) -> list[tuple[str, str | None]]:
+        """Why Dagster's stale status (the UI's badge) says a one-run job's output is stale: per cause the
+        dependency and its partition, or (reason, None) for a cause naming no dependency; empty: fresh."""
+
 
 @dataclass(frozen=True)
 class RefreshPolicy:
@@ -263,8 +267,8 @@ def next_step(facts: Facts, policy: RefreshPolicy = RefreshPolicy()) -> Step | F
     if not retrain and any(facts.status("proxy_job", k).state is State.STALE for k in mixtures):
         return _refresh_export(facts, previous)
     noise = facts.status("noise_job")
-    # the noise ceiling retrains a seeded subset of the drawn configs: later rounds' proxies (which Dagster
-    # sees as new data of its parent) do not change it; a new corpus, settings or code version does
+    # the noise ceiling retrains a seeded subset of the drawn configs: later rounds' proxies do not change it
+    # (nor does Dagster count them as its inputs); a new corpus, settings or code version does
     if noise.state is State.MISSING or (noise.state is State.STALE and _changed_inputs(noise.why)):
         return Step("noise", "noise_job", why=noise.why)
 
@@ -338,8 +342,38 @@ def _search_and_export(facts: Facts, policy: RefreshPolicy) -> Step | Finished:
         return Finished(stopped={"search": selected_as}, notes=notes)
     if facts.exported_as(selected) == selected_as:
         return Finished(export=selected, selected_as=selected_as, notes=notes)
+    if not search_failed and ((s := _record_regressor_again(facts)) is not None or (s := _record_rounds_again(facts)) is not None):
+        return s
     return Step("export", "export_job", (selected,), tags={SELECTED_AS_TAG: selected_as},
                 add_partitions={"exports": (selected,)}, why=selected_as)
+
+
+def _record_regressor_again(facts: Facts) -> Step | None:
+    """The final regressor, recorded again before the export when Dagster sees it as stale only because
+    proxies it does not learn from were trained after it (the optimum's own proxy, measured after the
+    search): Dagster's regressor depends on every ``proxy_run`` partition, so without this a finished run
+    shows it stale. The regressor learns from the same finished proxies, so the refit writes the same bytes
+    and has the same version: no decision changes, and whatever was decided from it stays fresh."""
+    if not regressor_is_current(facts) or facts.status("regressor_job").state is State.FAILED:
+        return None
+    causes = facts.stale_because("regressor_job")
+    learns_from = set((facts.regressor() or {}).get("mixture_ids") or [])
+    if causes and all(dep == "proxy_run" and key is not None and key not in learns_from for dep, key in causes):
+        return Step("search", "regressor_job",
+                    why="the same regressor recorded again after the proxies it does not learn from (the optimum's)")
+    return None
+
+
+def _record_rounds_again(facts: Facts) -> Step | None:
+    """With every round registered, the last round's proposal is recorded again (``rounds_job``: "every
+    round exists", the stored proposal kept as it is) when Dagster sees it stale only because the final
+    regressor, refitted on that round's proxies, came after it. Nothing is proposed or written."""
+    if facts.last_round() < facts.search_rounds or facts.status("rounds_job").state is State.FAILED:
+        return None
+    causes = facts.stale_because("rounds_job")
+    if causes and all(c == ("mixture_regressor", None) for c in causes):
+        return Step("search", "rounds_job", why="every round exists: recorded after the final regressor")
+    return None
 
 
 def export_choice(facts: Facts, policy: RefreshPolicy, search_failed: bool = False) -> tuple[str | None, str, tuple[str, ...]]:

@@ -59,6 +59,11 @@ def criteria_report() -> str:
     return "evaluation/criteria.json"
 
 
+def criterion_cards() -> str:
+    """Every criterion's card (scoring/cards.py): what its top quarter holds, its agreements, its verdict."""
+    return "evaluation/cards.json"
+
+
 def mixture_configs() -> str:
     return "mixtures/configs.json"
 

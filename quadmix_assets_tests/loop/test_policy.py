@@ -39,6 +39,7 @@ class Table:
     exported: dict = field(default_factory=dict)
     previous: tuple | None = None
     share: float = 0.0
+    stale: dict = field(default_factory=dict)  # one-run job -> Dagster's stale causes (dependency, partition)
 
     def shards(self):
         return ["s0", "s1"]
@@ -77,6 +78,9 @@ class Table:
 
     def noise_sd(self):
         return self.noise
+
+    def stale_because(self, job):
+        return list(self.stale.get(job, []))
 
     def new_share(self):
         return self.share

@@ -46,6 +46,7 @@ EXPECTED_CHECKS = {
     "documents": {"documents_valid": (True, False)},
     "domain_labels": {"domain_labels_aligned_and_in_range": (True, False)},
     **{f"quality_{c}": {f"quality_{c}_aligned_and_in_range": (True, False)} for c in ALL_CRITERIA},
+    "criteria_evaluation": {"criterion_cards_sound": (False, False)},
     "quality_normaliser": {"normaliser_ranks_valid": (False, False), "normaliser_covers_corpus": (False, False)},
     "mixture_scores": {"mixture_covers_corpus": (True, False)},
     "mixture_manifest": {"mixture_manifest_valid": (True, False)},

@@ -180,7 +180,7 @@ def test_pictures_and_story_in_materialization_metadata(demo_run, drawn_story):
     # what the manifest stored says only what it knew: no "not run" / "not exported" about later stages
     assert "**Proxy**" not in story and "**Export**" not in story
     assert "mixture_manifest: not materialized" not in story
-    assert "Recorded by mixture_manifest" in story and "mixture_scores: data version" in story
+    assert "Recorded by mixture_manifest" in story and "mixture_scores: content sha256" in story
     # the proxy stage records its own part
     proxy_obs = instance.fetch_observations(AssetKey("proxy_run"), limit=200).records
     mine = [r for r in proxy_obs if r.partition_key == cfg["mixture_id"]]

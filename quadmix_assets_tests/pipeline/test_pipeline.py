@@ -127,17 +127,15 @@ def test_same_inputs_same_bytes(demo_run, tmp_path, two_shard_corpus):
 def test_asset_checks_run_with_every_stage_and_pass(demo_run):
     settings, instance, summary, lines = demo_run
     # per shard: documents + one per attribute (domain + each criterion); normaliser: 2; per mixture: 2
-    # (scores cover the corpus, manifest valid); per proxy run (a stacked group of mixtures, then the
-    # optimum alone): 1; regressor: 1; export: 1
+    # (scores cover the corpus, manifest valid) and 1 for its proxy; regressor: 1; export: 1
     n_mixtures = len(summary.mixtures_ok)
-    group = settings.run_preset().proxy_group_size
-    proxy_runs = -(-(n_mixtures - 1) // group) + 1
     # the mixtures of a stage (configs, each search round, the optimum) are shared between the run's 2 workers,
-    # one Dagster run over a range of partitions each; the checks run once per run and judge every mixture in it
+    # one Dagster run over a range of partitions each; the checks run once per run and record each mixture's
+    # own evaluation (test_mixture_checks.py)
     stages = [len(storage_configs(settings))] + rounds_sizes(settings) + [1]
     assert sum(stages) == n_mixtures, (stages, n_mixtures)
-    mixture_runs = sum(min(2, n) for n in stages)
-    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 2 + 2 * mixture_runs + proxy_runs + 2, lines
+    # (+ 1: the criterion cards' check of criteria_evaluation)
+    assert summary.checks_run == 2 * (2 + len(CRITERIA)) + 2 + 1 + 2 * n_mixtures + n_mixtures + 2, lines
     errors = [f for f in summary.checks_failed if f.endswith("ERROR")]
     assert not errors, errors
 
