@@ -322,6 +322,20 @@ def test_a_resumed_run_redoes_a_truncated_attribute_file_and_ends_with_the_clean
         again = run_pipeline(settings, instance, log=lines.append, jobs=1)
         assert again.exit_code() == 0, again.failure_lines()
         assert again.skipped.get("shard_fast_job") == [1, 2], (again.skipped, lines)
+        assert any(f"{rel} was truncated" in line for line in lines), lines  # says which file, and why
+        assert _tree(tmp_path / "storage") == clean
+
+        # a documents file overwritten with other bytes of the same size, and one proxy's results deleted:
+        # both redone (the shard from its corpus file, the proxy retrained from its seed), the same bytes again
+        docs = tmp_path / "storage" / layout.documents("shard-00001")
+        docs.write_bytes(os.urandom(docs.stat().st_size))
+        proxy = sorted(k for k in clean if k.startswith("proxies/") and k.endswith("/run.json"))[0]
+        (tmp_path / "storage" / proxy).unlink()
+        lines = []
+        third = run_pipeline(settings, instance, log=lines.append, jobs=1)
+        assert third.exit_code() == 0, third.failure_lines()
+        for rel in (layout.documents("shard-00001"), proxy):
+            assert any(rel in line for line in lines), (rel, lines)
         assert _tree(tmp_path / "storage") == clean
     finally:
         instance.dispose()

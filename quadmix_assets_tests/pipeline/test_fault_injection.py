@@ -89,6 +89,9 @@ def _session_processes(sid: int) -> list[str]:
     return out
 
 
+ORPHAN_BOUND_S = 5.0
+
+
 def run_cli(cmd: list[str], kill_at: str | None = None, during=None, timeout: float = 3600,
             preexec_fn=None) -> tuple[int, str, bool]:
     """Run ``cmd`` (own session) and return (exit code, output, killed). With ``kill_at`` (a regex), send
@@ -97,7 +100,7 @@ def run_cli(cmd: list[str], kill_at: str | None = None, during=None, timeout: fl
     first (to act while the run is alive)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                             start_new_session=True, cwd=str(REPO), preexec_fn=preexec_fn)
-    lines, killed = [], False
+    lines, killed, t_kill = [], False, 0.0
     deadline = time.time() + timeout
     try:
         for line in proc.stdout:
@@ -106,19 +109,21 @@ def run_cli(cmd: list[str], kill_at: str | None = None, during=None, timeout: fl
                 during(line)
             if kill_at and re.search(kill_at, line):
                 os.kill(proc.pid, signal.SIGKILL)
-                killed = True
+                killed, t_kill = True, time.monotonic()
                 break
             if time.time() > deadline:
                 break
         rc = proc.wait(timeout=60)
         if killed:
-            left = []
-            for _ in range(60):  # orphans notice their parent's death within seconds (PR_SET_PDEATHSIG in every pool)
+            # nothing it started outlives it by more than ORPHAN_BOUND_S: every pool's workers get SIGKILL from
+            # the kernel when their parent dies (PR_SET_PDEATHSIG), Dagster's compute-log `tail -F` is ended
+            # by its watcher, which polls its parent every second
+            while True:
                 left = _session_processes(proc.pid)
-                if not left:
+                if not left or time.monotonic() - t_kill >= ORPHAN_BOUND_S:
                     break
-                time.sleep(0.5)
-            assert not left, f"processes left behind by the killed run: {left}"
+                time.sleep(0.1)
+            assert not left, f"processes left {ORPHAN_BOUND_S} s after the kill: {left}"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -187,9 +192,27 @@ def test_killed_three_times_then_resumed_gives_the_same_bytes(baseline, two_shar
     assert "[shard] resume: 2 of 2 shard_fast_job partition(s) so far current, skipped" in out
     assert_nothing_partial(storage)
 
-    # 4: to the end
-    rc, out, killed = run_cli(cmd)
+    # 4: to the end. While it works, a Dagster materialization of the same root from another process and
+    # instance (`dagster asset materialize`, as from a shell beside the run) is refused, naming the holder,
+    # and writes nothing: the run ends with the baseline's bytes.
+    targets_before = {k: v for k, v in tree(storage).items() if k.startswith("targets/")}
+    assert targets_before  # run 3 wrote them: a writer let in would replace them
+    beside: dict = {}
+
+    def materialize_beside(line: str) -> None:
+        if line.startswith("quadmix: 2 shard(s)") and not beside:
+            env = _env() | {"QUADMIX_CORPUS": str(two_shard_corpus / "*.jsonl.gz"), "QUADMIX_STORAGE": str(storage),
+                            "QUADMIX_PRESET": "test", "DAGSTER_HOME": str(tmp_path / "home-beside")}
+            (tmp_path / "home-beside").mkdir()
+            done = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "quadmix_assets.definitions",
+                                   "--select", "target_sets"], capture_output=True, text=True, env=env, cwd=str(REPO), timeout=600)
+            beside.update(rc=done.returncode, out=done.stdout + done.stderr,
+                          targets={k: v for k, v in tree(storage).items() if k.startswith("targets/")})
+
+    rc, out, killed = run_cli(cmd, during=materialize_beside)
     assert rc == 0 and not killed, out[-3000:]
+    assert beside["rc"] != 0 and "is in use by another quadmix run" in beside["out"], beside["out"][-3000:]
+    assert beside["targets"] == targets_before  # nothing replaced under the run
     assert re.search(r"^\[mixture\] resume: (\d+) of \1 mixture_job partition\(s\)", out, re.M), out[-3000:]
     summary = re.search(r"^resume: skipped as current (.*)$", out, re.M)
     assert summary and "shard_fast_job 2/2" in summary.group(1) and "models_job 1/1" in summary.group(1), out[-3000:]
