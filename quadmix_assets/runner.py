@@ -379,6 +379,10 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             raise _StageFailed(step.stage, f"{step.job} ran but its outputs are still not current ({f.status(step.job, step.keys[0]).why})")
         last = (step.job, step.keys)
         add_step_partitions(instance, step)
+        for key in step.keys:  # outputs redone because their stored files are damaged: say which file, and why
+            why = f.status(step.job, key).why or ""
+            if " stored file " in why or why.endswith(" is gone"):
+                log(f"[{step.stage}] {key or step.job}: redone: {why}")
         t = time.perf_counter()
         results = run_step(step)
         for key, result in results.items():

@@ -37,7 +37,7 @@ def test_history_answers_as_the_instance_and_dagsters_resolver_do(demo_run):
     asked = statuses = 0
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
-        all_ids = [r.storage_id for r in instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=100_000).records]
+        all_ids = [r.storage_id for r in instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=10_000).records]
         for partition in _partitions(instance, node):
             latest = instance.fetch_materializations(
                 AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
