@@ -48,7 +48,7 @@ def main() -> int:
     log_path = work / "daemon.log"
     t0 = time.time()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dagster", "daemon", "run", "-w", str(REPO / "workspace.yaml")],
+        proc = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", str(REPO / "workspace.yaml")],
                                 cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     exported, finished_s = None, None
     try:

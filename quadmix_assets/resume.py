@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 
 from dagster import AssetKey, AssetPartitionStatus, AssetRecordsFilter, DagsterInstance, EnvVar
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, extract_data_version_from_entry
 
 from quadmix_assets import __version__
 from quadmix_assets.defs.file_records import recorded_files
@@ -126,6 +127,77 @@ def definitions_export_hash(defs) -> str | None:
     return export_fingerprint(settings)
 
 
+class MaterializationHistory:
+    """Every materialization record of an asset, read from the instance once (in pages) the first time the
+    asset is asked about, by partition and in storage order: the latest record of a partition, or the latest
+    before or after an event, without a query each. A ``Currency`` asks these questions once per partition
+    and per dependency of each partition it checks (hundreds of mixtures over tens of shards: thousands of
+    single-row queries otherwise). Valid while nothing is materialized; a ``Currency`` is made per plan."""
+
+    PAGE = 5000
+
+    def __init__(self, instance: DagsterInstance):
+        self.instance = instance
+        self._by_partition: dict[AssetKey, dict[str | None, list]] = {}
+
+    def _records(self, key: AssetKey) -> dict[str | None, list]:
+        if key not in self._by_partition:
+            by: dict[str | None, list] = {}
+            cursor = None
+            while True:
+                result = self.instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=self.PAGE,
+                                                              cursor=cursor, ascending=True)
+                for record in result.records:
+                    by.setdefault(record.asset_materialization.partition, []).append(record)
+                if not result.has_more:
+                    break
+                cursor = result.cursor
+            self._by_partition[key] = by
+        return self._by_partition[key]
+
+    def latest(self, key: AssetKey, partition: str | None, before: int | None = None, after: int | None = None):
+        """The latest record of ``key`` (``partition``; any partition's when None) with a storage id below
+        ``before`` and above ``after``, as ``instance.fetch_materializations(..., limit=1)`` gives it."""
+        by = self._records(key)
+        records = by.get(partition, []) if partition is not None else sorted(
+            (r for rs in by.values() for r in rs), key=lambda r: r.storage_id)
+        for record in reversed(records):
+            if before is not None and record.storage_id >= before:
+                continue
+            if after is not None and record.storage_id <= after:
+                break
+            return record
+        return None
+
+
+class _HistoryStaleStatusResolver(CachingStaleStatusResolver):
+    """Dagster's ``CachingStaleStatusResolver``, whose "was this dependency partition updated since"
+    question is answered from a :class:`MaterializationHistory` (the same records, read once) instead of two
+    queries per dependency partition; everything else is Dagster's own logic."""
+
+    def __init__(self, history: MaterializationHistory, **kwargs):
+        super().__init__(**kwargs)
+        self._history = history
+
+    def _get_latest_data_version_record(self, key):
+        if self.asset_graph.get(key.asset_key).is_external:
+            return super()._get_latest_data_version_record(key=key)
+        return self._history.latest(key.asset_key, key.partition_key)
+
+    def _is_dep_updated(self, provenance, dep_key) -> bool:
+        dep_asset = self.asset_graph.get(dep_key.asset_key)
+        if dep_key.partition_key is None or dep_asset.is_external:
+            return super()._is_dep_updated(provenance, dep_key)
+        # as CachingStaleStatusResolver._is_dep_updated (dagster 1.13), from the history
+        cursor = provenance.input_storage_ids[dep_key.asset_key]
+        updated = self._history.latest(dep_key.asset_key, dep_key.partition_key, after=cursor)
+        if updated is None:
+            return False
+        previous = self._history.latest(dep_key.asset_key, dep_key.partition_key, before=cursor + 1 if cursor else None)
+        previous_version = extract_data_version_from_entry(previous.event_log_entry) if previous else None
+        return self._data_versions_differ(previous_version, extract_data_version_from_entry(updated.event_log_entry))
+
+
 class Currency:
     """Decides per job (and partition) whether its outputs are current; one per stage of the runner.
 
@@ -140,7 +212,6 @@ class Currency:
     def __init__(self, instance: DagsterInstance, defs, settings_hash: str, corpus_hash: str | None = None,
                  storage: StorageRoot | None = None, export_hash: str | None = None):
         from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-        from dagster._core.definitions.data_version import CachingStaleStatusResolver
         from dagster._time import get_current_datetime
 
         self.instance = instance
@@ -156,18 +227,24 @@ class Currency:
             temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
             instance=instance, asset_graph=graph,
         )
-        self.resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
+        self._history = MaterializationHistory(instance)
+        self.resolver = _HistoryStaleStatusResolver(self._history, instance=instance, asset_graph=graph, loading_context=view)
         self._run_tags: dict[str, dict] = {}
+        self._partition_status: dict[AssetKey, dict] = {}
 
     def job_assets(self, job_name: str) -> list[AssetKey]:
         keys = self.defs.resolve_job_def(job_name).asset_layer.selected_asset_keys
         return sorted(keys, key=lambda k: k.to_user_string())
 
     def _latest(self, key: AssetKey, partition: str | None):
-        records = self.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1, ascending=False
-        ).records
-        return records[0] if records else None
+        return self._history.latest(key, partition)
+
+    def _status_of(self, key: AssetKey, partition: str, partitions_def) -> AssetPartitionStatus | None:
+        """The partition's status (failed, in progress, materialized); read once per asset for every partition."""
+        if key not in self._partition_status:
+            keys = list(partitions_def.get_partition_keys(dynamic_partitions_store=self.instance))
+            self._partition_status[key] = dict(self.instance.get_status_by_partition(key, keys, partitions_def) or {})
+        return self._partition_status[key].get(partition)
 
     def _tags(self, run_id: str) -> dict:
         if run_id not in self._run_tags:
@@ -204,7 +281,7 @@ class Currency:
                 return f"{name} is {status.value.lower()}: {why}", []
             node = self.graph.get(key)
             if partition is not None and node.partitions_def is not None:
-                st = (self.instance.get_status_by_partition(key, [partition], node.partitions_def) or {}).get(partition)
+                st = self._status_of(key, partition, node.partitions_def)
                 if st in (AssetPartitionStatus.FAILED, AssetPartitionStatus.IN_PROGRESS):
                     return f"{name}'s latest run {st.value.lower().replace('_', ' ')}", []
             mat = record.asset_materialization

@@ -397,6 +397,10 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
             raise _StageFailed(step.stage, f"{step.job} ran but its outputs are still not current ({f.status(step.job, step.keys[0]).why})")
         last = (step.job, step.keys)
         add_step_partitions(instance, step)
+        for key in step.keys:  # outputs redone because their stored files are damaged: say which file, and why
+            why = f.status(step.job, key).why or ""
+            if " stored file " in why or why.endswith(" is gone"):
+                log(f"[{step.stage}] {key or step.job}: redone: {why}")
         t = time.perf_counter()
         results = run_step(step)
         for key, result in results.items():
@@ -498,12 +502,15 @@ class _Reporter:
         self.summary, self.log, self.storage, self.resume = summary, log, storage, resume
         self.reported: set = set()  # (job, key) reported in this invocation
         self.stage_keys: dict[str, list] = {}
+        self._specs: dict[str, dict] = {}  # the mixture catalog's specs by id, read again when one is missing
 
     # --- labels ------------------------------------------------------------------------------------
     def _mixture_label(self, keys) -> str:
         from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
 
-        entries = {d["mixture_id"]: d for d in all_spec_dicts(self.storage)}
+        if any(k not in self._specs for k in keys):  # a new round's or the optimum's specs: read the catalog again
+            self._specs = {d["mixture_id"]: d for d in all_spec_dicts(self.storage)}
+        entries = self._specs
         origins = {entries[k].get("origin") for k in keys if k in entries}
         if origins == {"search"}:
             return "optimum"
@@ -559,15 +566,19 @@ class _Reporter:
         from quadmix_assets.loop.policy import ok_shards
 
         job = step.job
+        # the step's other partitions are running or still to run (in other runs of the step): never "skipped"
+        running = frozenset(step.keys) - frozenset(results) if step.partitioned else frozenset()
         if job == "shard_fast_job":
-            self._report(facts, "shard", job, facts.shards(), results, t)
+            self._report(facts, "shard", job, facts.shards(), results, t, running)
         elif job == "shard_model_job":
-            self._report(facts, "transformer scores", job, ok_shards(facts), results, t)
+            self._report(facts, "transformer scores", job, ok_shards(facts), results, t, running)
         elif job == "mixture_job":
             label = self._mixture_label(step.keys)
-            keys = [k for k in facts.mixtures() if k in results or ((job, k) not in self.reported and facts.status(job, k).current
+            in_step = frozenset(step.keys)
+            keys = [k for k in facts.mixtures() if k in in_step or ((job, k) not in self.reported
+                                                                   and facts.status(job, k).current
                                                                    and self._mixture_label([k]) == label)]
-            self._report(facts, f"{label} mixture" if label else "mixture", job, keys, results, t)
+            self._report(facts, f"{label} mixture" if label else "mixture", job, keys, results, t, running)
         elif job == "proxy_job":
             self.reported.update((job, k) for k in results)  # reported run by run (proxy_run)
             self._count_skips(job, 0, len(results))
@@ -577,13 +588,15 @@ class _Reporter:
             self._report(facts, {"models_job": "models", "distill_job": "distill", "refresh_job": "normaliser",
                                  "proxy_setup_job": "targets", "noise_job": "noise"}[job], job, [None], results, t)
 
-    def _report(self, facts, stage: str, job: str, keys: list, results: dict, t: float | None) -> None:
-        """One line per partition (``[stage i/n] key: ...``) or for the stage, ran or reused."""
+    def _report(self, facts, stage: str, job: str, keys: list, results: dict, t: float | None,
+                running: frozenset = frozenset()) -> None:
+        """One line per partition (``[stage i/n] key: ...``) or for the stage, ran or reused; the partitions
+        in ``running`` are reported when their own run ends."""
         from quadmix_assets.resume import Reused
 
         n_skipped = 0
         for i, key in enumerate(keys, 1):
-            if (job, key) in self.reported:
+            if (job, key) in self.reported or key in running:
                 continue
             if key in results:
                 result = results[key]
