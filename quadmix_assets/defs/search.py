@@ -8,12 +8,14 @@ by the final regressor and registers it as a new partition that says how it was 
 regressor check keeps it from running when the regressor is not trustworthy.
 """
 
+import hashlib
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_configs
 from quadmix_assets.defs.partitions import add_partitions, exports_partitions, mixtures_partitions
+from quadmix_assets.defs.file_records import step_files
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.regressor import mixture_regressor
 from quadmix_assets.defs.resources import QuadmixSettings
@@ -45,8 +47,11 @@ def _decided(storage, current: int, regressor_version: str, why: str, data_versi
     if store or not storage.exists(layout.rounds_decision()):
         uri = storage.write_json(layout.rounds_decision(), {"round": current, "proposed": 0, "regressor_version": regressor_version,
                                                             "mixtures": [], "why": why})
-    else:
+    else:  # kept: recorded as this materialization's file (the loop asks for this only while it is intact)
         uri = storage.uri(layout.rounds_decision())
+        if (files := step_files()) is not None:
+            data = storage.read_bytes(layout.rounds_decision())
+            files.record(layout.rounds_decision(), len(data), hashlib.sha256(data).hexdigest())
     return MaterializeResult(metadata={"path": MetadataValue.path(uri), **uri_metadata(uri), "round": current,
                                        "proposed": 0, "why": why,
                                        "regressor_version": regressor_version}, data_version=DataVersion(data_version))
