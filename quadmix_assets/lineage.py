@@ -42,7 +42,7 @@ __all__ = [
 
 DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
-#: the metadata entry naming every file a materialization wrote, with its sha256 (quadmix_assets.defs.file_records)
+#: the metadata entry naming every file a materialization wrote, with its sha256 (quadmix_assets.dagster_support.file_records)
 FILES_KEY = "quadmix/files"
 #: hex digits of a content hash shown (the files' full sha256 are in the `quadmix/files` metadata)
 CONTENT_DIGITS = 16

@@ -80,7 +80,7 @@ def _init_worker(fields: dict, instance_ref, tags: dict, verbose: bool) -> None:
 
     from quadmix_assets import errors
     from quadmix_assets.definitions import build_definitions
-    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
     from quadmix_assets.runner import RUNNER_TAG, _process_token
 
     errors.set_verbose(verbose)

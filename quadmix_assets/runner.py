@@ -2,7 +2,7 @@
 worker processes, and report them.
 
 What runs next is never decided here: each step comes from the loop's policy
-(:mod:`quadmix_assets.loop.policy`, read through :func:`quadmix_assets.defs.loop.plan`), the same decisions
+(:mod:`quadmix_assets.loop.policy`, read through :func:`quadmix_assets.defs.operations.loop.plan`), the same decisions
 the ``quadmix_loop`` sensor takes under the Dagster daemon. Each shard and each mixture is a run of its
 partitioned job (several consecutive mixtures may share one run), so a bad shard fails alone and the
 others go on; the UI shows every run. The partitions of a step run ``jobs`` at a time in worker processes
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterInstance
 
-from quadmix_assets.defs.loop import partition_run_args, plan_runs  # noqa: F401 - how a step's partitions become runs
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.operations.loop import partition_run_args, plan_runs  # noqa: F401 - how a step's partitions become runs
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
 from quadmix_assets.scoring.criteria import teacher_criteria
 from quadmix_assets.storage import StorageNotWritable, layout
@@ -273,10 +273,10 @@ _STOP_TEXT = {"models": "training the classifiers failed", "distill": "distillin
 
 def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log, lock: RunLock,
          resume: bool, jobs: int, stack: contextlib.ExitStack, submit: bool = False) -> None:
-    """Execute the loop's steps (:func:`quadmix_assets.defs.loop.plan`, the decisions of
+    """Execute the loop's steps (:func:`quadmix_assets.defs.operations.loop.plan`, the decisions of
     :mod:`quadmix_assets.loop.policy`) until it is finished: here only how a step runs (this process or the
     partition pool's workers) and what is printed; what runs next is the policy's."""
-    from quadmix_assets.defs.loop import LoopFacts, add_step_partitions, plan, refresh_policy
+    from quadmix_assets.defs.operations.loop import LoopFacts, add_step_partitions, plan, refresh_policy
     from quadmix_assets.loop.policy import Finished
     from quadmix_assets.run_pool import PartitionPool
 
@@ -352,8 +352,8 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
 
     def run_step(step) -> dict:
         """Every run of the step (ranges of partitions over the pool's workers where there are several)."""
-        from quadmix_assets.defs.loop import step_runs
-        from quadmix_assets.defs.partitions import mixtures_partitions
+        from quadmix_assets.defs.operations.loop import step_runs
+        from quadmix_assets.dagster_support.partitions import mixtures_partitions
 
         ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
         workers = pool.jobs if pool.usable and step.job != "proxy_job" else 1
@@ -419,7 +419,7 @@ class Submitter:
     code location of ``workspace.yaml`` (as ``dagster job launch`` does), and followed until it ends. Where
     the instance is a deployment's (its ``dagster.yaml``: PostgreSQL, the ``K8sRunLauncher``), every run and,
     with ``QUADMIX_EXECUTOR=k8s``, every step is a pod; this process only decides and reports. The code
-    location gets these settings through the environment (:func:`~quadmix_assets.defs.resources.launch_environment`),
+    location gets these settings through the environment (:func:`~quadmix_assets.dagster_support.resources.launch_environment`),
     so the runs compute what this process's facts expect."""
 
     POLL_S = 1.0
@@ -435,7 +435,7 @@ class Submitter:
         from dagster_shared.cli import WorkspaceOpts
 
         from quadmix_assets import settings as env
-        from quadmix_assets.defs.resources import launch_environment
+        from quadmix_assets.dagster_support.resources import launch_environment
 
         os.environ.update(launch_environment(self.settings))  # the code server and the runs it starts read them
         opts = WorkspaceOpts(workspace=[str(env.REPO_ROOT / "workspace.yaml")])

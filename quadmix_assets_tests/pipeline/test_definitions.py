@@ -4,7 +4,7 @@ jobs, sensors and schedules. Change the snapshot only together with the graph.""
 from __future__ import annotations
 
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 
 ALL_CRITERIA = ("dclm", "heuristic", "langid", "edu", "askllm")
 
@@ -186,7 +186,7 @@ def test_dg_check_defs(tmp_path):
 
 def test_gpu_steps_use_the_gpu_pool(tmp_path):
     """GPU steps join the `gpu` concurrency pool through `pool=` (not the old concurrency-key tag)."""
-    from quadmix_assets.defs.k8s import requests_gpu
+    from quadmix_assets.dagster_support.k8s import requests_gpu
 
     graph = _defs(tmp_path).resolve_asset_graph()
     pools = {}

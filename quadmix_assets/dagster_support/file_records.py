@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from dagster import AssetExecutionContext, DagsterInvariantViolationError, MetadataValue
 
-from quadmix_assets.defs.partition_metadata import add_partition_metadata
+from quadmix_assets.dagster_support.partition_metadata import add_partition_metadata
 from quadmix_assets.storage.records import FileRecord
 
 #: the metadata entry holding a materialization's written files

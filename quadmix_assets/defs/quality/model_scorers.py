@@ -23,11 +23,11 @@ from dagster import (
     asset,
 )
 
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.current import select_shards
-from quadmix_assets.defs.k8s import pod_tags, step_pool
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import uri_metadata
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.current import select_shards
+from quadmix_assets.dagster_support.k8s import pod_tags, step_pool
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.scoring.criteria import Criterion, load_edu_teacher, teacher_criteria
 from quadmix_assets.scoring.distill import corpus_sample, sample_for_annotation, train_student
@@ -103,7 +103,7 @@ def student_asset(criterion: Criterion) -> AssetsDefinition:
         name=name,
         group_name="models",
         code_version=STUDENT_VERSION,
-        deps=[AssetDep(documents, partition_mapping=AllPartitionMapping()), *(AssetKey(m) for m in c.models)],
+        deps=[AssetDep(AssetKey(keys.DOCUMENTS), partition_mapping=AllPartitionMapping()), *(AssetKey(m) for m in c.models)],
         kinds={"fasttext", "pytorch"},
         op_tags=pod_tags("gpu"),
         pool=step_pool("gpu"),

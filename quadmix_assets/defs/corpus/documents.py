@@ -13,13 +13,13 @@ from dagster import (
 
 from quadmix_assets.corpus import ShardError, read_shard
 from quadmix_assets.corpus.reader import ReadLimits
-from quadmix_assets.defs import conditions
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support import conditions
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.table_metadata import table_metadata, uri_metadata
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.storage import content_hash, layout
-from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.dagster_support.k8s import pod_tags
 
 DOCUMENTS_VERSION = "documents-v1"
 

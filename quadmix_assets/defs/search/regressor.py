@@ -12,6 +12,7 @@ measured noise ceiling (``proxy_noise``): below ``regressor_ceiling_share`` of i
 import math
 
 from dagster import (
+    AssetKey,
     AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
@@ -24,12 +25,11 @@ from dagster import (
     asset_check,
 )
 
-from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.mixtures import mixture_configs
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.proxies import proxy_noise, proxy_run
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import uri_metadata
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.k8s import pod_tags
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.proxy.optimise import fit, training_set
 from quadmix_assets.proxy.regression_gate import gate
 from quadmix_assets.reporting import markdown_table
@@ -47,7 +47,7 @@ def _num(v) -> float:
     group_name="optimisation",
     op_tags=pod_tags("fanin"),
     code_version=REGRESSOR_VERSION,
-    deps=[mixture_configs, AssetDep(proxy_run, partition_mapping=AllPartitionMapping()), proxy_noise],
+    deps=[AssetKey(keys.MIXTURE_CONFIGS), AssetDep(AssetKey(keys.PROXY_RUN), partition_mapping=AllPartitionMapping()), AssetKey(keys.PROXY_NOISE)],
     kinds={"scikitlearn"},
     description="Regressor from a config (its numbers and the statistics of the mixture it samples) to its "
     "proxy's target loss; model and features chosen by repeated K-fold CV Spearman, shown beside the "

@@ -10,16 +10,15 @@ regressor check keeps it from running when the regressor is not trustworthy.
 
 import hashlib
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetKey, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
-from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.mixtures import mixture_configs
-from quadmix_assets.defs.partitions import add_partitions, exports_partitions, mixtures_partitions
-from quadmix_assets.defs.file_records import step_files
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.regressor import mixture_regressor
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import uri_metadata
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.k8s import pod_tags
+from quadmix_assets.dagster_support.partitions import add_partitions, exports_partitions, mixtures_partitions
+from quadmix_assets.dagster_support.file_records import step_files
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.mixing import MixtureSpec
 from quadmix_assets.mixing.catalog import last_round, register_specs
 from quadmix_assets.proxy.optimise import document_table, predict_arrays, propose_round, search, space_of, training_set
@@ -61,7 +60,7 @@ def _decided(storage, current: int, regressor_version: str, why: str, data_versi
     group_name="optimisation",
     op_tags=pod_tags("fanin"),
     code_version=ROUNDS_VERSION,
-    deps=[mixture_regressor, mixture_configs],
+    deps=[AssetKey(keys.MIXTURE_REGRESSOR), AssetKey(keys.MIXTURE_CONFIGS)],
     kinds={"json"},
     description="The next search round: `round_size` configs near the regressor's predicted best plus fresh "
     "exploration, registered as mixture partitions with their round; nothing once `search_rounds` rounds "
@@ -122,7 +121,7 @@ def mixture_rounds(context: AssetExecutionContext, settings: QuadmixSettings) ->
     group_name="optimisation",
     op_tags=pod_tags("fanin"),
     code_version=SEARCH_VERSION,
-    deps=[mixture_regressor, mixture_configs],
+    deps=[AssetKey(keys.MIXTURE_REGRESSOR), AssetKey(keys.MIXTURE_CONFIGS)],
     kinds={"json"},
     description="The optimum: the mean of the top-k of `search_samples` fresh configs ranked by the regressor, "
     "registered as a new mixture partition (origin `search`) naming the regressor that found it.",

@@ -33,7 +33,7 @@ from dagster import (
     sensor,
 )
 
-from quadmix_assets.defs.automation import (
+from quadmix_assets.defs.operations.automation import (
     distill_job,
     export_job,
     mixture_job,
@@ -48,8 +48,8 @@ from quadmix_assets.defs.automation import (
     shard_fast_job,
     shard_model_job,
 )
-from quadmix_assets.defs.partitions import exports_partitions, mixtures_partitions, shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.partitions import exports_partitions, mixtures_partitions, shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.loop.policy import SELECTED_AS_TAG, Finished, RefreshPolicy, State, Status, Step, next_step
 from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency, corpus_fingerprint, export_fingerprint, settings_fingerprint
 from quadmix_assets.storage import layout
@@ -339,7 +339,7 @@ def partition_run_args(partitions: str | list | tuple | None) -> tuple[str | Non
 
 
 def add_step_partitions(instance, step: Step) -> None:
-    from quadmix_assets.defs.partitions import add_partitions
+    from quadmix_assets.dagster_support.partitions import add_partitions
 
     for name, keys in step.add_partitions.items():
         add_partitions(instance, _PARTITIONS[name], keys)

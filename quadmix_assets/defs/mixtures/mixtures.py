@@ -7,6 +7,7 @@ import contextlib
 import numpy as np
 import pyarrow as pa
 from dagster import (
+    AssetKey,
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
@@ -18,17 +19,15 @@ from dagster import (
     asset,
 )
 
-from quadmix_assets.defs.corpus import documents
+from quadmix_assets import keys
 from quadmix_assets.reporting import markdown_table
-from quadmix_assets.defs.current import PER_SHARD_ASSETS, select_shards
-from quadmix_assets.defs.labels import domain_classifier, domain_labels
-from quadmix_assets.defs.normaliser import quality_normaliser
-from quadmix_assets.defs import conditions
-from quadmix_assets.defs.partition_metadata import add_partition_metadata
-from quadmix_assets.defs.partitions import add_partitions, mixtures_partitions
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
+from quadmix_assets.dagster_support.current import PER_SHARD_ASSETS, select_shards
+from quadmix_assets.dagster_support import conditions
+from quadmix_assets.dagster_support.partition_metadata import add_partition_metadata
+from quadmix_assets.dagster_support.partitions import add_partitions, mixtures_partitions
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import table_metadata, uri_metadata
 from quadmix_assets.method import ParamSpace, draw_copies
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
 from quadmix_assets.mixing.catalog import (
@@ -51,7 +50,7 @@ from quadmix_assets.settings import fanin_in_memory_rows
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.storage.duck import duck_session
-from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.dagster_support.k8s import pod_tags
 from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
@@ -68,7 +67,7 @@ from quadmix_assets.loop.policy import MIXTURE_GROUP as MIXTURE_BATCH  # noqa: E
     group_name="mixtures",
     op_tags=pod_tags("fanin"),
     code_version=CONFIGS_VERSION,
-    deps=[domain_classifier],
+    deps=[AssetKey(keys.DOMAIN_CLASSIFIER)],
     automation_condition=conditions.REFRESH,
     kinds={"json"},
     description="K configs drawn from the QuaDMix parameter space with the preset's seed, plus the named "
@@ -174,9 +173,9 @@ def _batch_summary(keys: list[str]) -> dict:
     automation_condition=conditions.MIXTURE_SCORES,
     deps=[
         mixture_configs,
-        quality_normaliser,
-        AssetDep(domain_labels, partition_mapping=AllPartitionMapping()),
-        AssetDep(documents, partition_mapping=AllPartitionMapping()),
+        AssetKey(keys.QUALITY_NORMALISER),
+        AssetDep(AssetKey(keys.DOMAIN_LABELS), partition_mapping=AllPartitionMapping()),
+        AssetDep(AssetKey(keys.DOCUMENTS), partition_mapping=AllPartitionMapping()),
     ],
     kinds={"json"},
     description="The mixture's scores card: per document, the merged quality qbar (domain-weighted ranks), its "

@@ -21,13 +21,12 @@ from dagster import (
     asset,
 )
 
-from quadmix_assets.defs import conditions
-from quadmix_assets.defs.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, select_shards
-from quadmix_assets.defs.k8s import pod_tags, step_pool
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.quality import QUALITY_ASSETS
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import uri_metadata
+from quadmix_assets.dagster_support import conditions
+from quadmix_assets.dagster_support.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, select_shards
+from quadmix_assets.dagster_support.k8s import pod_tags, step_pool
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.reporting.plots import try_png_markdown
 from quadmix_assets.scoring import cards as criterion_cards
@@ -48,7 +47,7 @@ __all__ = ["QUALITY_ASSETS", "criteria_evaluation"]
     code_version=EVALUATION_VERSION,
     automation_condition=conditions.CRITERIA,
     deps=[AssetKey(m) for m in conditions.criteria_scorer_models()]
-    + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],
+    + [AssetDep(AssetKey(c.attribute), partition_mapping=AllPartitionMapping()) for c in criteria()],
     kinds={"json"},
     description="Each criterion's ROC-AUC against the DCLM human quality votes, and the pairwise Spearman "
     "correlation of the criteria over the corpus; a criterion card per criterion (Spearman with the "

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
+    AssetKey,
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
@@ -25,20 +26,19 @@ from dagster import (
     asset,
 )
 
+from quadmix_assets import keys
 from quadmix_assets.corpus.duplicates import cross_shard_duplicates as text_duplicates
 from quadmix_assets.corpus.duplicates import rows_left_out, text_digests
-from quadmix_assets.defs import conditions
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, left_out_metadata, select_shards
-from quadmix_assets.defs.file_records import files_recorded_at_end
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.evaluation import QUALITY_ASSETS
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import stored_table_metadata, uri_metadata
+from quadmix_assets.dagster_support import conditions
+from quadmix_assets.dagster_support.current import PER_SHARD_ASSETS, SCORED_ATTRIBUTES, left_out_metadata, select_shards
+from quadmix_assets.dagster_support.file_records import files_recorded_at_end
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import stored_table_metadata, uri_metadata
 from quadmix_assets.method import Normaliser
-from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
+from quadmix_assets.scoring.criteria import CRITERIA, attribute_name, criteria
 from quadmix_assets.storage import content_hash, layout
-from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.dagster_support.k8s import pod_tags
 from quadmix_assets.reporting.plots import score_histograms_png, try_png_markdown
 
 NORMALISER_VERSION = "normaliser-v1"
@@ -57,8 +57,8 @@ def cross_shard_duplicates(ids: pa.ChunkedArray) -> list[str]:
     group_name="normalise",
     op_tags=pod_tags("fanin"),
     code_version=NORMALISER_VERSION,
-    deps=[AssetDep(documents, partition_mapping=AllPartitionMapping())]
-    + [AssetDep(a, partition_mapping=AllPartitionMapping()) for a in QUALITY_ASSETS.values()],
+    deps=[AssetDep(AssetKey(keys.DOCUMENTS), partition_mapping=AllPartitionMapping())]
+    + [AssetDep(AssetKey(c.attribute), partition_mapping=AllPartitionMapping()) for c in criteria()],
     automation_condition=conditions.REFRESH,
     kinds={"parquet"},
     description="Token-weighted worse-than rank tables per criterion (0 = best), fitted over the corpus, "

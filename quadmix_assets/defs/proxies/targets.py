@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetKey, AllPartitionMapping, AssetDep, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.current import select_shards
-from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.current import select_shards
+from quadmix_assets.dagster_support.k8s import pod_tags
 from quadmix_assets.reporting import markdown_table
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import table_metadata, uri_metadata
 from quadmix_assets.proxy.targets import load_target_sets, target_table
 from quadmix_assets.proxy.tokenizer import eos_id, load_tokenizer, train_bpe_tokenizer
 from quadmix_assets.storage import StorageRoot, content_hash, layout
@@ -118,7 +118,7 @@ def _training_sample(storage: StorageRoot, shards: list[str], n_docs: int) -> li
     group_name="proxies",
     op_tags=pod_tags("model"),
     code_version=TOKENIZER_VERSION,
-    deps=[AssetDep(documents, partition_mapping=AllPartitionMapping())],
+    deps=[AssetDep(AssetKey(keys.DOCUMENTS), partition_mapping=AllPartitionMapping())],
     kinds={"tokenizers"},
     description="Tokenizer of the proxy models: a byte-level BPE trained on a content-seeded corpus sample "
     "(vocabulary size from the preset), or the pretrained tokenizer named by `tokenizer`.",

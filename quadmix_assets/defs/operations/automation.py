@@ -32,21 +32,10 @@ from dagster import (
 )
 
 from quadmix_assets.corpus import file_fingerprint
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.labels import domain_classifier, domain_labels
-from quadmix_assets.defs.export import mixture_export
-from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
-from quadmix_assets.defs.proxies import proxy_noise, proxy_run
-from quadmix_assets.defs.regressor import mixture_regressor
-from quadmix_assets.defs.search import mixture_rounds, mixture_search
-from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
-from quadmix_assets.defs.normaliser import quality_normaliser
-from quadmix_assets.defs.partitions import checked_keys, shards_partitions
-from quadmix_assets.defs.evaluation import criteria_evaluation
-from quadmix_assets.defs.model_scorers import STUDENT_ASSETS
-from quadmix_assets.defs.quality import QUALITY_ASSETS
-from quadmix_assets.scoring.criteria import criteria
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.partitions import checked_keys, shards_partitions
+from quadmix_assets.scoring.criteria import criteria, teacher_criteria
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 
 MAX_SHARDS_PER_TICK = 16
 #: content hashes per tick (a file whose size or mtime changed is hashed; a bulk `touch` is spread over ticks)
@@ -54,83 +43,86 @@ MAX_HASHES_PER_TICK = 64
 SENSOR_INTERVAL_S = int(os.environ.get("QUADMIX_SENSOR_INTERVAL", "60"))
 AUTOMATION_INTERVAL_S = int(os.environ.get("QUADMIX_AUTOMATION_INTERVAL", "30"))
 
-#: per-shard scoring assets of the fast criteria (CPU, no distilled student) and of the heavy ones
-FAST_QUALITY_ASSETS = [QUALITY_ASSETS[c.name] for c in criteria() if not c.accelerator]
-MODEL_QUALITY_ASSETS = [QUALITY_ASSETS[c.name] for c in criteria() if c.accelerator]
+#: per-shard scoring assets (keys, named by the criterion registry) of every criterion, of the fast ones
+#: (CPU, no distilled student) and of the heavy ones; the distilled students
+QUALITY_KEYS = [AssetKey(c.attribute) for c in criteria()]
+FAST_QUALITY_KEYS = [AssetKey(c.attribute) for c in criteria() if not c.accelerator]
+MODEL_QUALITY_KEYS = [AssetKey(c.attribute) for c in criteria() if c.accelerator]
+STUDENT_KEYS = [AssetKey(c.student) for c in teacher_criteria()]
 
 models_job = define_asset_job(
     "models_job",
     # the domain classifier and every model a registered criterion needs (dclm_classifier, edu_teacher)
-    selection=AssetSelection.assets(domain_classifier, *dict.fromkeys(AssetKey(m) for c in criteria() for m in c.models)),
+    selection=AssetSelection.assets(AssetKey(keys.DOMAIN_CLASSIFIER), *dict.fromkeys(AssetKey(m) for c in criteria() for m in c.models)),
     description="Train (or import) the domain and DCLM-style classifiers and the Edu teacher's head.",
 )
 shard_job = define_asset_job(
     "shard_job",
-    selection=AssetSelection.assets(documents, domain_labels, *QUALITY_ASSETS.values()),
+    selection=AssetSelection.assets(AssetKey(keys.DOCUMENTS), AssetKey(keys.DOMAIN_LABELS), *QUALITY_KEYS),
     description="Normalise one shard and write its domain label and every quality score attribute "
     "(the distilled students must exist: see distill_job).",
 )
 shard_fast_job = define_asset_job(
     "shard_fast_job",
-    selection=AssetSelection.assets(documents, domain_labels, *FAST_QUALITY_ASSETS),
+    selection=AssetSelection.assets(AssetKey(keys.DOCUMENTS), AssetKey(keys.DOMAIN_LABELS), *FAST_QUALITY_KEYS),
     description="Normalise one shard; domain label and the fastText / heuristic quality scores.",
 )
 distill_job = define_asset_job(
     "distill_job",
-    selection=AssetSelection.assets(*STUDENT_ASSETS.values()),
+    selection=AssetSelection.assets(*STUDENT_KEYS),
     description="Annotate a seeded corpus sample with the transformer teachers and train their students.",
 )
 shard_model_job = define_asset_job(
     "shard_model_job",
-    selection=AssetSelection.assets(*MODEL_QUALITY_ASSETS),
+    selection=AssetSelection.assets(*MODEL_QUALITY_KEYS),
     description="The transformer criteria (teacher or student) of one shard.",
 )
 refresh_job = define_asset_job(
     "refresh_job",
-    selection=AssetSelection.assets(quality_normaliser, criteria_evaluation, mixture_configs),
+    selection=AssetSelection.assets(keys.QUALITY_NORMALISER, keys.CRITERIA_EVALUATION, keys.MIXTURE_CONFIGS),
     description="Refit the global normaliser, re-evaluate the criteria and (re)register mixture configs.",
 )
 mixture_job = define_asset_job(
     "mixture_job",
-    selection=AssetSelection.assets(mixture_scores, mixture_manifest),
+    selection=AssetSelection.assets(keys.MIXTURE_SCORES, keys.MIXTURE_MANIFEST),
     description="Aggregate scores and draw the sampled mixture of one config.",
 )
 
 proxy_setup_job = define_asset_job(
     "proxy_setup_job",
-    selection=AssetSelection.assets(target_sets, proxy_tokenizer),
+    selection=AssetSelection.assets(keys.TARGET_SETS, keys.PROXY_TOKENIZER),
     description="Split the target sets into target / held-out halves and train (or import) the proxies' tokenizer.",
 )
 proxy_job = define_asset_job(
     "proxy_job",
-    selection=AssetSelection.assets(proxy_run),
+    selection=AssetSelection.assets(keys.PROXY_RUN),
     description="Train the proxy of one mixture, or (over a partition range) of several mixtures stacked.",
 )
 noise_job = define_asset_job(
     "noise_job",
-    selection=AssetSelection.assets(proxy_noise),
+    selection=AssetSelection.assets(keys.PROXY_NOISE),
     description="Retrain a seeded subset of the drawn configs' proxies under a second seed: the noise ceiling.",
 )
 regressor_job = define_asset_job(
     "regressor_job",
     # without its blocking check: a regressor too weak to promote an optimum still proposes the next round
-    selection=AssetSelection.assets(mixture_regressor).without_checks(),
+    selection=AssetSelection.assets(keys.MIXTURE_REGRESSOR).without_checks(),
     description="Refit the regressor on the configs of every registered round (between search rounds).",
 )
 rounds_job = define_asset_job(
     "rounds_job",
-    selection=AssetSelection.assets(mixture_rounds),
+    selection=AssetSelection.assets(keys.MIXTURE_ROUNDS),
     description="Propose the next search round's configs from the current regressor.",
 )
 search_job = define_asset_job(
     "search_job",
-    selection=AssetSelection.assets(mixture_regressor, mixture_search),
+    selection=AssetSelection.assets(keys.MIXTURE_REGRESSOR, keys.MIXTURE_SEARCH),
     description="Refit the regressor on every round's finished proxy runs; if its CV Spearman passes the "
     "blocking check against the noise ceiling, search for the optimum and register it as a new mixture.",
 )
 export_job = define_asset_job(
     "export_job",
-    selection=AssetSelection.assets(mixture_export),
+    selection=AssetSelection.assets(keys.MIXTURE_EXPORT),
     description="Write one mixture for training: text shards with copies expanded, a Megatron indexed dataset (tokens.bin + tokens.idx).",
 )
 
@@ -138,7 +130,7 @@ export_job = define_asset_job(
 def _materialized_fingerprint(instance, shard_key: str) -> str | None:
     """The source fingerprint recorded by the latest `documents` materialization of a shard, if any."""
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=documents.key, asset_partitions=[shard_key]), limit=1
+        AssetRecordsFilter(asset_key=AssetKey(keys.DOCUMENTS), asset_partitions=[shard_key]), limit=1
     ).records
     if not records:
         return None

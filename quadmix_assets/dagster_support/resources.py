@@ -17,7 +17,7 @@ from quadmix_assets import settings as env
 from quadmix_assets.corpus import ShardRef, list_shards
 from quadmix_assets.corpus.reader import ReadLimits
 from quadmix_assets.config import RunConfig, resolve_config
-from quadmix_assets.defs.file_records import step_files
+from quadmix_assets.dagster_support.file_records import step_files
 from quadmix_assets.presets import DEFAULT_PRESET, Preset
 from quadmix_assets.storage import StorageRoot, check_key
 
@@ -138,7 +138,7 @@ class QuadmixSettings(ConfigurableResource):
 
     def storage(self) -> StorageRoot:
         """The storage root; inside an asset step, one that records every file it writes in the step's
-        materialization (:mod:`quadmix_assets.defs.file_records`), so resume can check the files."""
+        materialization (:mod:`quadmix_assets.dagster_support.file_records`), so resume can check the files."""
         self.check_locations()
         files = step_files()
         return StorageRoot(self.storage_root, on_write=files.record if files is not None else None)

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue
 
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import table_metadata, uri_metadata
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import table_metadata, uri_metadata
 from quadmix_assets.storage import content_hash, layout
 
 BATCH_DOCS = 8192

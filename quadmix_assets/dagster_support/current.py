@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from dagster import AssetKey, AssetPartitionStatus, MetadataValue
 
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.scoring.criteria import criteria
 from quadmix_assets.storage.current import ShardSelection, current_shards
 

@@ -12,6 +12,7 @@ only thing that differs, and a proxy's loss does not depend on its group, the pa
 
 import numpy as np
 from dagster import (
+    AssetKey,
     AssetDep,
     AssetExecutionContext,
     AssetObservation,
@@ -23,14 +24,13 @@ from dagster import (
     asset,
 )
 
-from quadmix_assets.defs.k8s import pod_tags, step_pool
-from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest
-from quadmix_assets.defs.partitions import mixtures_partitions
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.partition_metadata import add_partition_metadata
-from quadmix_assets.defs.table_metadata import uri_metadata
-from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.k8s import pod_tags, step_pool
+from quadmix_assets.dagster_support.partitions import mixtures_partitions
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.partition_metadata import add_partition_metadata
+from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.mixing.catalog import load_spec, training_entries
 from quadmix_assets.proxy.runs import noise_subset, noise_summary, per_set_repeatability, stored_loss, train_mixture_proxies
 from quadmix_assets.reporting import markdown_table
@@ -80,7 +80,7 @@ def _fmt(v) -> str:
     op_tags=pod_tags("gpu"),
     pool=step_pool("gpu"),
     code_version=PROXY_VERSION,
-    deps=[mixture_manifest, target_sets, proxy_tokenizer],
+    deps=[AssetKey(keys.MIXTURE_MANIFEST), AssetKey(keys.TARGET_SETS), AssetKey(keys.PROXY_TOKENIZER)],
     kinds={"pytorch"},
     description="A small LLaMA-style proxy trained from scratch on the mixture's tokens to a fixed budget; "
     "loss curve, mean loss on every target set's target half, tokens/s and every version involved.",
@@ -153,7 +153,7 @@ def proxy_run(context: AssetExecutionContext, settings: QuadmixSettings) -> Mate
     # config registered first: "every partition" (AllPartitionMapping) made every later round's proxy and the
     # optimum's, trained after the noise, a new input of it, so a finished run showed it stale. The edge stays
     # (lineage, the graph); no proxy partition counts as a data input of it.
-    deps=[mixture_configs, AssetDep(proxy_run, partition_mapping=SpecificPartitionsPartitionMapping([]))],
+    deps=[AssetKey(keys.MIXTURE_CONFIGS), AssetDep(proxy_run, partition_mapping=SpecificPartitionsPartitionMapping([]))],
     kinds={"pytorch"},
     description="The noise ceiling: a seeded subset of the drawn configs retrained under a second seed (other "
     "initial weights, other windows); the repeat Spearman of their losses and each config's loss spread. It "

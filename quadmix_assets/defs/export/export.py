@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from dagster import (
+    AssetKey,
     AssetDep,
     AssetExecutionContext,
     DataVersion,
@@ -20,16 +21,15 @@ from dagster import (
     asset,
 )
 
-from quadmix_assets.defs.current import select_shards
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.current import select_shards
 
-from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.mixtures import mixture_manifest
+from quadmix_assets.dagster_support.k8s import pod_tags
 from quadmix_assets.mixing.catalog import drawn_from, load_spec
-from quadmix_assets.defs.partitions import exports_partitions
-from quadmix_assets.defs.provenance import provenance
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.table_metadata import stored_table_metadata, uri_metadata
-from quadmix_assets.defs.targets import proxy_tokenizer
+from quadmix_assets.dagster_support.partitions import exports_partitions
+from quadmix_assets.dagster_support.provenance import provenance
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.table_metadata import stored_table_metadata, uri_metadata
 from quadmix_assets.proxy.optimise import measured_rank
 from quadmix_assets.resume import EXPORT_SETTINGS_KEY, export_fingerprint
 from quadmix_assets.proxy.runs import load_proxy_tokenizer
@@ -49,7 +49,7 @@ from quadmix_assets.loop.policy import SEARCH_OPTIMUM, SELECTED_AS_TAG  # noqa: 
     op_tags=pod_tags("fanin"),
     code_version=EXPORT_VERSION,
     # an `exports` partition is the key of the `mixtures` partition it exports
-    deps=[AssetDep(mixture_manifest, partition_mapping=IdentityPartitionMapping()), proxy_tokenizer],
+    deps=[AssetDep(AssetKey(keys.MIXTURE_MANIFEST), partition_mapping=IdentityPartitionMapping()), AssetKey(keys.PROXY_TOKENIZER)],
     kinds={"parquet"},
     description="Only the mixtures promoted for export (`exports` partitions: the search optimum, or the "
     "best measured config). Training-ready mixture: text/part-*.parquet (one row per copy, shuffled), a Megatron-LM "

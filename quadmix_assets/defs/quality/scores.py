@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from quadmix_assets.defs import conditions
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.k8s import pod_tags, step_pool
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.shard_attributes import score_shard
-from quadmix_assets.defs.table_metadata import uri_metadata
+from quadmix_assets import keys
+from quadmix_assets.dagster_support import conditions
+from quadmix_assets.dagster_support.k8s import pod_tags, step_pool
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.shard_attributes import score_shard
+from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.scoring.criteria import Criterion, criteria
 from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
@@ -89,7 +89,7 @@ def quality_asset(criterion: Criterion) -> AssetsDefinition:
         group_name="quality",
         code_version=c.version,
         automation_condition=conditions.SHARD_ATTRIBUTE,
-        deps=[documents, *(AssetKey(m) for m in c.models), *((AssetKey(c.student),) if teacher else ())],
+        deps=[AssetKey(keys.DOCUMENTS), *(AssetKey(m) for m in c.models), *((AssetKey(c.student),) if teacher else ())],
         kinds={"parquet"},
         op_tags=pod_tags("gpu" if c.accelerator else "shard"),
         pool=step_pool("gpu" if c.accelerator else "shard"),

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetKey, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.models import import_model_file, load_stored_model
-from quadmix_assets.defs import conditions
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.shard_attributes import score_shard
-from quadmix_assets.defs.table_metadata import uri_metadata
+from quadmix_assets import keys
+from quadmix_assets.dagster_support.models import import_model_file, load_stored_model
+from quadmix_assets.dagster_support import conditions
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.shard_attributes import score_shard
+from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.scoring.domain_classifier import (
     load_topic_names,
     predict_domains,
@@ -23,7 +23,7 @@ from quadmix_assets.scoring.domain_classifier import (
 from quadmix_assets.scoring.fasttext_model import save_model
 from quadmix_assets.scoring.reference_data import load_jsonl_gz, load_reference_corpus
 from quadmix_assets.storage import layout
-from quadmix_assets.defs.k8s import pod_tags
+from quadmix_assets.dagster_support.k8s import pod_tags
 from quadmix_assets.reporting import markdown_table
 
 DOMAIN_CLASSIFIER_VERSION = "domain-classifier-v1"
@@ -96,7 +96,7 @@ def domain_classifier(context: AssetExecutionContext, settings: QuadmixSettings)
     op_tags=pod_tags("shard"),
     code_version=DOMAIN_LABELS_VERSION,
     automation_condition=conditions.SHARD_ATTRIBUTE,
-    deps=[documents, domain_classifier],
+    deps=[AssetKey(keys.DOCUMENTS), domain_classifier],
     kinds={"parquet"},
     description="Domain id (0..M-1) and confidence of every document of a shard, aligned with its documents.",
 )
