@@ -263,7 +263,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
                 rows = lineage.shard_lineage(instance, args.shard)
                 text = json.dumps(rows, indent=2) + "\n" if args.json else lineage.shard_lineage_text(args.shard, rows)
             else:
-                story = lineage.mixture_lineage(instance, lineage.resolve_mixture(instance, args.mixture))
+                from quadmix_assets.definitions import asset_graph  # the code location's graph, walked upstream
+
+                story = lineage.mixture_lineage(instance, lineage.resolve_mixture(instance, args.mixture), asset_graph=asset_graph())
                 text = json.dumps(story, indent=2) + "\n" if args.json else lineage.lineage_text(story)
             sys.stdout.write(text)
         except KeyError as exc:

@@ -23,6 +23,7 @@ from dagster.components.core.component_tree import ComponentTree
 import quadmix_assets
 from quadmix_assets import defs as defs_folder
 from quadmix_assets.dagster_support.resources import QuadmixSettings, settings_resource
+from quadmix_assets.lineage import register_asset_graph
 from quadmix_assets.settings import deployment_mode
 
 EXECUTORS = ("in_process", "multiprocess", "k8s")
@@ -69,6 +70,16 @@ def folder_definitions() -> Definitions:
         # the pinned release; `dg`'s `load_from_defs_folder` silences the same warnings
         warnings.filterwarnings("ignore", message=r"Function `load_definitions_from_modules?` is currently in preview", category=PreviewWarning)
         return tree.build_defs()
+
+
+def asset_graph():
+    """The code location's asset graph (the defs folder's; it does not depend on the settings)."""
+    return folder_definitions().resolve_asset_graph()
+
+
+# the lineage story walks this graph upstream of every mixture asset (the lineage package, imported by the
+# mixture assets, never imports the definitions)
+register_asset_graph(asset_graph)
 
 
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:

@@ -51,6 +51,7 @@ from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.storage.duck import duck_session
 from quadmix_assets.dagster_support.k8s import pod_tags
+from quadmix_assets.lineage import lineage_markdown, mixture_lineage
 from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
@@ -248,11 +249,9 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
     if shares:
         md["domain_shares"] = MetadataValue.md(shares)
     try:
-        from quadmix_assets.lineage import lineage_markdown, mixture_lineage
-
         try:
             graph = context.repository_def.asset_graph
-        except Exception:  # noqa: BLE001 - no repository on in-process runs: the lineage module builds the graph
+        except Exception:  # noqa: BLE001 - no repository on in-process runs: the graph the code location registered
             graph = None
         story = mixture_lineage(context.instance, spec.mixture_id, asset_graph=graph)
         md["lineage"] = MetadataValue.md(lineage_markdown(story, known_at="mixture_manifest"))
