@@ -606,7 +606,7 @@ class _Reporter:
             ev = _metadata(result, "criteria_evaluation")
             aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
             log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({took})")
-            for warning in ev.get("card_warnings") or []:  # the criterion cards' check (defs/evaluation.py)
+            for warning in ev.get("card_warnings") or []:  # the criterion cards' check (defs/quality/evaluation.py)
                 log(f"[criteria] WARNING {warning}")
         elif job == "proxy_setup_job":
             tg, tk = _metadata(result, "target_sets"), _metadata(result, "proxy_tokenizer")

@@ -1,6 +1,6 @@
 """Declarative automation: which assets Dagster keeps current by itself, and on what signal.
 
-Every condition here is evaluated by ``quadmix_automation_sensor`` (``defs/automation.py``; stopped by
+Every condition here is evaluated by ``quadmix_automation_sensor`` (``defs/operations/automation.py``; stopped by
 default, since the ``quadmix_loop`` sensor keeps every stage current; turn it on to add these). The signals are Dagster's own event log: a parent's new materialization, or a changed
 ``code_version`` on the asset itself (a model's new version reaches its consumers as a new
 materialization of the model asset). The guards keep a request from starting while its inputs are

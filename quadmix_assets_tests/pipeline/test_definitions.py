@@ -121,7 +121,7 @@ def test_jobs_sensors_schedules(tmp_path):
 
 
 EXPECTED_AUTOMATION = {
-    # asset: automation condition label (defs/conditions.py); every other asset has none: the models and
+    # asset: automation condition label (dagster_support/conditions.py); every other asset has none: the models and
     # the optimisation loop are run deliberately
     "documents": "documents_code_changed",
     "domain_labels": "shard_attribute_current",

@@ -1,7 +1,7 @@
 """Jobs, the shard sensor (new or changed corpus files -> shard partitions and runs) and the automation
-condition sensor (``defs/conditions.py``: labels, scores and mixtures kept current, and the nightly
+condition sensor (``dagster_support/conditions.py``: labels, scores and mixtures kept current, and the nightly
 refresh of the normaliser and mixture configs when stale). Both are stopped by default: the
-``quadmix_loop`` sensor (``defs/loop.py``) is the one orchestrator, from new corpus files to the export.
+``quadmix_loop`` sensor (``defs/operations/loop.py``) is the one orchestrator, from new corpus files to the export.
 
 A new corpus file, with ``dagster dev`` (or the daemon) running and nothing else done: the shard
 sensor adds its ``shards`` partition and runs ``shard_job`` (documents, domain label, every quality
@@ -147,7 +147,7 @@ def _file_stamp(fs, path: str) -> str:
 @sensor(
     job=shard_job,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
-    # stopped by default: the `quadmix_loop` sensor (defs/loop.py) finds new shards and runs the whole loop;
+    # stopped by default: the `quadmix_loop` sensor (defs/operations/loop.py) finds new shards and runs the whole loop;
     # turned on, this one scores new files at once even while the loop is off
     default_status=DefaultSensorStatus.STOPPED,
     description="Discovers new or changed corpus files, adds `shards` partitions and requests their runs "
@@ -197,7 +197,7 @@ automation_sensor = AutomationConditionSensorDefinition(
     # these conditions add the nightly refresh batch and eager rescoring without the loop
     default_status=DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=AUTOMATION_INTERVAL_S,
-    description="Evaluates the assets' automation conditions (defs/conditions.py): new shard scores -> "
+    description="Evaluates the assets' automation conditions (dagster_support/conditions.py): new shard scores -> "
     "criteria evaluation; a refitted normaliser or new configs -> every mixture's scores and manifest; a "
     "changed model or code version -> what it feeds; at the refresh cron's tick, the normaliser and the "
     "mixture configs when stale. Models, proxies, regressor, search and export are never requested here "

@@ -4,7 +4,7 @@ criterion's distilled student, generated from the criterion registry.
 Each teacher criterion is a heavy *teacher*. Per the run configuration (preset or settings), it either
 scores every document with its teacher ("direct") or annotates a seeded sample of the corpus with it and
 a fast fastText *student* scores every shard ("distill"), recording the teacher-student Spearman on
-held-out sample docs. The scoring assets themselves are ``defs/quality.py``'s (one factory for all).
+held-out sample docs. The scoring assets themselves are ``defs/quality/scores.py``'s (one factory for all).
 """
 
 import tempfile
