@@ -72,14 +72,6 @@ def folder_definitions() -> Definitions:
         return tree.build_defs()
 
 
-def asset_graph():
-    """The code location's asset graph (the defs folder's; it does not depend on the settings)."""
-    return folder_definitions().resolve_asset_graph()
-
-
-# the lineage story walks this graph upstream of every mixture asset (the lineage package, imported by the
-# mixture assets, never imports the definitions)
-register_asset_graph(asset_graph)
 
 
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
@@ -99,3 +91,14 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
 
 
 defs = build_definitions()
+
+
+@functools.cache
+def asset_graph():
+    """The code location's asset graph (built once per process: it does not depend on the settings)."""
+    return build_definitions().resolve_asset_graph()
+
+
+# the lineage story walks this graph upstream of every mixture asset (the lineage package, imported by the
+# mixture assets, never imports the definitions)
+register_asset_graph(asset_graph)
