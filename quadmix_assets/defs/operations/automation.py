@@ -10,7 +10,7 @@ complete shard, and automation re-scores and re-draws every mixture from it.
 
 Intervals come from the environment (read when the code location loads): ``QUADMIX_SENSOR_INTERVAL``
 (shard sensor, seconds, default 60), ``QUADMIX_AUTOMATION_INTERVAL`` (automation sensor, default 30); the
-refresh cron is ``defs/conditions.REFRESH_CRON`` (``QUADMIX_REFRESH_CRON``, default ``0 3 * * *``).
+refresh cron is ``dagster_support/conditions.REFRESH_CRON`` (``QUADMIX_REFRESH_CRON``, default ``0 3 * * *``).
 """
 
 
@@ -31,11 +31,11 @@ from dagster import (
     sensor,
 )
 
-from quadmix_assets.corpus import file_fingerprint
 from quadmix_assets import keys
+from quadmix_assets.corpus import file_fingerprint
 from quadmix_assets.dagster_support.partitions import checked_keys, shards_partitions
-from quadmix_assets.scoring.criteria import criteria, teacher_criteria
 from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.scoring.criteria import criteria, teacher_criteria
 
 MAX_SHARDS_PER_TICK = 16
 #: content hashes per tick (a file whose size or mtime changed is hashed; a bulk `touch` is spread over ticks)
