@@ -17,7 +17,7 @@ import os
 import warnings
 from pathlib import Path
 
-from dagster import Definitions, ExecutorDefinition, PreviewWarning, in_process_executor, multiprocess_executor
+from dagster import AssetChecksDefinition, Definitions, ExecutorDefinition, PreviewWarning, in_process_executor, multiprocess_executor
 from dagster.components.core.component_tree import ComponentTree
 
 import quadmix_assets
@@ -91,6 +91,14 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
 
 
 defs = build_definitions()
+
+#: what the defs folder holds: its assets (checks apart), checks, jobs and sensors
+ASSETS = [a for a in folder_definitions().assets or () if not isinstance(a, AssetChecksDefinition)]
+CHECKS = [*(a for a in folder_definitions().assets or () if isinstance(a, AssetChecksDefinition)),
+          *(folder_definitions().asset_checks or ())]
+# (a module that imports a job or sensor of its own domain holds it too: one of each, by name)
+JOBS = list({j.name: j for j in folder_definitions().jobs or ()}.values())
+SENSORS = list({s.name: s for s in folder_definitions().sensors or ()}.values())
 
 
 @functools.cache
