@@ -4,7 +4,7 @@ PRESET [OUT.json] [--no-edu-prompt]`` prints each card's figures and warnings; O
 OUT.png its picture."""
 import json, sys, time
 import numpy as np
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.scoring import cards
 from quadmix_assets.scoring.criteria import criteria, teacher_criteria
 from quadmix_assets.storage import layout

@@ -20,7 +20,7 @@ def open_run(args: argparse.Namespace, **overrides):
     from dagster import DagsterInstance
 
     from quadmix_assets import settings as env
-    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
 
     corpus = args.corpus or str(Path(env.data_dir()) / "corpus" / "webtext" / "*.jsonl.gz")
     settings = QuadmixSettings.from_env(corpus_glob=corpus, storage_root=args.storage, preset=args.preset, **overrides)

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from dagster import AssetKey
 
     from quadmix_assets.definitions import build_definitions
-    from quadmix_assets.defs.mixtures import MIXTURE_BATCH
+    from quadmix_assets.defs.mixtures.mixtures import MIXTURE_BATCH
     from quadmix_assets.run_pool import PartitionPool
     from quadmix_assets.runner import QUIET, plan_runs
     from quadmix_assets.storage import layout

@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     show_progress_lines()
     from dagster import DagsterInstance
 
-    from quadmix_assets.defs.resources import QuadmixSettings, launch_environment
+    from quadmix_assets.dagster_support.resources import QuadmixSettings, launch_environment
     from quadmix_assets.runner import run_pipeline
 
     settings = QuadmixSettings.from_env(
@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         id_field=args.id_field,
         export_tokenizer=args.export_tokenizer,
     )
-    if args.reoptimise:  # the loop's refresh policy (quadmix_assets.defs.loop.refresh_policy) reads it
+    if args.reoptimise:  # the loop's refresh policy (quadmix_assets.defs.operations.loop.refresh_policy) reads it
         os.environ["QUADMIX_REOPTIMISE"] = args.reoptimise
     with DagsterInstance.get() as instance:
         summary = run_pipeline(settings, instance, resume=not args.no_resume, jobs=args.jobs, submit=args.submit)
@@ -111,7 +111,7 @@ def ui_environment(home: str, environ: dict | None = None) -> tuple[dict[str, st
     in place of its own, so every setting of that run (corpus, storage, data folder, preset, K, text and id
     field, export tokenizer, input limits, refresh policy) reaches the runs launched from the UI; a setting
     variable the last run did not set is removed. Without a saved run: ``environ`` as it is."""
-    from quadmix_assets.defs.resources import launch_variables
+    from quadmix_assets.dagster_support.resources import launch_variables
 
     child = dict(os.environ if environ is None else environ)
     path = Path(home) / LAST_RUN
@@ -263,7 +263,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
                 rows = lineage.shard_lineage(instance, args.shard)
                 text = json.dumps(rows, indent=2) + "\n" if args.json else lineage.shard_lineage_text(args.shard, rows)
             else:
-                story = lineage.mixture_lineage(instance, lineage.resolve_mixture(instance, args.mixture))
+                from quadmix_assets.definitions import asset_graph  # the code location's graph, walked upstream
+
+                story = lineage.mixture_lineage(instance, lineage.resolve_mixture(instance, args.mixture), asset_graph=asset_graph())
                 text = json.dumps(story, indent=2) + "\n" if args.json else lineage.lineage_text(story)
             sys.stdout.write(text)
         except KeyError as exc:

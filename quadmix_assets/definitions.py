@@ -1,79 +1,31 @@
-"""The quadmix code location: every asset, job and sensor, and the settings resource.
+"""The quadmix code location: the defs folder (``quadmix_assets/defs/``, one package per domain, loaded
+as a ``dg`` project loads it) with the settings resource and the executor added.
 
 Settings come from the environment (``QUADMIX_CORPUS``, ``QUADMIX_STORAGE``, ``QUADMIX_DATA_DIR``,
 ``QUADMIX_PRESET``); see ``quadmix_assets.settings``. With ``QUADMIX_DEPLOYMENT=cluster`` run config
-cannot move the storage root, corpus or data folder (``defs.resources.settings_resource``). ``QUADMIX_EXECUTOR`` picks how a run executes its
+cannot move the storage root, corpus or data folder (``dagster_support.resources.settings_resource``). ``QUADMIX_EXECUTOR`` picks how a run executes its
 steps: unset keeps Dagster's default (multiprocess, in-process for ``execute_in_process``);
 ``in_process`` or ``multiprocess`` locally; ``k8s`` runs every step in its own Kubernetes Job
-(dagster-k8s ``k8s_job_executor``; pod shapes in ``quadmix_assets.defs.k8s``).
+(dagster-k8s ``k8s_job_executor``; pod shapes in ``quadmix_assets.dagster_support.k8s``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import warnings
+from pathlib import Path
 
-from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
+from dagster import AssetChecksDefinition, Definitions, ExecutorDefinition, PreviewWarning, in_process_executor, multiprocess_executor
+from dagster.components.core.component_tree import ComponentTree
 
-from quadmix_assets.defs.automation import (
-    automation_sensor,
-    distill_job,
-    export_job,
-    mixture_job,
-    models_job,
-    proxy_job,
-    proxy_setup_job,
-    noise_job,
-    refresh_job,
-    regressor_job,
-    rounds_job,
-    search_job,
-    shard_fast_job,
-    shard_job,
-    shard_model_job,
-    shard_sensor,
-)
-from quadmix_assets.defs.checks import CHECKS
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.labels import domain_classifier, domain_labels
-from quadmix_assets.defs.loop import loop_sensor
-from quadmix_assets.defs.export import mixture_export
-from quadmix_assets.defs.mixtures import mixture_configs, mixture_manifest, mixture_scores
-from quadmix_assets.defs.proxies import proxy_noise, proxy_run
-from quadmix_assets.defs.regressor import mixture_regressor
-from quadmix_assets.defs.search import mixture_rounds, mixture_search
-from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
-from quadmix_assets.defs.normaliser import quality_normaliser
-from quadmix_assets.defs.evaluation import criteria_evaluation
-from quadmix_assets.defs.model_scorers import STUDENT_ASSETS, edu_teacher
-from quadmix_assets.defs.quality import QUALITY_ASSETS, dclm_classifier
-from quadmix_assets.defs.resources import QuadmixSettings, settings_resource
+import quadmix_assets
+from quadmix_assets import defs as defs_folder
+from quadmix_assets.dagster_support.resources import QuadmixSettings, settings_resource
+from quadmix_assets.lineage import register_asset_graph
 from quadmix_assets.settings import deployment_mode
 
-ASSETS = [
-    documents,
-    domain_classifier,
-    dclm_classifier,
-    edu_teacher,
-    domain_labels,
-    *STUDENT_ASSETS.values(),
-    *QUALITY_ASSETS.values(),
-    criteria_evaluation,
-    quality_normaliser,
-    mixture_configs,
-    mixture_scores,
-    mixture_manifest,
-    target_sets,
-    proxy_tokenizer,
-    proxy_run,
-    proxy_noise,
-    mixture_regressor,
-    mixture_rounds,
-    mixture_search,
-    mixture_export,
-]
-JOBS = [models_job, shard_fast_job, distill_job, shard_model_job, shard_job, refresh_job, mixture_job,
-        proxy_setup_job, proxy_job, noise_job, regressor_job, rounds_job, search_job, export_job]
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 
@@ -105,6 +57,23 @@ def locked_k8s_executor(k8s_job_executor: ExecutorDefinition) -> ExecutorDefinit
     return k8s_job_executor.configured(lambda _run_config: fixed, name="k8s", config_schema={})
 
 
+@functools.cache
+def folder_definitions() -> Definitions:
+    """Every asset, check, job and sensor of the defs folder (``quadmix_assets/defs/``, one package per
+    domain), loaded the way a ``dg`` project loads its defs module (``[tool.dg.project]`` in
+    pyproject.toml): each module's definitions, found by the folder's component tree. Loaded once per
+    process (the definitions do not depend on the settings). The project root is found from the package,
+    not from pyproject.toml, so an installed (non-editable) package loads the same folder."""
+    tree = ComponentTree.from_module(defs_module=defs_folder, project_root=Path(quadmix_assets.__file__).resolve().parent.parent)
+    with warnings.catch_warnings():
+        # the folder loader's own module scan (``load_definitions_from_module(s)``) is marked Preview in
+        # the pinned release; `dg`'s `load_from_defs_folder` silences the same warnings
+        warnings.filterwarnings("ignore", message=r"Function `load_definitions_from_modules?` is currently in preview", category=PreviewWarning)
+        return tree.build_defs()
+
+
+
+
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
     """The Definitions object for ``settings`` (default: from the environment; locally as ``EnvVar`` read
     when a run starts, in the cluster fixed when the code location loads, where its policy checks them)."""
@@ -115,14 +84,29 @@ def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
         )
     elif settings is None:
         settings = QuadmixSettings.read_at_launch()
-    return Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        jobs=JOBS,
-        sensors=[shard_sensor, automation_sensor, loop_sensor],
-        resources={"settings": settings_resource(settings)},
-        executor=executor_from_env(),
+    return Definitions.merge(
+        folder_definitions(),
+        Definitions(resources={"settings": settings_resource(settings)}, executor=executor_from_env()),
     )
 
 
 defs = build_definitions()
+
+#: what the defs folder holds: its assets (checks apart), checks, jobs and sensors
+ASSETS = [a for a in folder_definitions().assets or () if not isinstance(a, AssetChecksDefinition)]
+CHECKS = [*(a for a in folder_definitions().assets or () if isinstance(a, AssetChecksDefinition)),
+          *(folder_definitions().asset_checks or ())]
+# (a module that imports a job or sensor of its own domain holds it too: one of each, by name)
+JOBS = list({j.name: j for j in folder_definitions().jobs or ()}.values())
+SENSORS = list({s.name: s for s in folder_definitions().sensors or ()}.values())
+
+
+@functools.cache
+def asset_graph():
+    """The code location's asset graph (built once per process: it does not depend on the settings)."""
+    return build_definitions().resolve_asset_graph()
+
+
+# the lineage story walks this graph upstream of every mixture asset (the lineage package, imported by the
+# mixture assets, never imports the definitions)
+register_asset_graph(asset_graph)

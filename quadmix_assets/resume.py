@@ -14,7 +14,7 @@ A job's partition (or an unpartitioned job) is *current* when every asset the jo
   "stale" badge and ``stale_assets_only`` sensors use),
 - for a partition, no failed or in-progress run since (Dagster's partition status),
 - every file it wrote still the file it wrote: each materialization records the size and sha256 of every
-  file its asset wrote under the storage root (``quadmix/files``, :mod:`quadmix_assets.defs.file_records`);
+  file its asset wrote under the storage root (``quadmix/files``, :mod:`quadmix_assets.dagster_support.file_records`);
   a file missing, of another size, or (hashed when it may have changed:
   :mod:`quadmix_assets.storage.records`) of other content makes the job not current, and the reason names
   the file. The instance says what was written; only the files say what is there now. A materialization
@@ -38,8 +38,8 @@ from dagster import AssetKey, AssetPartitionStatus, AssetRecordsFilter, DagsterI
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, extract_data_version_from_entry
 
 from quadmix_assets import __version__
-from quadmix_assets.defs.file_records import recorded_files
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.file_records import recorded_files
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.storage import StorageRoot, content_hash
 from quadmix_assets.storage.records import find_damage
 

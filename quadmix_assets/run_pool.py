@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from quadmix_assets.run_support import QUIET, RUNNER_TAG, failure_message, process_token
 from quadmix_assets.worker_pool import die_with_parent as _die_with_parent
 
 __all__ = ["Outcome", "PartitionPool"]
@@ -48,11 +49,9 @@ class Outcome:
     @classmethod
     def of(cls, result, seconds: float) -> Outcome:
         """The parts the runner reads of an ``execute_in_process`` result."""
-        from quadmix_assets.runner import _failure_message
-
         return cls(
             success=result.success,
-            failure="" if result.success else _failure_message(result),
+            failure="" if result.success else failure_message(result),
             materializations=[e.materialization for e in result.get_asset_materialization_events()],
             checks=list(result.get_asset_check_evaluations()),
             seconds=seconds,
@@ -80,14 +79,13 @@ def _init_worker(fields: dict, instance_ref, tags: dict, verbose: bool) -> None:
 
     from quadmix_assets import errors
     from quadmix_assets.definitions import build_definitions
-    from quadmix_assets.defs.resources import QuadmixSettings
-    from quadmix_assets.runner import RUNNER_TAG, _process_token
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
 
     errors.set_verbose(verbose)
     _WORKER["instance"] = DagsterInstance.from_ref(instance_ref)
     _WORKER["defs"] = build_definitions(QuadmixSettings(**fields))
     # the worker's own token: a run of a worker that outlives a killed runner is not mistaken for a dead one
-    _WORKER["tags"] = {**tags, RUNNER_TAG: _process_token(os.getpid())}
+    _WORKER["tags"] = {**tags, RUNNER_TAG: process_token(os.getpid())}
 
 
 def _ready() -> int:
@@ -95,7 +93,7 @@ def _ready() -> int:
 
 
 def _run_partition(job_name: str, partitions: str | Sequence[str] | None) -> Outcome:
-    from quadmix_assets.runner import QUIET, partition_run_args
+    from quadmix_assets.defs.operations.loop import partition_run_args
 
     t = time.perf_counter()
     try:

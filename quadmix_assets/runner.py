@@ -2,7 +2,7 @@
 worker processes, and report them.
 
 What runs next is never decided here: each step comes from the loop's policy
-(:mod:`quadmix_assets.loop.policy`, read through :func:`quadmix_assets.defs.loop.plan`), the same decisions
+(:mod:`quadmix_assets.loop.policy`, read through :func:`quadmix_assets.defs.operations.loop.plan`), the same decisions
 the ``quadmix_loop`` sensor takes under the Dagster daemon. Each shard and each mixture is a run of its
 partitioned job (several consecutive mixtures may share one run), so a bad shard fails alone and the
 others go on; the UI shows every run. The partitions of a step run ``jobs`` at a time in worker processes
@@ -26,22 +26,19 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterInstance
 
-from quadmix_assets.defs.loop import partition_run_args, plan_runs  # noqa: F401 - how a step's partitions become runs
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.operations.loop import partition_run_args, plan_runs  # noqa: F401 - how a step's partitions become runs
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.definitions import build_definitions
 from quadmix_assets.scoring.criteria import teacher_criteria
 from quadmix_assets.storage import StorageNotWritable, layout
 from quadmix_assets.storage.lock import HOLDER_TAG, RunLock, StorageLocked
+from quadmix_assets.run_support import QUIET, RUNNER_TAG  # noqa: F401 - QUIET: the run config of every run, re-exported
+from quadmix_assets.run_support import failure_message as _failure_message
+from quadmix_assets.run_support import process_token as _process_token
 
 
-# Dagster's console logger at WARNING: warnings (quarantined records, left-out shards) and errors show,
-# per-step debug lines do not; every event is still in the instance for the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-
-#: tag on every run ``quadmix run`` executes: "host:pid:process start", to tell a killed run from a live one
-RUNNER_TAG = "quadmix/runner"
 _UNFINISHED = ("NOT_STARTED", "STARTING", "STARTED")
 
 
@@ -111,56 +108,6 @@ class RunSummary:
         elif not self.export and not self.stages_failed:
             out.append(f"nothing was exported: {self.optimum_blocked or 'the loop did not reach the export'}")
         return out
-
-
-def _error_text(error) -> str:
-    return error.message.strip().splitlines()[0] if error is not None and error.message.strip() else ""
-
-
-def _failure_message(result) -> str:
-    """Why the first failed step failed and what to do, in plain language (:mod:`quadmix_assets.errors`): a
-    ``Failure``'s description, else the user code's outermost exception under Dagster's wrappers (a
-    ``ShardError`` naming the file, not the zlib error it was raised from); with ``--verbose`` also the
-    exception class and the stack. A run done in a worker (:class:`~quadmix_assets.run_pool.Outcome`)
-    brings its message written there."""
-    from quadmix_assets import errors
-
-    if getattr(result, "failure", ""):
-        return result.failure
-
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            user = getattr(data, "user_failure_data", None) if data else None
-            if user is not None and getattr(user, "description", None):
-                return user.description.strip().splitlines()[0]
-            error = data.error if data else None
-            while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-                error = error.cause  # Dagster's wrappers around the user code's exception
-            if error is None:
-                return errors.plain(None, "a step failed without an error message", ())
-            text = errors.explain_error(error.cls_name, error.message)
-            if errors.verbose() and error.stack:
-                text += "\n" + "".join(error.stack).rstrip()
-            return text
-    for event in result.all_events:  # a run that failed before any step (a resource refusing its config, a key)
-        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
-        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-            error = error.cause
-        if error is not None and error.message.strip():
-            return "the run failed before any step ran: " + errors.explain_error(error.cls_name, error.message)
-    return errors.plain(None, "the run failed before any step ran", ())
-
-
-def _process_token(pid: int) -> str:
-    """``host:pid:start`` of a process (start = its start time in clock ticks on Linux, else empty)."""
-    start = ""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            start = f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        pass
-    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 def _alive(token: str) -> bool | None:
@@ -273,10 +220,10 @@ _STOP_TEXT = {"models": "training the classifiers failed", "distill": "distillin
 
 def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSummary, log, lock: RunLock,
          resume: bool, jobs: int, stack: contextlib.ExitStack, submit: bool = False) -> None:
-    """Execute the loop's steps (:func:`quadmix_assets.defs.loop.plan`, the decisions of
+    """Execute the loop's steps (:func:`quadmix_assets.defs.operations.loop.plan`, the decisions of
     :mod:`quadmix_assets.loop.policy`) until it is finished: here only how a step runs (this process or the
     partition pool's workers) and what is printed; what runs next is the policy's."""
-    from quadmix_assets.defs.loop import LoopFacts, add_step_partitions, plan, refresh_policy
+    from quadmix_assets.defs.operations.loop import LoopFacts, add_step_partitions, plan, refresh_policy
     from quadmix_assets.loop.policy import Finished
     from quadmix_assets.run_pool import PartitionPool
 
@@ -352,8 +299,8 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
 
     def run_step(step) -> dict:
         """Every run of the step (ranges of partitions over the pool's workers where there are several)."""
-        from quadmix_assets.defs.loop import step_runs
-        from quadmix_assets.defs.partitions import mixtures_partitions
+        from quadmix_assets.defs.operations.loop import step_runs
+        from quadmix_assets.dagster_support.partitions import mixtures_partitions
 
         ordered = list(instance.get_dynamic_partitions(mixtures_partitions.name))
         workers = pool.jobs if pool.usable and step.job != "proxy_job" else 1
@@ -419,7 +366,7 @@ class Submitter:
     code location of ``workspace.yaml`` (as ``dagster job launch`` does), and followed until it ends. Where
     the instance is a deployment's (its ``dagster.yaml``: PostgreSQL, the ``K8sRunLauncher``), every run and,
     with ``QUADMIX_EXECUTOR=k8s``, every step is a pod; this process only decides and reports. The code
-    location gets these settings through the environment (:func:`~quadmix_assets.defs.resources.launch_environment`),
+    location gets these settings through the environment (:func:`~quadmix_assets.dagster_support.resources.launch_environment`),
     so the runs compute what this process's facts expect."""
 
     POLL_S = 1.0
@@ -435,7 +382,7 @@ class Submitter:
         from dagster_shared.cli import WorkspaceOpts
 
         from quadmix_assets import settings as env
-        from quadmix_assets.defs.resources import launch_environment
+        from quadmix_assets.dagster_support.resources import launch_environment
 
         os.environ.update(launch_environment(self.settings))  # the code server and the runs it starts read them
         opts = WorkspaceOpts(workspace=[str(env.REPO_ROOT / "workspace.yaml")])
@@ -659,7 +606,7 @@ class _Reporter:
             ev = _metadata(result, "criteria_evaluation")
             aucs = ", ".join(f"{k[8:]} {v:.3f}" for k, v in ev.items() if k.startswith("roc_auc_"))
             log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({took})")
-            for warning in ev.get("card_warnings") or []:  # the criterion cards' check (defs/evaluation.py)
+            for warning in ev.get("card_warnings") or []:  # the criterion cards' check (defs/quality/evaluation.py)
                 log(f"[criteria] WARNING {warning}")
         elif job == "proxy_setup_job":
             tg, tk = _metadata(result, "target_sets"), _metadata(result, "proxy_tokenizer")

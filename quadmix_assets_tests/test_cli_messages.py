@@ -9,7 +9,7 @@ import json
 import pytest
 
 from quadmix_assets import cli, errors
-from quadmix_assets.defs.resources import QuadmixSettings, launch_environment
+from quadmix_assets.dagster_support.resources import QuadmixSettings, launch_environment
 
 
 def _subparsers(parser):

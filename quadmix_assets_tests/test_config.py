@@ -153,7 +153,7 @@ def test_overrides_resolve_in_one_place():
 
 
 def test_settings_resource_uses_the_same_resolution(tmp_path):
-    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
 
     s = QuadmixSettings.from_env(corpus_glob=str(tmp_path / "*.jsonl"), storage_root=str(tmp_path), preset="test",
                                  n_configs=5, edu_mode="direct", search_samples=99)

@@ -41,8 +41,8 @@ def main(out_path: str, corpus_glob: str, storage_root: str, plain_only: bool) -
 
     from quadmix_assets import runner
     from quadmix_assets.definitions import build_definitions
-    from quadmix_assets.defs.partitions import shards_partitions
-    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.dagster_support.partitions import shards_partitions
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
     from quadmix_assets.scoring import criteria as registry
     from quadmix_assets.storage import layout
 

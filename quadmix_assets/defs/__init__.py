@@ -1,8 +1,9 @@
-"""The thin Dagster layer: assets, partitions, resources, sensors and schedules calling the library.
-
-One module per stage, in the order data flows: ``corpus`` -> ``labels`` / ``quality`` -> ``normaliser``
--> ``mixtures``; ``automation`` holds the jobs, the shard sensor, the automation condition sensor and
-the refresh schedule; ``conditions`` the assets' automation conditions (what is kept current, and why).
+"""The thin Dagster layer, a ``dg`` defs folder: one package per domain, in the order data flows
+(``corpus`` -> ``quality`` -> ``mixtures`` -> ``proxies`` -> ``search`` -> ``export``), and
+``operations`` (the jobs, the shard and automation condition sensors, the ``quadmix_loop`` sensor).
+:mod:`quadmix_assets.definitions` loads every module's assets, checks, jobs and sensors the way ``dg``
+loads a project's defs module. A domain names another domain's assets by key (:mod:`quadmix_assets.keys`),
+never by import; the helpers the asset modules share live in :mod:`quadmix_assets.dagster_support`.
 """
 
 import warnings

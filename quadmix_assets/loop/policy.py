@@ -2,7 +2,7 @@
 is worth it, search, fallback and export.
 
 :func:`next_step` looks at the facts of a storage root and its Dagster instance (:class:`Facts`, read by
-the Dagster layer: ``quadmix_assets.defs.loop``) and returns the next :class:`Step` (a job and the
+the Dagster layer: ``quadmix_assets.defs.operations.loop``) and returns the next :class:`Step` (a job and the
 partitions it runs), or :class:`Finished` when nothing is left. It keeps no state of its own: called
 again after a step ran, it sees that step's outputs and moves on. Whoever executes the steps takes the
 same decisions on the same inputs: ``quadmix run`` (in this process or its workers), the

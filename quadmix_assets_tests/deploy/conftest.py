@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from quadmix_assets import settings as env
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 
 SHARD = Path(env.data_dir()) / "corpus" / "webtext" / "shard-00000.jsonl.gz"
 

@@ -22,9 +22,9 @@ from dagster._core.code_pointer import ModuleCodePointer
 from dagster._grpc.types import ExecuteStepArgs
 from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
 
-from quadmix_assets.defs.k8s import pod_tags
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.k8s import pod_tags
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.definitions import ASSETS, JOBS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dagster import DagsterInstance, materialize
 
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.partitions import shards_partitions
-from quadmix_assets.defs.quality import QUALITY_ASSETS
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.corpus.documents import documents
+from quadmix_assets.dagster_support.partitions import shards_partitions
+from quadmix_assets.defs.quality.scores import QUALITY_ASSETS
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 
 
 def materialize_one_shard(settings: QuadmixSettings, instance: DagsterInstance) -> str:

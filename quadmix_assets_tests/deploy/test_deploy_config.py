@@ -8,7 +8,7 @@ import pytest
 from dagster import in_process_executor, multiprocess_executor
 from dagster._core.instance.config import dagster_instance_config
 
-from quadmix_assets.defs.k8s import K8S_CONFIG_TAG, pod_config, pod_tags, requests_gpu, step_pool
+from quadmix_assets.dagster_support.k8s import K8S_CONFIG_TAG, pod_config, pod_tags, requests_gpu, step_pool
 from quadmix_assets.definitions import build_definitions, executor_from_env
 from quadmix_assets_tests.deploy.k8s_support import DEPLOY, deploy_yaml
 

@@ -43,7 +43,7 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from quadmix_assets import settings as env
-from quadmix_assets.defs.k8s import K8S_CONFIG_TAG, requests_gpu
+from quadmix_assets.dagster_support.k8s import K8S_CONFIG_TAG, requests_gpu
 from quadmix_assets_tests.deploy.conftest import SHARD
 from quadmix_assets_tests.deploy.k8s_support import (
     GPU_IMAGE,
@@ -156,7 +156,7 @@ def _failure_report(instance, run, kubelet: KubeletHarness) -> str:
 def drive(instance, defs, settings, context: dict, kubelet: KubeletHarness, timings: list) -> tuple[list, str]:
     """Tick the loop sensor; launch every run it requests through the instance's run launcher and wait for
     them all to end; again until the sensor says the loop is finished. (runs, the last skip message)."""
-    from quadmix_assets.defs.loop import loop_sensor
+    from quadmix_assets.defs.operations.loop import loop_sensor
 
     runs: list = []
     deadline = time.monotonic() + LOOP_DEADLINE_S
@@ -269,7 +269,7 @@ def test_the_whole_loop_runs_as_kubernetes_jobs(
         for e in env_list:
             monkeypatch.setenv(e["name"], kubelet.map_path(e["value"]))
         from quadmix_assets.definitions import build_definitions
-        from quadmix_assets.defs.resources import QuadmixSettings
+        from quadmix_assets.dagster_support.resources import QuadmixSettings
 
         settings = QuadmixSettings.from_env(preset="test")
         defs = build_definitions()  # QUADMIX_DEPLOYMENT=cluster: the settings fixed from the env, k8s executor

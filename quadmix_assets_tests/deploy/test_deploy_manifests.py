@@ -11,7 +11,7 @@ from dagster._core.launcher import LaunchRunContext
 from dagster._core.test_utils import create_run_for_test, environ, instance_for_test
 from dagster_k8s.client import DagsterKubernetesClient
 
-from quadmix_assets.defs.k8s import requests_gpu
+from quadmix_assets.dagster_support.k8s import requests_gpu
 from quadmix_assets_tests.deploy.conftest import tiny_settings
 from quadmix_assets_tests.deploy.k8s_support import (
     DEPLOY,

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from dagster import Failure
 
-from quadmix_assets.defs.mixtures import _check_card_current
+from quadmix_assets.defs.mixtures.mixtures import _check_card_current
 from quadmix_assets.method import ParamSpace, aggregate, sampling_frequency
 from quadmix_assets.mixing import drawn_specs, global_params
 from quadmix_assets.mixing.scores import SCORE_COLUMNS, score_documents, scores_summary

@@ -9,7 +9,7 @@ import pytest
 from dagster import DagsterInstance
 
 from quadmix_assets import settings as env
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.runner import run_pipeline
 
 CORPUS = Path(env.data_dir()) / "corpus" / "webtext"

@@ -109,8 +109,8 @@ def run_cases(corpus: Path, storage: Path, cases: list[Case]) -> list[dict]:
     from dagster import AssetKey, DagsterInstance
 
     from quadmix_assets.definitions import build_definitions
-    from quadmix_assets.defs.partitions import shards_partitions
-    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.dagster_support.partitions import shards_partitions
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
 
     settings = QuadmixSettings.from_env(corpus_glob=str(corpus / "*"), storage_root=str(storage), preset="test",
                                         max_records_per_shard=MAX_RECORDS)

@@ -36,8 +36,8 @@ from dagster import (
 )
 
 from quadmix_assets import definitions as qdefs
-from quadmix_assets.defs.automation import shard_sensor
-from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
+from quadmix_assets.defs.operations.automation import shard_sensor
+from quadmix_assets.dagster_support.partitions import mixtures_partitions, shards_partitions
 
 from .conftest import CORPUS, make_settings
 

@@ -33,11 +33,11 @@ from dagster import (
     define_asset_job,
 )
 
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.file_records import FILES_KEY, files_recorded_at_end, recorded_files
-from quadmix_assets.defs.partitions import mixtures_partitions, shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
-from quadmix_assets.defs.shard_attributes import score_shard
+from quadmix_assets.defs.corpus.documents import documents
+from quadmix_assets.dagster_support.file_records import FILES_KEY, files_recorded_at_end, recorded_files
+from quadmix_assets.dagster_support.partitions import mixtures_partitions, shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
+from quadmix_assets.dagster_support.shard_attributes import score_shard
 from quadmix_assets.resume import CORPUS_TAG, SETTINGS_TAG, Currency
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.storage.records import find_damage

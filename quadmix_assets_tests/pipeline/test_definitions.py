@@ -3,8 +3,10 @@ jobs, sensors and schedules. Change the snapshot only together with the graph.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 
 ALL_CRITERIA = ("dclm", "heuristic", "langid", "edu", "askllm")
 
@@ -119,7 +121,7 @@ def test_jobs_sensors_schedules(tmp_path):
 
 
 EXPECTED_AUTOMATION = {
-    # asset: automation condition label (defs/conditions.py); every other asset has none: the models and
+    # asset: automation condition label (dagster_support/conditions.py); every other asset has none: the models and
     # the optimisation loop are run deliberately
     "documents": "documents_code_changed",
     "domain_labels": "shard_attribute_current",
@@ -186,7 +188,7 @@ def test_dg_check_defs(tmp_path):
 
 def test_gpu_steps_use_the_gpu_pool(tmp_path):
     """GPU steps join the `gpu` concurrency pool through `pool=` (not the old concurrency-key tag)."""
-    from quadmix_assets.defs.k8s import requests_gpu
+    from quadmix_assets.dagster_support.k8s import requests_gpu
 
     graph = _defs(tmp_path).resolve_asset_graph()
     pools = {}
@@ -243,3 +245,75 @@ def test_code_location_reads_its_settings_when_a_run_starts(tmp_path, monkeypatc
         assert resources.settings.n_configs == 9
         assert resources.settings.run_preset().n_configs == 9
 
+
+
+def _job_selection(job) -> tuple[set[str], set[str]]:
+    """The asset keys and the check keys one job runs."""
+    from dagster import AssetCheckKey
+    from dagster._core.definitions.dependency import NodeHandle
+
+    layer = job.asset_layer
+    checks = {
+        k.to_user_string()
+        for name in job.graph.node_dict
+        for k in (layer.get_selected_entity_keys_for_node(NodeHandle(name, None)) or ())
+        if isinstance(k, AssetCheckKey)
+    }
+    return {k.to_user_string() for k in layer.selected_asset_keys}, checks
+
+
+def test_jobs_select_by_key(tmp_path):
+    """The jobs name their assets by key (quadmix_assets.keys, the criterion registry) and run each selected
+    asset's checks, except the regressor's blocking check in regressor_job."""
+    from quadmix_assets.scoring.criteria import criteria, teacher_criteria
+
+    defs = _defs(tmp_path)
+    quality = {c.attribute for c in criteria()}
+    fast = {c.attribute for c in criteria() if not c.accelerator}
+    heavy = quality - fast
+    attribute_checks = lambda names: {f"{n}:{n}_aligned_and_in_range" for n in names}  # noqa: E731
+    shard_checks = {"documents:documents_valid", *attribute_checks({"domain_labels"})}
+    expected = {
+        "models_job": ({"domain_classifier", *(m for c in criteria() for m in c.models)}, set()),
+        "shard_job": ({"documents", "domain_labels", *quality}, shard_checks | attribute_checks(quality)),
+        "shard_fast_job": ({"documents", "domain_labels", *fast}, shard_checks | attribute_checks(fast)),
+        "distill_job": ({c.student for c in teacher_criteria()}, set()),
+        "shard_model_job": (heavy, attribute_checks(heavy)),
+        "refresh_job": ({"quality_normaliser", "criteria_evaluation", "mixture_configs"},
+                        {"quality_normaliser:normaliser_ranks_valid", "quality_normaliser:normaliser_covers_corpus",
+                         "criteria_evaluation:criterion_cards_sound"}),
+        "mixture_job": ({"mixture_scores", "mixture_manifest"},
+                        {"mixture_scores:mixture_covers_corpus", "mixture_manifest:mixture_manifest_valid"}),
+        "proxy_setup_job": ({"target_sets", "proxy_tokenizer"}, set()),
+        "proxy_job": ({"proxy_run"}, {"proxy_run:proxy_loss_finite"}),
+        "noise_job": ({"proxy_noise"}, set()),
+        "regressor_job": ({"mixture_regressor"}, set()),
+        "rounds_job": ({"mixture_rounds"}, set()),
+        "search_job": ({"mixture_regressor", "mixture_search"}, {"mixture_regressor:regressor_fit_quality"}),
+        "export_job": ({"mixture_export"}, {"mixture_export:mixture_export_complete"}),
+    }
+    actual = {name: _job_selection(defs.resolve_job_def(name)) for name in expected}
+    assert actual == expected
+    partitions = {name: getattr(defs.resolve_job_def(name).partitions_def, "name", None) for name in expected}
+    assert partitions == {
+        **dict.fromkeys(expected), "shard_job": "shards", "shard_fast_job": "shards", "shard_model_job": "shards",
+        "mixture_job": "mixtures", "proxy_job": "mixtures", "export_job": "exports",
+    }
+
+
+def test_the_defs_folder_is_the_code_location(tmp_path):
+    """The defs folder, loaded the way `dg` loads a project's defs module, holds every asset, check, job and
+    sensor; the code location adds only the settings resource (and the executor)."""
+    from dagster import load_from_defs_folder
+
+    from quadmix_assets.definitions import folder_definitions
+
+    folder = load_from_defs_folder(path_within_project=Path(__file__).resolve().parents[2])
+    location = _defs(tmp_path)
+    graph = location.resolve_asset_graph()
+    loaded = [*(folder.assets or ()), *(folder.asset_checks or ())]
+    assert {k for a in loaded for k in getattr(a, "keys", ())} == graph.get_all_asset_keys()
+    assert {k for a in loaded for k in a.check_keys} == graph.asset_check_keys
+    names = lambda d: ({j.name for j in d.jobs or ()}, {s.name for s in d.sensors or ()})  # noqa: E731
+    assert names(folder) == names(folder_definitions()) == names(location)
+    assert set(location.resources) == {"settings"}

@@ -22,7 +22,7 @@ from dagster import AssetRecordsFilter, DagsterInstance
 from dagster._core.definitions.metadata.metadata_set import TableMetadataSet, UriMetadataSet
 from tokenizers import Tokenizer
 
-from quadmix_assets.defs.file_records import recorded_files
+from quadmix_assets.dagster_support.file_records import recorded_files
 from quadmix_assets.storage import StorageRoot, layout
 
 from .conftest import make_settings

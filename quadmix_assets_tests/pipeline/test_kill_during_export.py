@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     import time
     from pathlib import Path
     from dagster import DagsterInstance
-    from quadmix_assets.defs.resources import QuadmixSettings
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
     from quadmix_assets.definitions import build_definitions
     from quadmix_assets.storage.root import TMP_MARK, StorageRoot
 

@@ -9,7 +9,7 @@ from quadmix_assets_tests.pipeline.conftest import evaluate_sensor
 from dagster import DagsterInstance, SensorResult, SkipReason
 
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.defs.loop import loop_sensor
+from quadmix_assets.defs.operations.loop import loop_sensor
 from .conftest import assert_same_export, evaluate_sensor, make_settings
 
 MAX_TICKS = 60

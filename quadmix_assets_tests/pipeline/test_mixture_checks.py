@@ -8,7 +8,7 @@ from __future__ import annotations
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from quadmix_assets.defs.partitions import mixtures_partitions
+from quadmix_assets.dagster_support.partitions import mixtures_partitions
 
 #: every check on a mixtures-partitioned asset: (asset, check)
 MIXTURE_CHECKS = (

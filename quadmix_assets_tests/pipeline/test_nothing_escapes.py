@@ -23,11 +23,11 @@ from dagster import (
 
 from quadmix_assets import settings as env
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.defs.automation import shard_sensor
-from quadmix_assets.defs.corpus import documents
-from quadmix_assets.defs.labels import domain_classifier, domain_labels
-from quadmix_assets.defs.partitions import add_partitions, shards_partitions
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.operations.automation import shard_sensor
+from quadmix_assets.defs.corpus.documents import documents
+from quadmix_assets.defs.quality.labels import domain_classifier, domain_labels
+from quadmix_assets.dagster_support.partitions import add_partitions, shards_partitions
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.scoring.fasttext_model import save_model, train_fasttext
 from quadmix_assets.storage import PathEscapeError, StorageRoot, UnsafeKeyError, is_safe_key, layout
 

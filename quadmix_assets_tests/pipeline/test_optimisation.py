@@ -202,7 +202,7 @@ def test_blocking_check_refuses_a_weak_regressor(demo_run, tmp_path):
 
 def test_best_measured_export_is_labelled(demo_run, tmp_path):
     """When the regressor is not promoted the runner exports the best measured config, labelled."""
-    from quadmix_assets.defs.export import SELECTED_AS_TAG
+    from quadmix_assets.defs.export.export import SELECTED_AS_TAG
 
     settings, instance, summary, _ = demo_run
     shutil.copytree(settings.storage_root, tmp_path / "storage")

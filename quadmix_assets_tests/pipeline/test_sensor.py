@@ -8,8 +8,8 @@ import json
 from quadmix_assets_tests.pipeline.conftest import evaluate_sensor
 from dagster import DagsterInstance
 
-from quadmix_assets.defs.automation import shard_sensor
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.defs.operations.automation import shard_sensor
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 
 
 def _write(path, docs):
@@ -56,7 +56,7 @@ def test_sensor_bounds_work_per_tick_and_a_replayed_tick_is_idempotent(tmp_path,
     deduplicates; a touched file with unchanged content is not run again."""
     import os
 
-    from quadmix_assets.defs import automation
+    from quadmix_assets.defs.operations import automation
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

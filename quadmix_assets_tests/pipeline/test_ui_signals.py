@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from quadmix_assets import cli
-from quadmix_assets.defs.resources import QuadmixSettings, launch_environment
+from quadmix_assets.dagster_support.resources import QuadmixSettings, launch_environment
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc (Linux)")
 

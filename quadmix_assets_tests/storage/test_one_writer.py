@@ -10,7 +10,7 @@ import time
 
 from dagster import Definitions, asset, define_asset_job
 
-from quadmix_assets.defs.resources import QuadmixSettings
+from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.storage import StorageRoot
 from quadmix_assets.storage.lock import HOLDER_TAG, LOCK_NAME, RunLock
 

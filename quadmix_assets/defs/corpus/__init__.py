@@ -1,0 +1,1 @@
+"""Corpus: the ``documents`` of every shard (normalised, deduplicated within the shard) and its check."""

@@ -1,0 +1,1 @@
+"""Export: a promoted mixture written for training (text shards, a Megatron indexed dataset), its check."""

@@ -1,0 +1,1 @@
+"""Proxies: the target sets, the proxies' tokenizer, one proxy run per mixture and the noise ceiling."""
