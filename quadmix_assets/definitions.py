@@ -45,16 +45,15 @@ from quadmix_assets.defs.search import mixture_rounds, mixture_search
 from quadmix_assets.defs.targets import proxy_tokenizer, target_sets
 from quadmix_assets.defs.normaliser import quality_normaliser
 from quadmix_assets.defs.evaluation import criteria_evaluation
-from quadmix_assets.defs.model_scorers import STUDENT_ASSETS, edu_teacher
-from quadmix_assets.defs.quality import QUALITY_ASSETS, dclm_classifier
+from quadmix_assets.defs.model_scorers import MODEL_ASSETS, STUDENT_ASSETS
+from quadmix_assets.defs.quality import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings, settings_resource
 from quadmix_assets.settings import deployment_mode
 
 ASSETS = [
     documents,
     domain_classifier,
-    dclm_classifier,
-    edu_teacher,
+    *MODEL_ASSETS.values(),  # every model the registered criteria build (dclm_classifier, edu_teacher, ...)
     domain_labels,
     *STUDENT_ASSETS.values(),
     *QUALITY_ASSETS.values(),
