@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -151,14 +151,15 @@ class Criterion:
     human_votes: bool = True  # judged by ROC-AUC against the DCLM human quality votes
     note: str = ""  # appended to the scoring asset's description
     options: tuple[Option, ...] = ()  # its settings and preset values (a teacher's mode and sample are added)
-    model_specs: tuple[Model, ...] = field(default=(), init=False)
+    model_specs: tuple[Model, ...] = ()  # filled from `models` (given too by dataclasses.replace)
 
     def __post_init__(self):
         if (self.scorer is None) == (self.teacher is None):
             raise ValueError(f"criterion {self.name!r}: give exactly one of `scorer` (plain) or `teacher`")
         if not self.name.isidentifier() or not self.name.islower():
             raise ValueError(f"criterion name {self.name!r} must be a lower-case identifier")
-        object.__setattr__(self, "model_specs", tuple(m for m in self.models if isinstance(m, Model)))
+        specs = {m.name: m for m in (*self.model_specs, *(m for m in self.models if isinstance(m, Model)))}
+        object.__setattr__(self, "model_specs", tuple(specs.values()))
         object.__setattr__(self, "models", tuple(m.name if isinstance(m, Model) else m for m in self.models))
         options = tuple(self.options)
         if self.teacher is not None:
