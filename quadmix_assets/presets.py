@@ -3,11 +3,24 @@
 ``cpu`` is the default: the bundled 14k-document corpus on a 2-core laptop. ``paper`` is QuaDMix's own
 setting (K = 3,000 configs, omega_max = 0.1, for a pool of hundreds of billions of tokens). ``test`` is
 the smallest thing that exercises every step.
+
+A criterion's run-size values (the DCLM classifier's epochs, a teacher criterion's scoring mode and sample
+size, ...) are the criterion's *preset options* (:class:`quadmix_assets.scoring.criteria.Option`, declared
+in its registry entry with a default): a preset sets only those it changes, in its ``criteria`` mapping
+(criterion -> option -> value). They read as flat attributes too (``preset.edu_mode``, ``preset.dclm_epochs``:
+``<criterion>_<option>``), and :meth:`Preset.to_dict` records them flat, as the presets always did.
+
+This module holds the values only; :func:`quadmix_assets.config.resolve_config` combines a preset with its
+overrides (and :func:`quadmix_assets.config.get_preset` names one).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from quadmix_assets.scoring import criteria as registry
 
 
 @dataclass(frozen=True)
@@ -21,14 +34,6 @@ class Preset:
     normaliser_max_exact: int  # exact worse-than ranks up to this many docs, else a sample
     normaliser_sample_size: int  # sample size above that (>= 10,000, QUADMIX.md §2)
     domain_epochs: int  # fastText epochs of the domain classifier
-    dclm_epochs: int  # fastText epochs of the DCLM-style quality classifier
-    edu_mode: str = "distill"  # "direct": the Edu teacher scores every document; "distill": a student does
-    askllm_mode: str = "distill"  # likewise for AskLLM
-    edu_train_docs: int = 2800  # LLM-scored documents the Edu head is trained on (at most)
-    edu_max_length: int = 256  # encoder truncation (tokens)
-    edu_sample: int = 1000  # documents the Edu teacher annotates for its student
-    askllm_sample: int = 200  # documents the AskLLM teacher annotates for its student
-    askllm_max_doc_tokens: int = 256  # document truncation inside the AskLLM prompt (tokens)
     # proxy experiments and regression (QUADMIX.md §5)
     proxy_model: str = "cpu-tiny"  # a quadmix_assets.proxy.model preset
     proxy_steps: int | None = None  # override the model preset's optimiser steps (token budget = steps x batch x seq_len)
@@ -53,8 +58,32 @@ class Preset:
     round_explore_share: float = 0.25  # share of a round drawn fresh from the space (the rest near the predicted best)
     round_min_gain_noise: float | None = 1.0  # stop the rounds when the predicted gain < this x the proxy noise SD (None: never)
 
+    # per-criterion preset options the preset sets (criterion -> option -> value); the others keep the
+    # defaults of the criterion's registry entry
+    criteria: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+
+    def criterion(self, name: str) -> dict[str, Any]:
+        """The preset options of criterion ``name``: its registry defaults with this preset's values."""
+        c = registry.get_criterion(name)
+        own = self.criteria.get(name, {})
+        return {o.name: own.get(o.name, o.default) for o in c.options if o.preset}
+
+    def __getattr__(self, attr: str) -> Any:  # `preset.edu_mode`: the flat alias of a criterion's preset option
+        if attr.startswith("_") or attr == "criteria":
+            raise AttributeError(attr)
+        alias = registry.option_alias(attr, preset_only=True)
+        if alias is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+        return self.criterion(alias[0])[alias[1]]
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every value, flat: the fields and each registered criterion's preset options as
+        ``<criterion>_<option>`` (the form a run records its preset in)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "criteria"}
+        for c in registry.criteria():
+            for option, value in self.criterion(c.name).items():
+                out[f"{c.name}_{option}"] = value
+        return out
 
 
 #: the values the presets share; each preset below is this base with its own differences (``replace``)
@@ -68,18 +97,14 @@ BASE = Preset(
     normaliser_max_exact=2_000_000,
     normaliser_sample_size=100_000,
     domain_epochs=15,
-    dclm_epochs=20,
 )
 
 PRESETS: dict[str, Preset] = {
     "cpu": replace(
         BASE,
         name="cpu",
-        edu_train_docs=1000,
-        edu_max_length=256,
-        edu_sample=800,
-        askllm_sample=384,
-        askllm_max_doc_tokens=128,
+        criteria={"edu": {"train_docs": 1000, "max_length": 256, "sample": 800},
+                  "askllm": {"sample": 384, "max_doc_tokens": 128}},
         # 60 steps x 16 x 129 = 124k tokens per proxy. At 30 steps x 8, two data orders gave target losses
         # with Spearman -0.12 across 10 configs (pure noise). Between 120 and 60 steps (docs/selection-studies.md,
         # "The proxy budget"): 60 repeats better (proxy_fidelity, 32 configs: 0.754 vs 0.389; noise ceiling
@@ -108,10 +133,8 @@ PRESETS: dict[str, Preset] = {
         n_configs=3000,
         omega_max=0.1,
         baseline_keep_fraction=0.05,
-        edu_mode="direct",
-        edu_max_length=512,
-        askllm_sample=100_000,
-        askllm_max_doc_tokens=512,
+        criteria={"edu": {"mode": "direct", "max_length": 512},
+                  "askllm": {"sample": 100_000, "max_doc_tokens": 512}},
         proxy_model="regmix-1m",
         proxy_group_size=8,
         tokenizer_vocab=50432,
@@ -127,12 +150,8 @@ PRESETS: dict[str, Preset] = {
         seed=7,
         normaliser_sample_size=10_000,
         domain_epochs=10,
-        dclm_epochs=5,
-        edu_train_docs=160,
-        edu_max_length=96,
-        edu_sample=64,
-        askllm_sample=12,
-        askllm_max_doc_tokens=48,
+        criteria={"dclm": {"epochs": 5}, "edu": {"train_docs": 160, "max_length": 96, "sample": 64},
+                  "askllm": {"sample": 12, "max_doc_tokens": 48}},
         proxy_steps=4,
         proxy_batch_size=2,
         proxy_group_size=8,
@@ -153,10 +172,3 @@ PRESETS: dict[str, Preset] = {
 
 DEFAULT_PRESET = "cpu"
 
-
-def get_preset(name: str, *, n_configs: int | None = None) -> Preset:
-    """The preset called ``name``, with ``n_configs`` overridden when given (see
-    :func:`quadmix_assets.config.resolve_config` for every override)."""
-    from quadmix_assets.config import resolve_config
-
-    return resolve_config(name, {"n_configs": n_configs}).preset

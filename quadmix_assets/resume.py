@@ -29,7 +29,6 @@ Everything else is redone. Nothing here writes: the decision is read from the in
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
@@ -76,7 +75,9 @@ def settings_fingerprint(settings) -> str:
     resolved preset and the package version."""
     fields = {k: getattr(settings, k) for k in type(settings).model_fields
               if k not in LOCATION_FIELDS and k not in EXPORT_FIELDS}
-    preset = dataclasses.asdict(settings.run_preset())
+    if not fields.get("criteria"):  # no per-criterion option set: the hash a run had before the field existed
+        fields.pop("criteria", None)
+    preset = settings.run_preset().to_dict()  # flat: a criterion's preset options as <criterion>_<option>
     return content_hash({"settings": fields, "preset": preset, "quadmix": __version__}, length=24)
 
 

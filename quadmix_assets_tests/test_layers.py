@@ -46,7 +46,6 @@ def test_a_forbidden_import_breaks_the_contract(tmp_path):
 #: cycles other branches are removing (issue 26): config <-> presets (the criteria registry), and the
 #: mixing package's catalog -> scores -> fanin_duckdb -> catalog (the mixing split). Remove once merged.
 KNOWN_CYCLES = (
-    frozenset({"quadmix_assets.config", "quadmix_assets.presets"}),
     frozenset({"quadmix_assets.mixing.catalog", "quadmix_assets.mixing.scores", "quadmix_assets.mixing.fanin_duckdb"}),
 )
 

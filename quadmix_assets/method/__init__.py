@@ -1,4 +1,5 @@
-"""QuaDMix as a plain numpy library (no Dagster): see /work/shared/QUADMIX.md sections 2-4.
+"""QuaDMix as a plain numpy library (no Dagster): the method's description, QUADMIX.md (beside the repository,
+``../shared/QUADMIX.md``), sections 2-4; docs/method.md summarises it.
 
 Per document ``x`` with domain ``d(x)`` in ``0..M-1``, ``N`` raw quality scores and a token count:
 

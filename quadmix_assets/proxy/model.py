@@ -330,15 +330,42 @@ def _pad(seqs, max_len):
     return torch.as_tensor(arr), torch.as_tensor(mask)
 
 
+Pair = tuple[Sequence[int], Sequence[int]]  # (context ids, continuation ids)
+
+#: logits elements (K x batch tokens x vocab) per forward pass when evaluation is bounded: 128 MiB in float32
+MAX_LOGITS = 2**25
+
+
+def _bounded(K: int, c: ProxyConfig, batch_size: int, max_logits: int) -> tuple[int, int]:
+    """``(proxies per pass, sequences per batch)`` keeping one pass's logits within ``max_logits``."""
+    per_proxy_seq = c.seq_len * c.vocab_size
+    group = max(1, min(K, max_logits // per_proxy_seq))
+    return group, max(1, min(batch_size, max_logits // (group * per_proxy_seq)))
+
+
 @torch.no_grad()
-def evaluate_losses(model_state, token_seqs, *, batch_size: int = 64, device=None) -> dict[str, np.ndarray]:
+def evaluate_losses(model_state, token_seqs, *, batch_size: int = 64, device=None,
+                    max_logits: int | None = None) -> dict[str, np.ndarray]:
     """Mean token loss of every proxy on each target set: ``{name: (K,)}``. ``token_seqs`` is
     ``{name: 2-D array or list of 1-D token arrays}`` (or one such value, named ``"target"``);
-    sequences longer than seq_len+1 are truncated; loss is token-weighted over the set."""
+    sequences longer than seq_len+1 are truncated; loss is token-weighted over the set. The one loss
+    evaluator of the proxy library: the stored proxy losses (:mod:`quadmix_assets.proxy.parallel`), the
+    RegMix proxies and the held-out losses of ``quadmix compare`` (:mod:`quadmix_assets.selection`).
+
+    ``max_logits`` (None: unbounded, the stored proxies' batches of ``batch_size``) bounds one forward
+    pass's logits (:data:`MAX_LOGITS`): fewer sequences per batch, and the proxies in groups when even one
+    sequence for all K is too much (hundreds of stacked RegMix proxies)."""
     c, params = _state_parts(model_state)
+    K = params["embed"].shape[0]
+    if max_logits is not None:
+        group, batch_size = _bounded(K, c, batch_size, max_logits)
+        if group < K:
+            parts = [evaluate_losses({"config": asdict(c), "params": {n: v[a:a + group] for n, v in params.items()}},
+                                     token_seqs, batch_size=batch_size, device=device)
+                     for a in range(0, K, group)]
+            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     dev = torch.device(device or "cpu")
     params = {k: v.to(dev) for k, v in params.items()}
-    K = params["embed"].shape[0]
     if not isinstance(token_seqs, Mapping):
         token_seqs = {"target": token_seqs}
     out = {}
@@ -347,6 +374,8 @@ def evaluate_losses(model_state, token_seqs, *, batch_size: int = 64, device=Non
         tot = torch.zeros(K, dtype=torch.float64)
         cnt = 0
         for i in range(0, len(seqs), batch_size):
+            if all(len(s) < 2 for s in seqs[i:i + batch_size]):
+                continue  # nothing to predict (a held-out text of no token)
             arr, mask = _pad(seqs[i:i + batch_size], c.seq_len + 1)
             arr = arr.to(dev)[None].expand(K, -1, -1)
             mask = mask.to(dev)[None].expand(K, -1, -1)
@@ -362,3 +391,60 @@ def evaluate_loss(model_state, k: int, token_seqs, **kw) -> dict[str, float]:
     c, params = _state_parts(model_state)
     one = {"config": asdict(c), "params": {n: v[k:k + 1] for n, v in params.items()}}
     return {name: float(v[0]) for name, v in evaluate_losses(one, token_seqs, **kw).items()}
+
+
+@torch.no_grad()
+def continuation_logprobs(model_state, pairs: Sequence[Pair], *, max_batch_tokens: int | None = None,
+                          device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of log-probabilities of each continuation given its context, for every stacked model:
+    ``(lp (K, n) float64, n_scored (n,) int)``. A pair longer than ``seq_len + 1`` tokens is cut: the
+    context loses tokens from the left; a continuation longer than ``seq_len`` keeps its first ``seq_len``
+    tokens after the last context token (so ``(EOS, text)`` scores a text's first ``seq_len`` tokens, the ones
+    :func:`evaluate_losses` scores). Used for multiple-choice accuracy (``quadmix compare``); losses come
+    from :func:`evaluate_losses`. Batches hold sequences of similar length, at most ``max_batch_tokens``
+    tokens (default: as many as keep the K models' logits within ``MAX_LOGITS`` elements)."""
+    c, params = _state_parts(model_state)
+    dev = torch.device(device or "cpu")
+    params = {k: v.to(dev) for k, v in params.items()}
+    K = params["embed"].shape[0]
+    L = c.seq_len + 1
+    if max_batch_tokens is None:
+        max_batch_tokens = max(L, MAX_LOGITS // (K * c.vocab_size))
+    seqs, n_cont = [], []
+    for ctx, cont in pairs:
+        if len(ctx) == 0:
+            raise ValueError("a context needs at least one token (prepend EOS)")
+        ctx = [int(t) for t in ctx]
+        cont = [int(t) for t in cont][: L - 1]
+        s = ctx[-(L - len(cont)):] + cont
+        seqs.append(s)
+        n_cont.append(len(cont))
+    n = len(seqs)
+    out = np.zeros((K, n), dtype=np.float64)
+    order = sorted(range(n), key=lambda i: len(seqs[i]))
+    i = 0
+    while i < n:  # ascending lengths: a chunk's last sequence is its longest
+        j = i + 1
+        while j < n and (j - i + 1) * len(seqs[order[j]]) <= max_batch_tokens:
+            j += 1
+        chunk = order[i:j]
+        T = len(seqs[chunk[-1]])
+        arr = np.zeros((len(chunk), T), dtype=np.int64)
+        mask = np.zeros((len(chunk), T - 1), dtype=bool)
+        for r, q in enumerate(chunk):
+            s = seqs[q]
+            arr[r, :len(s)] = s
+            mask[r, len(s) - 1 - n_cont[q]:len(s) - 1] = True
+        if T < 2:
+            i += len(chunk)
+            continue
+        x = torch.as_tensor(arr, device=dev)
+        logits = forward(params, c, x[None, :, :-1].expand(K, -1, -1)).float()
+        tgt = x[None, :, 1:].expand(K, -1, -1)
+        tok = logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (K, B, T-1)
+        del logits
+        m = torch.as_tensor(mask, device=dev)[None]
+        sums = (tok.double() * m).sum(-1).cpu().numpy()  # (K, B)
+        out[:, chunk] = sums
+        i += len(chunk)
+    return out, np.asarray(n_cont, dtype=np.int64)

@@ -36,8 +36,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +180,38 @@ def train_dclm_classifier(
 def dclm_scores(model, texts: Sequence[str], *, max_chars: int = DEFAULT_PARAMS["max_chars"], batch_size: int = 4096) -> np.ndarray:
     """P(high quality) per text, float32."""
     return predict_proba(model, texts, [POSITIVE], batch_size=batch_size, max_chars=max_chars)[:, 0]
+
+
+def build_dclm_classifier(settings, storage, options):
+    """The ``dclm_classifier`` model (its asset is generated from the criterion registry): the configured
+    ``model`` option imported (``dclm_model``), else trained on the bundled reference data with the
+    preset's seed and ``epochs``; written to ``models/dclm_classifier/`` with its card (sha256, report)."""
+    from quadmix_assets.scoring.fasttext_model import save_model
+    from quadmix_assets.scoring.reference_data import load_reference_corpus
+    from quadmix_assets.scoring.stored_models import BuiltModel, import_model_file
+    from quadmix_assets.storage import layout
+
+    name = "dclm_classifier"
+    if options["model"]:
+        import_model_file(storage, name, options["model"])
+        report = {"source": options["model"], "trained_here": False}
+    else:
+        corpus = load_reference_corpus(settings.data_dir)
+        model, report = train_dclm_classifier(
+            corpus["id"].to_pylist(), corpus["text"].to_pylist(), settings.data_dir,
+            seed=settings.run_preset().seed, epoch=options["epochs"],
+        )
+        report = {k: v for k, v in report.items() if k != "train_seconds"}
+        report = {**report, "trained_here": True}
+        with tempfile.TemporaryDirectory() as d:
+            local = Path(d) / "model.bin"
+            save_model(model, str(local))
+            storage.write_file(layout.model_file(name), local)
+    sha = storage.file_sha256(layout.model_file(name))
+    storage.write_json(layout.model_card(name), {"name": name, "sha256": sha, "report": report})
+    model_uri = storage.uri(layout.model_file(name))
+    metadata = {"model_sha256": sha}
+    for key in ("accuracy", "auc", "n_train", "n_test", "n_pos", "n_neg"):
+        if key in report:
+            metadata[f"test_{key}" if key in ("accuracy", "auc") else key] = report[key]
+    return BuiltModel(uri=model_uri, metadata=metadata, path=model_uri)

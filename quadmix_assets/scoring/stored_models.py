@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from quadmix_assets.scoring.fasttext_model import load_model
 from quadmix_assets.storage import StorageRoot, layout
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """What a criterion's model builder (:class:`quadmix_assets.scoring.criteria.Model`) returns once it has
+    trained or imported its model into ``models/<name>/``: where it is stored (``uri``: the model file or
+    folder, or its card), plain metadata values for the asset (numbers, strings), and ``path``: a stored
+    file or folder to link from the asset (or None)."""
+
+    uri: str
+    metadata: dict = field(default_factory=dict)
+    path: str | None = None
 
 
 @lru_cache(maxsize=8)

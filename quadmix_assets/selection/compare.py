@@ -9,8 +9,9 @@ all at ONE token budget, judged on the *held-out* half of the target sets only.
 * Models: one per method, all with the same init seed (data are the only difference), trained together
   stacked in ONE :func:`train_proxies` call, same optimiser and steps for all.
 * Held-out loss per set: mean token loss over the held-out examples' full texts (EOS prepended so every
-  text token is predicted; token-weighted; the first ``seq_len`` text tokens), exactly what
-  :func:`evaluate_losses` computes.
+  text token is predicted; token-weighted; the first ``seq_len`` text tokens), computed by the proxy
+  library's one loss evaluator, :func:`~quadmix_assets.proxy.model.evaluate_losses` (the one the stored
+  proxy losses come from).
 * Multiple-choice accuracy by log-likelihood (lm-evaluation-harness "acc"): each choice is scored as the
   *sum* of the log-probabilities of its tokens (``" " + choice``) given ``EOS + prefix``; the highest
   score is the prediction (ties: the lowest index). Sets whose choices are contexts (winogrande's
@@ -30,90 +31,20 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
-from quadmix_assets.proxy.model import ProxyConfig, _state_parts, forward, train_proxies
+from quadmix_assets.proxy.model import (
+    MAX_LOGITS,
+    Pair,
+    ProxyConfig,
+    continuation_logprobs,
+    evaluate_losses,
+    train_proxies,
+)
 from quadmix_assets.proxy.stream import manifest_token_stream
 from quadmix_assets.proxy.tokenizer import eos_id
 
-Pair = tuple[Sequence[int], Sequence[int]]  # (context ids, continuation ids)
-
 
 # ---------------------------------------------------------------------------------------------- scoring
-MAX_LOGITS = 2**25  # logits elements (K x batch tokens x vocab) per forward pass: 128 MiB in float32
-
-
-@torch.no_grad()
-def continuation_logprobs(model_state, pairs: Sequence[Pair], *, max_batch_tokens: int | None = None,
-                          device=None) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of log-probabilities of each continuation given its context, for every stacked model:
-    ``(lp (K, n) float64, n_scored (n,) int)``. A pair longer than ``seq_len + 1`` tokens is cut: the
-    context loses tokens from the left; a continuation longer than ``seq_len`` keeps its first ``seq_len``
-    tokens after the last context token (so ``(EOS, text)`` scores a text's first ``seq_len`` tokens, as
-    :func:`evaluate_losses` does). Batches hold sequences of similar length, at most ``max_batch_tokens``
-    tokens (default: as many as keep the K models' logits within ``MAX_LOGITS`` elements)."""
-    c, params = _state_parts(model_state)
-    dev = torch.device(device or "cpu")
-    params = {k: v.to(dev) for k, v in params.items()}
-    K = params["embed"].shape[0]
-    L = c.seq_len + 1
-    if max_batch_tokens is None:
-        max_batch_tokens = max(L, MAX_LOGITS // (K * c.vocab_size))
-    seqs, n_cont = [], []
-    for ctx, cont in pairs:
-        if len(ctx) == 0:
-            raise ValueError("a context needs at least one token (prepend EOS)")
-        ctx = [int(t) for t in ctx]
-        cont = [int(t) for t in cont][: L - 1]
-        s = ctx[-(L - len(cont)):] + cont
-        seqs.append(s)
-        n_cont.append(len(cont))
-    n = len(seqs)
-    out = np.zeros((K, n), dtype=np.float64)
-    order = sorted(range(n), key=lambda i: len(seqs[i]))
-    i = 0
-    while i < n:  # ascending lengths: a chunk's last sequence is its longest
-        j = i + 1
-        while j < n and (j - i + 1) * len(seqs[order[j]]) <= max_batch_tokens:
-            j += 1
-        chunk = order[i:j]
-        T = len(seqs[chunk[-1]])
-        arr = np.zeros((len(chunk), T), dtype=np.int64)
-        mask = np.zeros((len(chunk), T - 1), dtype=bool)
-        for r, q in enumerate(chunk):
-            s = seqs[q]
-            arr[r, :len(s)] = s
-            mask[r, len(s) - 1 - n_cont[q]:len(s) - 1] = True
-        if T < 2:
-            i += len(chunk)
-            continue
-        x = torch.as_tensor(arr, device=dev)
-        logits = forward(params, c, x[None, :, :-1].expand(K, -1, -1)).float()
-        tgt = x[None, :, 1:].expand(K, -1, -1)
-        tok = logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (K, B, T-1)
-        del logits
-        m = torch.as_tensor(mask, device=dev)[None]
-        sums = (tok.double() * m).sum(-1).cpu().numpy()  # (K, B)
-        out[:, chunk] = sums
-        i += len(chunk)
-    return out, np.asarray(n_cont, dtype=np.int64)
-
-
-def set_losses(model_state, token_seqs: Mapping[str, Sequence], *, max_batch_tokens: int | None = None,
-               device=None) -> dict[str, np.ndarray]:
-    """``{name: (K,)}`` mean token loss per set of 1-D token arrays (EOS first): the same numbers as
-    :func:`evaluate_losses` (first ``seq_len + 1`` tokens, token-weighted), with length-sorted batches
-    (less padding)."""
-    names = list(token_seqs)
-    pairs, bounds = [], []
-    for name in names:
-        a = len(pairs)
-        pairs.extend(((s[0],), s[1:]) for s in token_seqs[name] if len(s) >= 2)
-        bounds.append((a, len(pairs)))
-    lp, n = continuation_logprobs(model_state, pairs, max_batch_tokens=max_batch_tokens, device=device)
-    return {name: -lp[:, a:b].sum(1) / max(int(n[a:b].sum()), 1) for name, (a, b) in zip(names, bounds)}
-
-
 def choose(scores: np.ndarray) -> np.ndarray:
     """Index of the best choice along the last axis (first index on ties)."""
     return np.argmax(np.asarray(scores), axis=-1)
@@ -178,35 +109,37 @@ def heldout_eval_data(target_table: pa.Table, tokenizer, *, max_examples: int | 
     return out
 
 
+def lm_sequences(hs: HeldoutSet) -> list[np.ndarray]:
+    """The held-out texts of a set as token sequences ``EOS + text`` (what the loss is computed on)."""
+    return [np.asarray([*ctx, *cont], dtype=np.int64) for ctx, cont in hs.lm_pairs]
+
+
 def evaluate_heldout(heldout: Mapping[str, HeldoutSet],
-                     logprob_fn: Callable[[Sequence[Pair]], tuple[np.ndarray, np.ndarray]]) -> dict[str, dict]:
+                     logprob_fn: Callable[[Sequence[Pair]], tuple[np.ndarray, np.ndarray]],
+                     loss_fn: Callable[[Mapping[str, list[np.ndarray]]], Mapping[str, np.ndarray]]) -> dict[str, dict]:
     """Per set: ``loss`` (K,) mean token loss; for multiple-choice sets ``accuracy`` and
-    ``accuracy_norm`` (K,). ``logprob_fn(pairs) -> (lp (K, n), n_tokens (n,))`` (e.g.
-    :func:`continuation_logprobs` bound to a model state): every pair of every set goes in one call."""
+    ``accuracy_norm`` (K,). ``loss_fn({set: token sequences}) -> {set: (K,)}`` (e.g.
+    :func:`~quadmix_assets.proxy.model.evaluate_losses` bound to a model state) is called once with every
+    set's texts (:func:`lm_sequences`); ``logprob_fn(pairs) -> (lp (K, n), n_tokens (n,))`` (e.g.
+    :func:`~quadmix_assets.proxy.model.continuation_logprobs`) once with every choice of every set."""
+    losses = loss_fn({name: lm_sequences(hs) for name, hs in heldout.items()})
     pairs: list[Pair] = []
-    spans: dict[str, dict] = {}
+    spans: dict[str, list] = {}
     for name, hs in heldout.items():
-        a = len(pairs)
-        pairs.extend(hs.lm_pairs)
-        s = {"lm": (a, len(pairs))}
-        if hs.mc:
-            s["mc"] = []
-            for it in hs.mc:
-                b = len(pairs)
-                pairs.extend(it.pairs)
-                s["mc"].append((b, len(pairs)))
-        spans[name] = s
-    lp, ntok = logprob_fn(pairs)
-    lp = np.asarray(lp, dtype=np.float64)
+        spans[name] = []
+        for it in hs.mc or []:
+            b = len(pairs)
+            pairs.extend(it.pairs)
+            spans[name].append((b, len(pairs)))
+    lp = np.asarray(logprob_fn(pairs)[0], dtype=np.float64) if pairs else None
     out: dict[str, dict] = {}
     for name, hs in heldout.items():
-        a, b = spans[name]["lm"]
-        r: dict = {"loss": -lp[:, a:b].sum(1) / max(int(ntok[a:b].sum()), 1), "n_examples": hs.n_examples,
+        r: dict = {"loss": np.asarray(losses[name], dtype=np.float64), "n_examples": hs.n_examples,
                    "n_heldout": hs.n_heldout}
         if hs.mc:
             hits = np.zeros(lp.shape[0])
             hits_n = np.zeros(lp.shape[0])
-            for it, (c0, c1) in zip(hs.mc, spans[name]["mc"]):
+            for it, (c0, c1) in zip(hs.mc, spans[name]):
                 sc = lp[:, c0:c1]  # (K, n_choices)
                 hits += choose(sc) == it.gold
                 hits_n += choose(sc / np.maximum(np.asarray(it.norm, float), 1.0)) == it.gold
@@ -282,8 +215,9 @@ def compare_methods(manifests: Mapping[str, pa.Table], read_texts: Callable[[str
     timings["train"] = time.perf_counter() - t
     log(f"  trained in {run.wall_s:.0f}s, {run.tokens_per_s:,.0f} tokens/s on {run.device}")
     t = time.perf_counter()
-    res = evaluate_heldout(held, lambda pairs: continuation_logprobs(run.state, pairs, max_batch_tokens=max_batch_tokens,
-                                                                   device=device))
+    res = evaluate_heldout(held,
+                           lambda pairs: continuation_logprobs(run.state, pairs, max_batch_tokens=max_batch_tokens, device=device),
+                           lambda seqs: evaluate_losses(run.state, seqs, device=device, max_logits=MAX_LOGITS))
     timings["evaluate"] = time.perf_counter() - t
     sets = sorted(held)
     mc_sets = [s for s in sets if "accuracy" in res[s]]

@@ -15,8 +15,8 @@ A config is one vector ``w`` of domain weights on the simplex (no quality criter
 * Proxies: one per draw, trained stacked in one :func:`train_proxies` call with the *same* init seed for
   all (so the data are the only difference), each on its manifest's token stream at the proxy budget
   (wrapped when a manifest yields fewer tokens). Score = mean over target sets of the mean token loss on
-  the *target* half (the numbers :func:`evaluate_losses` gives, computed by :func:`set_losses` with
-  length-sorted batches); non-finite scores are dropped by the regressor.
+  the *target* half (:func:`evaluate_losses`, the proxy library's loss evaluator, with each forward pass
+  bounded to ``MAX_LOGITS`` logits); non-finite scores are dropped by the regressor.
 * LightGBM (:func:`fit_regressor`): weights -> score; its held-out Spearman / MAE are in the info.
 * Search: ``n_search`` fresh vectors from the same draw (seed + 1); vectors that would need more than
   ``max_epochs`` passes over any domain at the *final* budget are excluded (the proxies, trained at a
@@ -33,11 +33,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from quadmix_assets.proxy.model import ProxyConfig, train_proxies
+from quadmix_assets.proxy.model import MAX_LOGITS, ProxyConfig, evaluate_losses, train_proxies
 from quadmix_assets.proxy.regressor import fit_regressor
 from quadmix_assets.proxy.stream import manifest_token_stream
 
-from .compare import set_losses
 from .dsir import manifest_from
 
 CONCENTRATION_RANGE = (0.1, 5.0)
@@ -157,7 +156,7 @@ def regmix_select(documents: pa.Table, read_texts: Callable[[str, Sequence[int]]
     t_data = time.perf_counter() - t0
     log(f"regmix: {n_proxies} domain-weight draws, proxy streams built in {t_data:.1f}s; training proxies")
     run = train_proxies(cfg, np.stack(batches), seeds=[cfg.seed] * n_proxies, group_size=group_size, device=device)
-    losses = set_losses(run.state, target_seqs, device=device)
+    losses = evaluate_losses(run.state, target_seqs, device=device, max_logits=MAX_LOGITS)
     y = np.mean(np.stack([losses[s] for s in sorted(losses)]), axis=0)
     y = np.where(run.finite, y, np.nan)
     t_train = time.perf_counter() - t0 - t_data

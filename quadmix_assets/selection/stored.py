@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quadmix_assets.config import PRESET_FIELDS, resolve_config
+from quadmix_assets.config import preset_keys, resolve_config
 from quadmix_assets.presets import DEFAULT_PRESET, Preset
 from quadmix_assets.proxy.model import ProxyConfig, run_proxy_config, preset as model_preset
 from quadmix_assets.proxy.tokenizer import eos_id
@@ -57,7 +57,8 @@ def run_preset(storage: StorageRoot) -> Preset:
     """The preset the stored run used (its recorded values over the named preset's defaults)."""
     doc = storage.read_json(layout.mixture_configs())
     stored = doc.get("preset") or {}
-    return resolve_config(stored.get("name", DEFAULT_PRESET), {k: v for k, v in stored.items() if k in PRESET_FIELDS},
+    keys = preset_keys()
+    return resolve_config(stored.get("name", DEFAULT_PRESET), {k: v for k, v in stored.items() if k in keys},
                           none_keeps=False).preset
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from quadmix_assets.presets import get_preset
+from quadmix_assets.config import get_preset
 from quadmix_assets.proxy.regression_gate import gate
 from quadmix_assets.proxy.surrogate import MODELS, Surrogate, repeated_cv, select_surrogate
 

@@ -3,12 +3,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from quadmix_assets.proxy.model import evaluate_losses, forward, init_params, preset, train_proxies
+from quadmix_assets.proxy.model import (continuation_logprobs, evaluate_losses, forward, init_params, preset,
+                                        train_proxies)
 from quadmix_assets.proxy.targets import TargetExample, TargetSet, target_table
 from quadmix_assets.proxy.tokenizer import eos_id
-from quadmix_assets.selection.compare import (HeldoutSet, MCItem, choose, compare_methods, continuation_logprobs,
-                                              evaluate_heldout, fit_to, heldout_eval_data, markdown_tables,
-                                              set_losses)
+from quadmix_assets.selection.compare import (HeldoutSet, MCItem, choose, compare_methods, evaluate_heldout, fit_to,
+                                              heldout_eval_data, markdown_tables)
 from quadmix_assets.selection.dsir import manifest_from
 
 from .conftest import make_pool
@@ -35,19 +35,24 @@ def test_choose_and_accuracy_with_fake_logprobs():
         lp = np.array([[score[p[1][0]][k] for p in pairs] for k in range(2)])
         return lp, np.array([len(p[1]) for p in pairs])
 
-    res = evaluate_heldout(hs, fake)
-    assert seen == [6]  # every pair in one call
+    def fake_loss(seqs):
+        seen.append({k: [list(s) for s in v] for k, v in seqs.items()})
+        return {k: np.array([1.5, 3.0]) for k in seqs}
+
+    res = evaluate_heldout(hs, fake, fake_loss)
+    # the texts in one loss call (EOS + text), every choice of every set in one log-prob call
+    assert seen == [{"mc": [[0, 7, 7]]}, 5]
     # model 0: item 1 scores (-5, -1, -9) -> picks 1 (gold 1, right); item 2 (-2, -1) -> picks 1 (gold 0, wrong)
     # model 1: item 1 scores (-1, -2, -3) -> picks 0 (wrong); item 2 (-2, -8) -> picks 0 (right)
     assert res["mc"]["accuracy"].tolist() == [0.5, 0.5]
-    assert res["mc"]["loss"].tolist() == [3.0 / 2, 6.0 / 2]  # -sum lp / tokens
+    assert res["mc"]["loss"].tolist() == [3.0 / 2, 6.0 / 2]  # the loss evaluator's
     assert res["mc"]["chance"] == pytest.approx((1 / 3 + 1 / 2) / 2)
 
 
 def test_length_normalised_accuracy():
     items = [MCItem(pairs=[((0,), (1,)), ((0,), (2,))], gold=1, norm=[1, 10])]
     hs = {"s": HeldoutSet(name="s", lm_pairs=[], mc=items, n_examples=1)}
-    res = evaluate_heldout(hs, lambda pairs: (np.array([[-2.0, -5.0]]), np.array([1, 1])))
+    res = evaluate_heldout(hs, lambda pairs: (np.array([[-2.0, -5.0]]), np.array([1, 1])), lambda seqs: {"s": np.zeros(1)})
     assert res["s"]["accuracy"].tolist() == [0.0]  # sum: -2 beats -5
     assert res["s"]["accuracy_norm"].tolist() == [1.0]  # per byte: -0.5 beats -2
 
@@ -75,7 +80,8 @@ def test_continuation_logprobs_match_direct_computation():
     ref = evaluate_losses(st, {"x": seqs})["x"]
     assert np.allclose(-lp.sum(1) / n.sum(), ref, atol=1e-5)
     more = {"x": seqs, "y": [np.array([0] + list(rng.integers(1, 300, size=k))) for k in (3, 60, 9, 33)]}
-    got, want = set_losses(st, more, max_batch_tokens=50), evaluate_losses(st, more)
+    # bounded logits (one proxy, one sequence per pass: RegMix's hundreds of proxies) give the same losses
+    got, want = evaluate_losses(st, more, max_logits=CFG.seq_len * CFG.vocab_size), evaluate_losses(st, more)
     assert set(got) == {"x", "y"} and all(np.allclose(got[k], want[k], atol=1e-5) for k in want)
 
 
@@ -93,13 +99,13 @@ def test_mc_accuracy_of_a_model_that_learned_the_answer(tokenizer):
     table = target_table(sets)
     held = heldout_eval_data(table, tokenizer, max_examples=None, seed=0)
     assert held["quiz"].n_examples == held["quiz"].n_heldout > 0
-    res = evaluate_heldout(held, lambda p: continuation_logprobs(run.state, p))
+    res = evaluate_heldout(held, lambda p: continuation_logprobs(run.state, p), lambda seqs: evaluate_losses(run.state, seqs))
     assert res["quiz"]["accuracy"].tolist() == [1.0]
     # the gold index moved: now the model is always wrong
     sets["quiz"].examples = [TargetExample(text="the answer is goal", choices=("goal", "oven", "team"), gold=0,
                                            prefix="the answer is")] * 30
     held = heldout_eval_data(target_table(sets), tokenizer, max_examples=None, seed=0)
-    res = evaluate_heldout(held, lambda p: continuation_logprobs(run.state, p))
+    res = evaluate_heldout(held, lambda p: continuation_logprobs(run.state, p), lambda seqs: evaluate_losses(run.state, seqs))
     assert res["quiz"]["accuracy"].tolist() == [0.0]
 
 

@@ -54,7 +54,8 @@ models_job = define_asset_job(
     "models_job",
     # the domain classifier and every model a registered criterion needs (dclm_classifier, edu_teacher)
     selection=AssetSelection.assets(AssetKey(keys.DOMAIN_CLASSIFIER), *dict.fromkeys(AssetKey(m) for c in criteria() for m in c.models)),
-    description="Train (or import) the domain and DCLM-style classifiers and the Edu teacher's head.",
+    description="Train (or import) the domain classifier and every model a registered criterion builds (the "
+    "DCLM-style classifier, the Edu teacher's head, ...).",
 )
 shard_job = define_asset_job(
     "shard_job",

