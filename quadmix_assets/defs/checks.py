@@ -29,7 +29,8 @@ from quadmix_assets.defs.partitions import exports_partitions, mixtures_partitio
 from quadmix_assets.defs.quality import QUALITY_ASSETS
 from quadmix_assets.defs.resources import QuadmixSettings
 from quadmix_assets.export.megatron import read_megatron
-from quadmix_assets.mixing.catalog import drawn_from, duplicate_rows, scores_card
+from quadmix_assets.mixing.features import duplicate_rows
+from quadmix_assets.mixing.store import drawn_from, scores_card
 from quadmix_assets.scoring.criteria import criteria
 from quadmix_assets.storage import StorageRoot, layout
 

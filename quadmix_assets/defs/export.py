@@ -24,7 +24,7 @@ from quadmix_assets.defs.current import select_shards
 
 from quadmix_assets.defs.k8s import pod_tags
 from quadmix_assets.defs.mixtures import mixture_manifest
-from quadmix_assets.mixing.catalog import drawn_from, load_spec
+from quadmix_assets.mixing.store import drawn_from, load_spec
 from quadmix_assets.defs.partitions import exports_partitions
 from quadmix_assets.defs.provenance import provenance
 from quadmix_assets.defs.resources import QuadmixSettings

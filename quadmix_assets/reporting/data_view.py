@@ -17,8 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from quadmix_assets.mixing.catalog import all_spec_dicts, configs_doc, document_features, load_spec
-from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
+from quadmix_assets.mixing.features import document_features
+from quadmix_assets.mixing.store import all_spec_dicts, configs_doc, load_spec
+from quadmix_assets.mixing.fanin import mixture_scores as computed_scores
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from quadmix_assets.corpus import read_shard
 from quadmix_assets.corpus.duplicates import DUPLICATE_TEXT, cross_shard_duplicates, rows_left_out, text_digests
-from quadmix_assets.mixing.catalog import document_features
+from quadmix_assets.mixing.features import document_features
 from quadmix_assets.storage import StorageRoot, layout
 
 
