@@ -5,7 +5,8 @@ in-domain rank ``r`` of one mixture (0 = best), with their merged quality ``qbar
 worse-than ranks ``s_<criterion>`` (0 = best), the expected copies ``S(r)`` and the copies actually drawn
 into the manifest, plus the start of their text. :func:`criterion_extremes` gives, per criterion, the
 documents with the highest and the lowest raw scores. Both read only through
-:mod:`quadmix_assets.storage` and :mod:`quadmix_assets.mixing.catalog`; the ``mixture_manifest`` asset and
+:mod:`quadmix_assets.storage` and :mod:`quadmix_assets.mixing` (the spec store, the feature reader, and
+:func:`~quadmix_assets.mixing.fanin.mixture_scores`); the ``mixture_manifest`` asset and
 ``quadmix show`` render the same rows (:func:`samples_markdown`, :func:`samples_text`,
 :func:`extremes_text`).
 """

@@ -1,5 +1,5 @@
 """Exact text duplicates across shards (issue 16): the rule of quadmix_assets.corpus.duplicates, and the
-fan-in reader (mixing.catalog.document_features) leaving the quarantined copies out."""
+fan-in reader (mixing.features.document_features) leaving the quarantined copies out."""
 
 from __future__ import annotations
 
