@@ -134,6 +134,5 @@ def open_fan_in(storage: StorageRoot, shards: Sequence[str], criteria: Sequence[
 def mixture_scores(storage: StorageRoot, mixture_id: str, criteria) -> pa.Table:
     """A stored mixture's per-document scores (:func:`~quadmix_assets.mixing.scores.score_documents`),
     computed in memory from the features of the shards its scores card names."""
-    features = document_features(storage, list(scores_card(storage, mixture_id)["shards"]), criteria)
     spec, _ = load_spec(storage, mixture_id)
-    return score_documents(features, spec, criteria)
+    return InMemoryFanIn(storage, scores_card(storage, mixture_id)["shards"], criteria).scores(spec)
