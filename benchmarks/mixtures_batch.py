@@ -35,7 +35,8 @@ from quadmix_assets.method.batch import sampling_plans  # noqa: E402
 
 def corpus(storage: str | None):
     if storage:
-        from quadmix_assets.mixing.catalog import configs_doc, document_features
+        from quadmix_assets.mixing.features import document_features
+        from quadmix_assets.mixing.store import configs_doc
         from quadmix_assets.storage import StorageRoot, layout
 
         st = StorageRoot(storage)

@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quadmix_assets.mixing.catalog import training_entries  # noqa: E402
+from quadmix_assets.mixing.store import training_entries  # noqa: E402
 from quadmix_assets.proxy.model import run_proxy_config  # noqa: E402
 from quadmix_assets.proxy.parallel import train_and_score  # noqa: E402
 from quadmix_assets.proxy.runs import load_proxy_tokenizer, noise_subset, repeat_seed, target_token_seqs  # noqa: E402

@@ -1,4 +1,4 @@
-"""How the fan-in steps grow with the corpus: time per stage and peak RSS, DuckDB against the numpy path.
+"""How the mixture fan-in grows with the corpus: time and peak RSS, the DuckDB engine against the numpy one.
 
 Usage::
 
@@ -13,18 +13,16 @@ web text), raw scores with heavy ties (rounded to 1e-4), documents with new ids 
 corpus' 14,361 documents, 16 shards; larger sizes keep at most 100,000 documents per shard. ``--rows-10m``
 adds a 10,000,000-document corpus. Generation is not timed.
 
-Stages, each in its own child process (its peak RSS is the child's VmHWM; the child's RSS after its
+The stage runs in its own child process (its peak RSS is the child's VmHWM; the child's RSS after its
 imports and inputs is given too, and the growth compares the RSS the stage added on top of that):
 
-* ``ranks``: the global worse-than rank of every document for the five criteria (DuckDB:
-  :func:`quadmix_assets.mixing.fanin_duckdb.worse_than_ranks`; numpy: ``Normaliser.fit`` + ``transform`` on
-  the concatenated columns), every batch consumed;
 * ``plan``: one config's qbar, in-domain rank r, S(r) and copies, manifest rows kept (DuckDB:
-  :func:`~quadmix_assets.mixing.fanin_duckdb.sampling_plan`; numpy: ``document_features`` + ``sampling_plan``);
-* ``export``: manifest x documents with copies expanded, the text column included, rows consumed (DuckDB:
-  :func:`~quadmix_assets.mixing.fanin_duckdb.expand_copies` on the stored manifest file, read a chunk at a
-  time inside the timed stage; numpy/pyarrow: the manifest table read before the clock starts, then per
-  shard ``take`` + ``repeat``).
+  :func:`quadmix_assets.mixing.fanin_duckdb.sampling_plan`; numpy: ``document_features`` + ``sampling_plan``),
+  the step both engines of :func:`quadmix_assets.mixing.fanin.open_fan_in` run per mixture.
+
+(Until 2026-12-07 there were also ``ranks`` (the global worse-than ranks) and ``export`` (the manifest x
+documents join) stages: their DuckDB functions were used by nothing but tests and this benchmark, and were
+removed with them; their figures stay in RESULTS.md.)
 
 Printed: a table of seconds and peak RSS per stage, path and size (a stage that fails, e.g. out of memory
 under a small ``--memory-limit``, is printed as FAILED with its error, and the others still run), then per
@@ -56,7 +54,7 @@ BUNDLED_DOCS = 14_361
 CRITERIA = ("dclm", "heuristic", "langid", "edu", "askllm")
 N_DOMAINS = 24
 MAX_SHARD_ROWS = 100_000
-STAGES = ("ranks", "plan", "export")
+STAGES = ("plan",)
 
 
 # --------------------------------------------------------------------------- data
@@ -131,7 +129,7 @@ def _params():
 
 def _manifest_numpy(storage, shards):
     from quadmix_assets.method import sampling_plan
-    from quadmix_assets.mixing.catalog import document_features
+    from quadmix_assets.mixing.features import document_features
 
     feats = document_features(storage, shards, CRITERIA)
     ranks = np.column_stack([feats[f"s_{c}"].to_numpy() for c in CRITERIA])
@@ -143,47 +141,21 @@ def _manifest_numpy(storage, shards):
 
 
 def child(args) -> dict:
-    from quadmix_assets.method import Normaliser
     from quadmix_assets.mixing import fanin_duckdb as F
-    from quadmix_assets.storage import StorageRoot, layout
+    from quadmix_assets.storage import StorageRoot
     from quadmix_assets.storage.duck import duck_session
 
     storage = StorageRoot(args.storage)
     shards = sorted(r.split("/")[1].removesuffix(".parquet") for r in storage.list("documents", ".parquet"))
-    manifest = None
-    if args.child == "export" and args.path == "numpy":  # numpy holds the manifest; DuckDB streams the file
-        manifest = storage.read_parquet("bench_manifest.parquet")
     base = _rss_now_mb()
     rows = 0
     t0 = time.perf_counter()
     if args.path == "duckdb":
         with duck_session(storage, memory_limit=args.memory_limit, threads=args.threads, temp_dir=args.spill) as con:
-            if args.child == "ranks":
-                it = F.worse_than_ranks(con, storage, shards, {c: f"quality_{c}" for c in CRITERIA})
-            elif args.child == "plan":
-                it = F.sampling_plan(con, storage, shards, CRITERIA, _params(), "bench")
-            else:
-                it = F.expand_copies(con, storage, "bench_manifest.parquet")  # the stored manifest, streamed
-            for b in it:
+            for b in F.sampling_plan(con, storage, shards, CRITERIA, _params(), "bench"):
                 rows += b.num_rows
     else:
-        if args.child == "ranks":
-            tokens = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["n_tokens"])["n_tokens"].to_numpy()
-            for c in CRITERIA:
-                s = storage.dataset([layout.attribute(f"quality_{c}", k) for k in shards]).to_table()["score"].to_numpy()
-                rows = Normaliser.fit(s, tokens, max_exact=s.size + 1).transform(s).size
-        elif args.child == "plan":
-            rows = _manifest_numpy(storage, shards).num_rows
-        else:
-            copies = manifest["copies"].to_numpy()
-            for k in shards:
-                mask = np.asarray(manifest["shard"].to_numpy(zero_copy_only=False) == k)
-                idx = np.flatnonzero(mask)
-                if not idx.size:
-                    continue
-                docs = storage.read_parquet(layout.documents(k), columns=["id", "text"])
-                rep = np.repeat(manifest["row"].to_numpy()[idx], copies[idx])
-                rows += docs.take(pa.array(rep)).num_rows
+        rows = _manifest_numpy(storage, shards).num_rows
     seconds = time.perf_counter() - t0
     return {"stage": args.child, "path": args.path, "seconds": seconds, "rows_out": int(rows),
             "peak_rss_mb": _peak_rss_mb(), "base_rss_mb": base}
@@ -233,9 +205,6 @@ def main() -> None:
             shards = write_corpus(root, n)
             gen = time.perf_counter() - t0
             print(f"# {label}: {n:,} documents in {len(shards)} shards written in {gen:.1f}s (not timed)", flush=True)
-            from quadmix_assets.storage import StorageRoot
-
-            StorageRoot(root).write_parquet("bench_manifest.parquet", _manifest_numpy(StorageRoot(root), shards), {})
             for stage in STAGES:
                 for path in args.paths:
                     r = run_child(stage, path, root, args)

@@ -453,7 +453,7 @@ class _Reporter:
 
     # --- labels ------------------------------------------------------------------------------------
     def _mixture_label(self, keys) -> str:
-        from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
+        from quadmix_assets.mixing.store import all_spec_dicts, round_of
 
         if any(k not in self._specs for k in keys):  # a new round's or the optimum's specs: read the catalog again
             self._specs = {d["mixture_id"]: d for d in all_spec_dicts(self.storage)}

@@ -17,6 +17,25 @@ def test_layer_contracts_hold():
     assert "0 broken" in res.stdout
 
 
+def test_mixing_has_its_layers_contract_and_no_import_circle():
+    """``quadmix_assets.mixing`` is layered (fan-in interface > DuckDB engine > scores | features | store >
+    specs, a contract in pyproject.toml) and none of its modules reaches itself again through any chain of
+    imports in the package (imports inside functions included)."""
+    import tomllib
+
+    import grimp
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = [c for c in contracts if c["type"] == "layers" and c.get("containers") == ["quadmix_assets.mixing"]]
+    assert len(layers) == 1 and layers[0].get("exhaustive") is True
+    graph = grimp.build_graph("quadmix_assets")
+    mixing = sorted(m for m in graph.modules if m.startswith("quadmix_assets.mixing."))
+    assert {"quadmix_assets.mixing.fanin", "quadmix_assets.mixing.fanin_duckdb", "quadmix_assets.mixing.features",
+            "quadmix_assets.mixing.store", "quadmix_assets.mixing.scores", "quadmix_assets.mixing.specs"} <= set(mixing)
+    circles = [(m, n) for m in mixing for n in graph.find_upstream_modules(m) if m in graph.find_upstream_modules(n)]
+    assert circles == []
+
+
 def test_a_forbidden_import_breaks_the_contract(tmp_path):
     """The same kind of contract on a small package with a library importing its Dagster layer fails."""
     pkg = tmp_path / "layered"
@@ -43,11 +62,8 @@ def test_a_forbidden_import_breaks_the_contract(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- import cycles
-#: cycles other branches are removing (issue 26): config <-> presets (the criteria registry), and the
-#: mixing package's catalog -> scores -> fanin_duckdb -> catalog (the mixing split). Remove once merged.
-KNOWN_CYCLES = (
-    frozenset({"quadmix_assets.mixing.catalog", "quadmix_assets.mixing.scores", "quadmix_assets.mixing.fanin_duckdb"}),
-)
+#: import cycles tolerated (none: the package's import graph has no circle)
+KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
 
 
 def _strongly_connected(graph) -> list[set[str]]:

@@ -6,6 +6,12 @@ bundled corpus took 45 MB, more than the documents with their text). What is sto
 manifest of the selected rows and the small summary :func:`scores_summary` gives (``mixture_scores``'s
 card); the data view, ``quadmix show`` and the manifest compute the scores again from the same features
 (the numbers are a pure function of the features and the config, so they are the same each time).
+
+These are the in-memory (numpy) engine's steps over a features table
+(:func:`~quadmix_assets.mixing.features.document_features`); the out-of-core engine
+(:mod:`~quadmix_assets.mixing.fanin_duckdb`) gives the same numbers batch by batch and adds its batches'
+sums with :func:`new_summary` and :func:`add_to_summary`. Production reaches both through
+:func:`quadmix_assets.mixing.fanin.open_fan_in`.
 """
 
 from __future__ import annotations
@@ -14,15 +20,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from quadmix_assets.method import aggregate, sampling_frequency
-from quadmix_assets.storage import layout
 
 from .specs import MixtureSpec, global_params
 
-__all__ = ["MANIFEST_COLUMNS", "SCORE_COLUMNS", "manifest_out_of_core", "manifest_table", "score_documents",
-           "scores_summary", "summary_out_of_core"]
+__all__ = ["MANIFEST_COLUMNS", "SCORE_COLUMNS", "add_to_summary", "manifest_table", "new_summary", "score_documents",
+           "scores_summary"]
 
 #: the columns :func:`score_documents` returns, in order
 SCORE_COLUMNS = ("shard", "row", "id", "id_hash", "n_tokens", "domain", "qbar", "r", "expected")
@@ -32,7 +36,7 @@ MANIFEST_COLUMNS = ("id", "shard", "row", "n_tokens", "domain", "copies")
 
 def score_documents(features: pa.Table, spec: MixtureSpec, criteria: Sequence[str]) -> pa.Table:
     """``qbar``, ``r`` and ``expected`` of every document of ``features`` (a
-    :func:`~quadmix_assets.mixing.catalog.document_features` table) under ``spec``, with the documents'
+    :func:`~quadmix_assets.mixing.features.document_features` table) under ``spec``, with the documents'
     shard, row, id, key, tokens and domain (:data:`SCORE_COLUMNS`). A config that is not per domain
     ranks every document as one domain with its first row of parameters; ``domain`` is still the label."""
     ranks = np.column_stack([features[f"s_{c}"].to_numpy() for c in criteria]) if criteria else np.empty((features.num_rows, 0))
@@ -50,12 +54,14 @@ def score_documents(features: pa.Table, spec: MixtureSpec, criteria: Sequence[st
     return table
 
 
-def _summary(n_domains: int) -> dict:
+def new_summary(n_domains: int) -> dict:
+    """An empty :func:`scores_summary` (every count 0) for :func:`add_to_summary` to fill."""
     return {"documents": 0, "tokens": 0, "expected_tokens": 0.0, "per_domain": [
         {"domain": m, "documents": 0, "tokens": 0, "expected_tokens": 0.0} for m in range(n_domains)]}
 
 
-def _add(summary: dict, dom: np.ndarray, tokens: np.ndarray, expected: np.ndarray) -> None:
+def add_to_summary(summary: dict, dom: np.ndarray, tokens: np.ndarray, expected: np.ndarray) -> None:
+    """Add documents (domain labels, tokens, expected copies) to ``summary`` in place."""
     n_domains = len(summary["per_domain"])
     if dom.size and (int(dom.min()) < 0 or int(dom.max()) >= n_domains):
         raise ValueError(f"domain labels outside [0, {n_domains})")
@@ -74,8 +80,8 @@ def _add(summary: dict, dom: np.ndarray, tokens: np.ndarray, expected: np.ndarra
 def scores_summary(scores: pa.Table, n_domains: int) -> dict:
     """What the mixture's card keeps of its scores: documents, tokens and expected tokens (``sum S x
     tokens``) in all and per domain label (every domain ``0 .. n_domains - 1``, empty ones included)."""
-    out = _summary(n_domains)
-    _add(out, scores["domain"].to_numpy().astype(np.int64), scores["n_tokens"].to_numpy().astype(np.float64),
+    out = new_summary(n_domains)
+    add_to_summary(out, scores["domain"].to_numpy().astype(np.int64), scores["n_tokens"].to_numpy().astype(np.float64),
          scores["expected"].to_numpy())
     return out
 
@@ -86,37 +92,3 @@ def manifest_table(scores: pa.Table, copies: np.ndarray) -> pa.Table:
     selected = np.flatnonzero(copies > 0)
     manifest = scores.select(list(MANIFEST_COLUMNS[:-1])).take(selected)
     return manifest.append_column("copies", pa.array(copies[selected].astype(np.int32)))
-
-
-def summary_out_of_core(con, storage, shards: Sequence[str], spec: MixtureSpec, criteria: Sequence[str],
-                        n_domains: int) -> dict:
-    """:func:`scores_summary` of ``spec`` over ``shards`` computed out of core (DuckDB's sort under its
-    memory limit, a batch in memory at a time): the same counts and token sums; the expected-token sums
-    are added batch by batch, so they may differ from the in-memory sum in the last bits."""
-    from .fanin_duckdb import sampling_plan
-
-    out = _summary(n_domains)
-    for batch in sampling_plan(con, storage, shards, criteria, spec.params, 0, domain_aware=spec.domain_aware,
-                               keep_scores=True):
-        _add(out, batch.column("domain").to_numpy().astype(np.int64),
-             batch.column("n_tokens").to_numpy().astype(np.float64), batch.column("expected").to_numpy())
-    return out
-
-
-def manifest_out_of_core(con, storage, shards: Sequence[str], spec: MixtureSpec, criteria: Sequence[str],
-                         seed: int | str) -> pa.Table:
-    """The manifest of ``spec`` over ``shards`` (:func:`manifest_table` of :func:`score_documents` and
-    ``draw_copies(expected, id_hash, seed)``) computed out of core: the same rows, in the same order."""
-    from .fanin_duckdb import sampling_plan
-
-    batches = list(sampling_plan(con, storage, shards, criteria, spec.params, seed, domain_aware=spec.domain_aware))
-    if not batches:  # nothing selected: no rows, the columns' types as the stored files have them
-        def field(rel: str, name: str) -> pa.DataType:
-            return pq.read_schema(storage.path(rel), filesystem=storage.fs).field(name).type
-
-        types = {"id": field(layout.documents(shards[0]), "id"), "shard": pa.string(), "row": pa.int64(),
-                 "n_tokens": field(layout.documents(shards[0]), "n_tokens"),
-                 "domain": field(layout.attribute("domain", shards[0]), "domain"), "copies": pa.int32()}
-        return pa.table({c: pa.array([], t) for c, t in types.items()})
-    t = pa.Table.from_batches(batches)
-    return t.select(list(MANIFEST_COLUMNS[:-1])).append_column("copies", t.column("copies").cast(pa.int32()))

@@ -21,7 +21,8 @@ import numpy as np
 
 from quadmix_assets.method import ParamSpace, QuadMixParams
 from quadmix_assets.mixing import MixtureSpec
-from quadmix_assets.mixing.catalog import configs_doc, document_features, training_entries
+from quadmix_assets.mixing.features import document_features
+from quadmix_assets.mixing.store import configs_doc, training_entries
 from quadmix_assets.storage import StorageRoot, layout
 
 from .features import DocumentTable, arrays_config, config_arrays, feature_names, mixture_features, mixture_features_parallel

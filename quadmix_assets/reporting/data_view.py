@@ -5,7 +5,8 @@ in-domain rank ``r`` of one mixture (0 = best), with their merged quality ``qbar
 worse-than ranks ``s_<criterion>`` (0 = best), the expected copies ``S(r)`` and the copies actually drawn
 into the manifest, plus the start of their text. :func:`criterion_extremes` gives, per criterion, the
 documents with the highest and the lowest raw scores. Both read only through
-:mod:`quadmix_assets.storage` and :mod:`quadmix_assets.mixing.catalog`; the ``mixture_manifest`` asset and
+:mod:`quadmix_assets.storage` and :mod:`quadmix_assets.mixing` (the spec store, the feature reader, and
+:func:`~quadmix_assets.mixing.fanin.mixture_scores`); the ``mixture_manifest`` asset and
 ``quadmix show`` render the same rows (:func:`samples_markdown`, :func:`samples_text`,
 :func:`extremes_text`).
 """
@@ -17,8 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from quadmix_assets.mixing.catalog import all_spec_dicts, configs_doc, document_features, load_spec
-from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
+from quadmix_assets.mixing.features import document_features
+from quadmix_assets.mixing.store import all_spec_dicts, configs_doc, load_spec
+from quadmix_assets.mixing.fanin import mixture_scores as computed_scores
 from quadmix_assets.scoring.criteria import CRITERIA, attribute_name
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts

@@ -216,7 +216,7 @@ def create_views(con: duckdb.DuckDBPyConnection, storage: StorageRoot, query: st
         con.execute(f"CREATE VIEW features AS SELECT f.*, {name} FROM ({base}) AS f {join}")
 
     def mixtures() -> None:
-        from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
+        from quadmix_assets.mixing.store import all_spec_dicts, round_of
 
         specs = all_spec_dicts(storage) if storage.exists(layout.mixture_configs()) else []
         rows = [{"mixture_id": d["mixture_id"], "name": d.get("name"), "origin": d.get("origin"), "round": round_of(d),
@@ -234,7 +234,7 @@ def create_views(con: duckdb.DuckDBPyConnection, storage: StorageRoot, query: st
         return build
 
     def score_cards() -> None:
-        from quadmix_assets.mixing.catalog import scores_card
+        from quadmix_assets.mixing.store import scores_card
 
         schema = pa.schema([("mixture_id", pa.string()), ("domain", pa.int64()), ("documents", pa.int64()),
                             ("tokens", pa.int64()), ("expected_tokens", pa.float64())])

@@ -29,7 +29,8 @@ from quadmix_assets.config import preset_keys, resolve_config
 from quadmix_assets.presets import DEFAULT_PRESET, Preset
 from quadmix_assets.proxy.model import ProxyConfig, run_proxy_config, preset as model_preset
 from quadmix_assets.proxy.tokenizer import eos_id
-from quadmix_assets.mixing.catalog import duplicate_rows, searched_specs, spec_entry
+from quadmix_assets.mixing.features import duplicate_rows
+from quadmix_assets.mixing.store import searched_specs, spec_entry
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts
 

@@ -1,5 +1,5 @@
 """Exact text duplicates across shards (issue 16): the rule of quadmix_assets.corpus.duplicates, and the
-fan-in reader (mixing.catalog.document_features) leaving the quarantined copies out."""
+fan-in reader (mixing.features.document_features) leaving the quarantined copies out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from quadmix_assets.corpus import read_shard
 from quadmix_assets.corpus.duplicates import DUPLICATE_TEXT, cross_shard_duplicates, rows_left_out, text_digests
-from quadmix_assets.mixing.catalog import document_features
+from quadmix_assets.mixing.features import document_features
 from quadmix_assets.storage import StorageRoot, layout
 
 

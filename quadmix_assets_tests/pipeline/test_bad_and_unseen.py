@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from dagster import DagsterInstance
 
 from quadmix_assets import settings as env
-from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
+from quadmix_assets.mixing.fanin import mixture_scores as computed_scores
 from quadmix_assets.runner import run_pipeline
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import layout

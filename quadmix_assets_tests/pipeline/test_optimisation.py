@@ -8,7 +8,7 @@ import numpy as np
 from dagster import AssetKey, DagsterInstance
 
 from quadmix_assets.definitions import build_definitions
-from quadmix_assets.mixing.catalog import searched_specs, training_entries
+from quadmix_assets.mixing.store import searched_specs, training_entries
 from quadmix_assets.proxy.optimise import best_measured, training_set
 from quadmix_assets.proxy.surrogate import Surrogate
 from quadmix_assets.export import read_tokenized

@@ -7,7 +7,7 @@ from dagster import AssetKey, DagsterInstance
 
 from quadmix_assets.method import QuadMixParams, draw_copies
 from quadmix_assets.scoring.criteria import CRITERIA
-from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
+from quadmix_assets.mixing.fanin import mixture_scores as computed_scores
 from quadmix_assets.runner import run_pipeline
 from quadmix_assets.storage import layout
 
@@ -148,7 +148,7 @@ def rounds_sizes(settings) -> list[int]:
     """Mixtures per search round after the first (registration order)."""
     from collections import Counter
 
-    from quadmix_assets.mixing.catalog import all_spec_dicts, round_of
+    from quadmix_assets.mixing.store import all_spec_dicts, round_of
 
     counts = Counter(round_of(d) for d in all_spec_dicts(settings.storage()) if (round_of(d) or 0) >= 2)
     return [counts[r] for r in sorted(counts)]

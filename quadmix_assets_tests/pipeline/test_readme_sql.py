@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from quadmix_assets.cli import main
-from quadmix_assets.mixing.catalog import load_spec
+from quadmix_assets.mixing.store import load_spec
 from quadmix_assets.scoring.criteria import attribute_name
 from quadmix_assets.storage import layout
 

@@ -7,7 +7,7 @@ import json
 from dagster import AssetKey, AssetRecordsFilter
 
 from quadmix_assets import cli
-from quadmix_assets.mixing.catalog import mixture_scores as computed_scores
+from quadmix_assets.mixing.fanin import mixture_scores as computed_scores
 from quadmix_assets.reporting import data_view
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import layout

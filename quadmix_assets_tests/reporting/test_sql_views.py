@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quadmix_assets.cli import main
-from quadmix_assets.mixing.catalog import document_features
+from quadmix_assets.mixing.features import document_features
 from quadmix_assets.storage import StorageRoot, layout
 
 from quadmix_assets_tests.storage.fanin_support import CRITERIA, write_random_corpus

@@ -1,6 +1,7 @@
-"""The DuckDB fan-in queries give exactly the numbers of the numpy method library (random inputs with many
-ties, zero-token documents and domains, sampled normalisers, local and fsspec storage, a small memory
-limit). The equality on the bundled corpus, through the pipeline's stored run, is in
+"""The out-of-core (DuckDB) fan-in engine gives exactly the numbers of the numpy method library (random
+inputs with many ties, zero-token documents and domains, local and fsspec storage, a small memory limit),
+and both engines behind the one fan-in interface (``mixing.fanin.open_fan_in``) write the same manifests and
+cards. The equality on the bundled corpus, through the pipeline's stored run, is in
 ``quadmix_assets_tests/pipeline/test_duckdb_sql.py``."""
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from quadmix_assets.method import Normaliser, ParamSpace, sampling_plan, worse_than_rank
+from quadmix_assets.method import ParamSpace, sampling_plan
 from quadmix_assets.mixing import fanin_duckdb as F
-from quadmix_assets.mixing.catalog import document_features
-from quadmix_assets.proxy.stream import occurrence_order
+from quadmix_assets.mixing import features as features_module
+from quadmix_assets.mixing.features import document_features
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.duck import duck_session
 
 from .fanin_support import CRITERIA, write_random_corpus
 
-ATTRS = {c: f"quality_{c}" for c in CRITERIA}
 N_DOMAINS = 6
 
 
@@ -42,38 +42,6 @@ def stored(tmp_path_factory):
     storage = StorageRoot(str(tmp_path_factory.mktemp("fanin") / "storage"))
     shards = write_random_corpus(storage, [2500, 1800, 1, 40], N_DOMAINS, seed=3, zero_token_domain=4)
     return storage, shards
-
-
-def test_global_worse_than_ranks_equal_the_numpy_normaliser(stored):
-    storage, shards = stored
-    with duck_session(storage) as con:
-        got = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
-    feats = document_features(storage, shards, CRITERIA)
-    assert got["shard"].to_pylist() == feats["shard"].to_pylist()
-    assert got["row"].to_pylist() == feats["row"].to_pylist()
-    tokens = feats["n_tokens"].to_numpy()
-    for c in CRITERIA:
-        scores = storage.dataset([layout.attribute(ATTRS[c], k) for k in shards]).to_table()["score"].to_numpy()
-        scores = scores.astype(np.float64)
-        assert len(np.unique(scores)) < scores.size / 10  # many ties
-        ref = worse_than_rank(scores, tokens)
-        assert np.array_equal(got[f"s_{c}"].to_numpy(), ref)
-        assert np.array_equal(got[f"s_{c}"].to_numpy(), Normaliser.fit(scores, tokens).transform(scores))
-        assert np.array_equal(got[f"s_{c}"].to_numpy(), feats[f"s_{c}"].to_numpy())
-
-
-def test_normaliser_tables_applied_equal_transform_also_when_sampled(tmp_path):
-    storage = StorageRoot(str(tmp_path / "storage"))
-    shards = write_random_corpus(storage, [7000, 5500], N_DOMAINS, seed=5, levels=4000, max_exact=100, sample_size=10_000)
-    assert not Normaliser.from_table(storage.read_parquet(layout.normaliser_table("dclm"))).exact
-    feats = document_features(storage, shards, CRITERIA)
-    with duck_session(storage) as con:
-        got = _table(F.normalised_ranks(con, storage, shards, ATTRS))
-        exact = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
-    for c in CRITERIA:
-        assert np.array_equal(got[f"s_{c}"].to_numpy(), feats[f"s_{c}"].to_numpy())
-    # the exact global rank differs from the sampled reference's (so the comparison above can fail)
-    assert not np.array_equal(exact["s_dclm"].to_numpy(), feats["s_dclm"].to_numpy())
 
 
 @pytest.mark.parametrize("aware", [True, False])
@@ -102,83 +70,22 @@ def test_zero_tokens_everywhere_uses_counts(tmp_path):
     assert int(feats["n_tokens"].to_numpy().sum()) == 0
     params = ParamSpace(1, len(CRITERIA)).sample(1, seed=1)[0]
     with duck_session(storage) as con:
-        ranks = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
         got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 1, keep_scores=True))
     _, ref = _numpy_plan(storage, shards, params, 1, True)
     assert np.array_equal(got["r"].to_numpy(), ref["r"])
     assert np.array_equal(got["copies"].to_numpy(), ref["copies"])
-    scores = storage.dataset([layout.attribute("quality_dclm", k) for k in shards]).to_table()["score"].to_numpy()
-    assert np.array_equal(ranks["s_dclm"].to_numpy(), worse_than_rank(scores, feats["n_tokens"].to_numpy()))
-
-
-def _export_rows(storage, manifest: pa.Table, seed: int) -> list[tuple]:
-    """What export_mixture writes to its text parts, row by row (its loop, without the tokenizer)."""
-    copies = manifest["copies"].to_numpy()
-    order = occurrence_order(copies, seed)
-    seen = np.zeros(manifest.num_rows, np.int64)
-    texts = {k: storage.read_parquet(layout.documents(k), columns=["text"])["text"].to_pylist()
-             for k in set(manifest["shard"].to_pylist())}
-    ids, shards, rows = manifest["id"].to_pylist(), manifest["shard"].to_pylist(), manifest["row"].to_pylist()
-    out = []
-    for i in order:
-        out.append((ids[i], shards[i], rows[i], int(seen[i]), texts[shards[i]][rows[i]]))
-        seen[i] += 1
-    return out
-
-
-def test_export_join_expands_every_copy_in_export_order(stored):
-    storage, shards = stored
-    params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=4)[0]
-    with duck_session(storage) as con:
-        manifest = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, "m:1"))
-        manifest = manifest.select(["id", "shard", "row", "copies"])
-        assert int(manifest["copies"].to_numpy().max()) >= 2  # some documents repeat
-        shuffled = _table(F.expand_copies(con, storage, manifest, seed=123))
-        plain = _table(F.expand_copies(con, storage, manifest))
-    expected = _export_rows(storage, manifest, 123)
-    got = list(zip(*(shuffled[c].to_pylist() for c in ("id", "shard", "row", "copy", "text"))))
-    assert got == expected
-    assert plain.num_rows == len(expected)
-    assert sorted(zip(*(plain[c].to_pylist() for c in ("id", "copy", "text")))) == sorted((e[0], e[3], e[4]) for e in expected)
-    # without a seed: manifest order, copies 0, 1, ...; also for a manifest whose shards interleave
-    texts = {k: storage.read_parquet(layout.documents(k), columns=["text"])["text"].to_pylist() for k in shards}
-    for m in (manifest, manifest.take(pa.array(np.random.default_rng(1).permutation(manifest.num_rows)))):
-        with duck_session(storage) as con:
-            got = _table(F.expand_copies(con, storage, m))
-        want = [(i, k, r, c, texts[k][r]) for i, k, r, n in zip(*(m[x].to_pylist() for x in ("id", "shard", "row", "copies")))
-                for c in range(n)]
-        assert list(zip(*(got[c].to_pylist() for c in ("id", "shard", "row", "copy", "text")))) == want
-        # the same from the stored manifest, streamed in chunks smaller than a shard's run (7 rows)
-        storage.write_parquet("mixtures/m/manifest.parquet", m, {})
-        for chunk in (7, 1 << 14):
-            F._SOURCE_ROWS, saved = chunk, F._SOURCE_ROWS
-            try:
-                with duck_session(storage) as con:
-                    streamed = _table(F.expand_copies(con, storage, "mixtures/m/manifest.parquet"))
-                    shuffled_file = _table(F.expand_copies(con, storage, "mixtures/m/manifest.parquet", seed=5))
-                    shuffled_table = _table(F.expand_copies(con, storage, m, seed=5))
-            finally:
-                F._SOURCE_ROWS = saved
-            assert list(zip(*(streamed[c].to_pylist() for c in ("id", "shard", "row", "copy", "text")))) == want
-            assert shuffled_file.equals(shuffled_table)
-    storage.write_parquet("mixtures/e/manifest.parquet", manifest.slice(0, 0), {})
-    with duck_session(storage) as con:
-        empty = F.expand_copies(con, storage, "mixtures/e/manifest.parquet").read_all()
-    assert empty.num_rows == 0 and {"id", "shard", "row", "copy"} <= set(empty.column_names)  # as for an empty table
 
 
 def test_shards_read_in_chunks_give_the_same_numbers(stored, monkeypatch):
-    """Every fan-in reads a shard's files side by side a chunk at a time; chunks of 1 and 37 rows (many per
-    shard, ending off the batch and tie boundaries) give the numbers of whole shards."""
+    """The out-of-core engine reads a shard's files side by side a chunk at a time; chunks of 1 and 37 rows
+    (many per shard, ending off the batch and tie boundaries) give the numbers of whole shards."""
     storage, shards = stored
     params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=6)[0]
     with duck_session(storage) as con:
-        ranks = _table(F.worse_than_ranks(con, storage, shards, ATTRS))
         plan = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 3, keep_scores=True))
     for chunk in (1, 37):
-        monkeypatch.setattr(F, "_SOURCE_ROWS", chunk)
+        monkeypatch.setattr(features_module, "SOURCE_ROWS", chunk)
         with duck_session(storage) as con:
-            assert _table(F.worse_than_ranks(con, storage, shards, ATTRS)).equals(ranks)
             assert _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 3, keep_scores=True)).equals(plan)
 
 
@@ -187,8 +94,8 @@ def test_files_that_end_at_different_rows_are_refused(tmp_path):
     storage.write_parquet("a.parquet", pa.table({"x": np.arange(10)}), {})
     storage.write_parquet("b.parquet", pa.table({"y": np.arange(12)}), {})
     with pytest.raises(ValueError, match="not aligned row for row"):
-        list(F._chunks(storage, [("a.parquet", ["x"]), ("b.parquet", ["y"])], rows=4))
-    assert [lo for lo, _ in F._chunks(storage, [("a.parquet", ["x"]), ("a.parquet", ["x"])], rows=4)] == [0, 4, 8]
+        list(features_module.read_chunks(storage, [("a.parquet", ["x"]), ("b.parquet", ["y"])], rows=4))
+    assert [lo for lo, _ in features_module.read_chunks(storage, [("a.parquet", ["x"]), ("a.parquet", ["x"])], rows=4)] == [0, 4, 8]
 
 
 def test_fsspec_storage_gives_the_same_numbers(stored):
@@ -198,11 +105,8 @@ def test_fsspec_storage_gives_the_same_numbers(stored):
         remote.write_bytes(rel, local.read_bytes(rel))
     params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=9)[0]
     with duck_session(remote) as con:
-        ranks = _table(F.worse_than_ranks(con, remote, shards, ATTRS))
         plan = _table(F.sampling_plan(con, remote, shards, CRITERIA, params, 3, keep_scores=True))
     _, ref = _numpy_plan(local, shards, params, 3, True)
-    feats = document_features(local, shards, CRITERIA)
-    assert np.array_equal(ranks["s_heuristic"].to_numpy(), feats["s_heuristic"].to_numpy())
     assert np.array_equal(plan["copies"].to_numpy(), ref["copies"])
 
 
@@ -223,14 +127,11 @@ def test_sorted_stream_in_small_batches_gives_the_same_numbers(stored, batch_row
     levels over 4,341 documents: tie groups of ~90 rows)."""
     storage, shards = stored
     params = ParamSpace(N_DOMAINS, len(CRITERIA)).sample(1, seed=6)[0]
-    feats, ref = _numpy_plan(storage, shards, params, 2, True)
+    _, ref = _numpy_plan(storage, shards, params, 2, True)
     with duck_session(storage, threads=2) as con:
         got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 2, keep_scores=True, batch_rows=batch_rows))
-        ranks = _table(F.worse_than_ranks(con, storage, shards, ATTRS, batch_rows=batch_rows))
     for k in ("qbar", "r", "copies"):
         assert np.array_equal(got[k].to_numpy(), ref[k]), k
-    for c in CRITERIA:
-        assert np.array_equal(ranks[f"s_{c}"].to_numpy(), feats[f"s_{c}"].to_numpy()), c
 
 
 def test_no_spill_files_are_left_behind(stored, tmp_path):
@@ -239,7 +140,6 @@ def test_no_spill_files_are_left_behind(stored, tmp_path):
     with duck_session(storage, temp_dir=str(tmp_path)) as con:
         spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
         list(F.sampling_plan(con, storage, shards, CRITERIA, params, 2))
-        list(F.worse_than_ranks(con, storage, shards, ATTRS))
         left = [p for p in tmp_path.rglob("*") if p.is_file() and "quadmix-fanin-" in str(p)]
         assert left == [], left
         assert spill.startswith(str(tmp_path))
@@ -254,13 +154,9 @@ def test_bad_inputs_are_refused(stored, tmp_path):
     bad = StorageRoot(str(tmp_path / "bad"))
     write_random_corpus(bad, [50], N_DOMAINS, seed=1)
     bad.write_parquet(layout.attribute("domain", "shard-000"), pa.table({"domain": pa.array(np.zeros(49, np.int16))}), {})
-    nan = pa.table({"score": pa.array(np.full(50, np.nan))})
-    bad.write_parquet(layout.attribute("quality_langid", "shard-000"), nan, {})
     with duck_session(bad) as con:
         with pytest.raises(ValueError, match="aligned"):
             list(F.sampling_plan(con, bad, ["shard-000"], CRITERIA, ParamSpace(N_DOMAINS, 3).sample(1, 1)[0], 1))
-        with pytest.raises(ValueError, match="NaN"):
-            F.worse_than_ranks(con, bad, ["shard-000"], ATTRS)
 
 
 def test_the_plan_leaves_out_the_cross_shard_duplicate_quarantine_as_numpy_does(tmp_path, monkeypatch):
@@ -277,7 +173,7 @@ def test_the_plan_leaves_out_the_cross_shard_duplicate_quarantine_as_numpy_does(
     feats, ref = _numpy_plan(storage, shards, params, 7, True)
     assert feats.num_rows == 550 - 5 - 37
     for chunk in (1 << 14, 37, 1):
-        monkeypatch.setattr(F, "_SOURCE_ROWS", chunk)
+        monkeypatch.setattr(features_module, "SOURCE_ROWS", chunk)
         with duck_session(storage) as con:
             got = _table(F.sampling_plan(con, storage, shards, CRITERIA, params, 7, keep_scores=True))
         assert list(zip(got["shard"].to_pylist(), got["row"].to_pylist())) == list(zip(feats["shard"].to_pylist(), feats["row"].to_pylist()))
@@ -285,15 +181,16 @@ def test_the_plan_leaves_out_the_cross_shard_duplicate_quarantine_as_numpy_does(
 
 
 @pytest.mark.parametrize("domain_aware", [True, False])
-def test_mixture_cards_and_manifests_out_of_core_equal_in_memory(stored, domain_aware):
-    """What the mixture assets compute above ``fanin_in_memory_rows()`` documents (DuckDB) equals what they
-    compute in memory: the same manifest table, the same counts, the expected tokens to the last bits."""
+def test_both_engines_of_the_fan_in_write_the_same_manifests_and_cards(stored, domain_aware):
+    """What the mixture assets compute above ``fanin_in_memory_rows()`` documents (the DuckDB engine) equals
+    what they compute in memory (the numpy engine): the same manifest table, the same counts, the expected
+    tokens to the last bits; only the in-memory engine hands back the per-document scores."""
     import dataclasses
 
     from quadmix_assets.method import draw_copies
     from quadmix_assets.mixing import drawn_specs
-    from quadmix_assets.mixing.scores import (manifest_out_of_core, manifest_table, score_documents, scores_summary,
-                                              summary_out_of_core)
+    from quadmix_assets.mixing.fanin import open_fan_in
+    from quadmix_assets.mixing.scores import manifest_table, score_documents, scores_summary
 
     storage, shards = stored
     spec = drawn_specs(ParamSpace(N_DOMAINS, len(CRITERIA)), 1, seed=8)[0]
@@ -302,12 +199,40 @@ def test_mixture_cards_and_manifests_out_of_core_equal_in_memory(stored, domain_
     copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), "m:8")
     want = manifest_table(scores, copies)
     card = scores_summary(scores, N_DOMAINS)
-    with duck_session(storage) as con:
-        got = manifest_out_of_core(con, storage, shards, spec, CRITERIA, "m:8")
-        summary = summary_out_of_core(con, storage, shards, spec, CRITERIA, N_DOMAINS)
-    assert want.num_rows > 0 and got.equals(want)
+    with open_fan_in(storage, shards, CRITERIA, engine="numpy") as fan_in:
+        assert fan_in.label == "numpy (in memory)"
+        mem = fan_in.select(spec, "m:8")
+        assert mem.manifest.equals(want) and mem.scores.equals(scores) and np.array_equal(mem.copies, copies)
+        assert fan_in.summary(spec, N_DOMAINS) == card
+    with open_fan_in(storage, shards, CRITERIA, engine="duckdb") as fan_in:
+        assert fan_in.label == "duckdb (out of core)"
+        out = fan_in.select(spec, "m:8")
+        summary = fan_in.summary(spec, N_DOMAINS)
+    assert want.num_rows > 0 and out.manifest.equals(want) and out.scores is None and out.copies is None
     assert summary["documents"] == card["documents"] and summary["tokens"] == card["tokens"]
     assert summary["expected_tokens"] == pytest.approx(card["expected_tokens"], rel=1e-12)
     for a, b in zip(summary["per_domain"], card["per_domain"]):
         assert (a["domain"], a["documents"], a["tokens"]) == (b["domain"], b["documents"], b["tokens"])
         assert a["expected_tokens"] == pytest.approx(b["expected_tokens"], rel=1e-12, abs=1e-9)
+
+
+def test_the_fan_in_engine_is_chosen_by_size(stored, monkeypatch):
+    """``QUADMIX_FANIN_IN_MEMORY_ROWS``: in memory up to that many documents, out of core above; a named
+    engine wins, an unknown one is refused."""
+    from quadmix_assets.mixing.fanin import choose_engine, open_fan_in
+
+    storage, shards = stored
+    n = document_features(storage, shards, CRITERIA).num_rows
+    logged = []
+    monkeypatch.setenv("QUADMIX_FANIN_IN_MEMORY_ROWS", str(n))
+    assert choose_engine(storage, shards, logged.append) == "numpy" and not logged
+    monkeypatch.setenv("QUADMIX_FANIN_IN_MEMORY_ROWS", str(n - 1))
+    assert choose_engine(storage, shards, logged.append) == "duckdb"
+    assert logged == [f"{n:,} documents > {n - 1:,}: mixtures computed out of core with DuckDB"]
+    with open_fan_in(storage, shards, CRITERIA) as fan_in:
+        assert fan_in.label == "duckdb (out of core)"
+    with open_fan_in(storage, shards, CRITERIA, engine="numpy") as fan_in:
+        assert fan_in.label == "numpy (in memory)"
+    with pytest.raises(ValueError, match="unknown fan-in engine"):
+        with open_fan_in(storage, shards, CRITERIA, engine="spark"):
+            pass

@@ -25,7 +25,7 @@ from quadmix_assets import keys
 from quadmix_assets.dagster_support.current import select_shards
 
 from quadmix_assets.dagster_support.k8s import pod_tags
-from quadmix_assets.mixing.catalog import drawn_from, load_spec
+from quadmix_assets.mixing.store import drawn_from, load_spec
 from quadmix_assets.dagster_support.partitions import exports_partitions
 from quadmix_assets.dagster_support.provenance import provenance
 from quadmix_assets.dagster_support.resources import QuadmixSettings

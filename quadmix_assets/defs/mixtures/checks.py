@@ -8,7 +8,8 @@ from quadmix_assets import keys
 from quadmix_assets.dagster_support.check_results import record_per_partition
 from quadmix_assets.dagster_support.partitions import mixtures_partitions
 from quadmix_assets.dagster_support.resources import QuadmixSettings
-from quadmix_assets.mixing.catalog import drawn_from, duplicate_rows, scores_card
+from quadmix_assets.mixing.features import duplicate_rows
+from quadmix_assets.mixing.store import drawn_from, scores_card
 from quadmix_assets.storage import layout
 
 

@@ -28,28 +28,12 @@ from quadmix_assets.dagster_support.partitions import add_partitions, mixtures_p
 from quadmix_assets.dagster_support.provenance import provenance
 from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.dagster_support.table_metadata import table_metadata, uri_metadata
-from quadmix_assets.method import ParamSpace, draw_copies
+from quadmix_assets.method import ParamSpace
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
-from quadmix_assets.mixing.catalog import (
-    TRAINING_ORIGINS,
-    document_features,
-    documents_count,
-    load_specs,
-    round_of,
-    scores_card,
-    searched_specs,
-)
-from quadmix_assets.mixing.scores import (
-    manifest_out_of_core,
-    manifest_table,
-    score_documents,
-    scores_summary,
-    summary_out_of_core,
-)
-from quadmix_assets.settings import fanin_in_memory_rows
+from quadmix_assets.mixing.fanin import open_fan_in
+from quadmix_assets.mixing.store import TRAINING_ORIGINS, load_specs, round_of, scores_card, searched_specs
 from quadmix_assets.scoring.criteria import CRITERIA
 from quadmix_assets.storage import StorageRoot, content_hash, layout
-from quadmix_assets.storage.duck import duck_session
 from quadmix_assets.dagster_support.k8s import pod_tags
 from quadmix_assets.lineage import lineage_markdown, mixture_lineage
 from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
@@ -195,16 +179,12 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
         raise Failure(f"no shard of the normaliser is current: {left_out}", metadata={"shards_left_out": MetadataValue.json(left_out)})
     domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     searched = {d["mixture_id"]: d for d in searched_specs(storage)}
-    with contextlib.ExitStack() as stack:
-        engine, con = _engine(context, storage, shards, stack)
-        features = document_features(storage, shards, CRITERIA) if con is None else None
+    with open_fan_in(storage, shards, CRITERIA, log=context.log.info) as fan_in:
+        engine = fan_in.label
         for key in keys:
             spec = MixtureSpec.from_dict(entries[key])
             params = spec.params if spec.domain_aware else global_params(spec.params)
-            if con is None:
-                summary = scores_summary(score_documents(features, spec, CRITERIA), len(domain_names))
-            else:
-                summary = summary_out_of_core(con, storage, shards, spec, CRITERIA, len(domain_names))
+            summary = fan_in.summary(spec, len(domain_names))
             prov = provenance(
                 context,
                 SCORES_VERSION,
@@ -260,17 +240,6 @@ def _manifest_pictures(context: AssetExecutionContext, spec: MixtureSpec, names,
     return md
 
 
-def _engine(context: AssetExecutionContext, storage: StorageRoot, shards: list[str], stack: contextlib.ExitStack):
-    """How a run computes its mixtures: in memory (numpy, every shard's features held) up to
-    ``fanin_in_memory_rows()`` documents, out of core above (DuckDB under its memory limit, the same
-    numbers): (label, a DuckDB connection closed with ``stack``, or None)."""
-    n = documents_count(storage, shards)
-    if n <= fanin_in_memory_rows():
-        return "numpy (in memory)", None
-    context.log.info(f"{n:,} documents > {fanin_in_memory_rows():,}: mixtures computed out of core with DuckDB")
-    return "duckdb (out of core)", stack.enter_context(duck_session(storage))
-
-
 def _check_card_current(key: str, card: dict, current: dict[str, str], normaliser_version: str) -> None:
     """The manifest computes its mixture's scores again from today's features: fail unless those are the
     features the scores card was made from (same normaliser, same shard fingerprints)."""
@@ -322,26 +291,19 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
     normaliser = storage.read_json(layout.normaliser_card())
     _, current, _ = _mixture_shards(context, settings, normaliser)
     with contextlib.ExitStack() as stack:
-        features_of: dict[tuple[str, ...], object] = {}  # the features of a set of shards, read once per run
-        engines: dict[tuple[str, ...], tuple[str, object]] = {}
+        fan_ins: dict[tuple[str, ...], object] = {}  # one fan-in per set of shards: its features read once per run
         for key in keys:
             spec = MixtureSpec.from_dict(entries[key])
             seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content, not the name, seeds the draws
             card = scores_card(storage, spec.mixture_id)
             _check_card_current(key, card, current, normaliser["version"])
             shards = tuple(card["shards"])
-            if shards not in engines:
-                engines[shards] = _engine(context, storage, list(shards), stack)
-                if engines[shards][1] is None:
-                    features_of[shards] = document_features(storage, list(shards), CRITERIA)
-            engine, con = engines[shards]
-            if con is None:
-                scores = score_documents(features_of[shards], spec, CRITERIA)
-                copies = draw_copies(scores["expected"].to_numpy(), scores["id_hash"].to_numpy(), seed)
-                manifest = manifest_table(scores, copies)
-            else:  # no per-document table in memory: the data view is left to `quadmix show`
-                scores = copies = None
-                manifest = manifest_out_of_core(con, storage, list(shards), spec, CRITERIA, seed)
+            if shards not in fan_ins:
+                fan_ins[shards] = stack.enter_context(open_fan_in(storage, shards, CRITERIA, log=context.log.info))
+            engine = fan_ins[shards].label
+            # out of core no per-document table is held (scores None): the data view is left to `quadmix show`
+            selection = fan_ins[shards].select(spec, seed)
+            manifest, scores, copies = selection.manifest, selection.scores, selection.copies
             prov = provenance(
                 context,
                 MANIFEST_VERSION,

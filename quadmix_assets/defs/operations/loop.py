@@ -214,14 +214,14 @@ class LoopFacts:
         return self._cache[name]
 
     def mixtures(self) -> list[str]:
-        from quadmix_assets.mixing.catalog import all_spec_dicts
+        from quadmix_assets.mixing.store import all_spec_dicts
 
         if not self.storage.exists(layout.mixture_configs()):
             return []
         return self._memo("mixtures", lambda: [d["mixture_id"] for d in all_spec_dicts(self.storage)])
 
     def last_round(self) -> int:
-        from quadmix_assets.mixing.catalog import last_round
+        from quadmix_assets.mixing.store import last_round
 
         return last_round(self.storage) if self.storage.exists(layout.mixture_configs()) else 0
 

@@ -31,7 +31,7 @@ from quadmix_assets.dagster_support.provenance import provenance
 from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.dagster_support.partition_metadata import add_partition_metadata
 from quadmix_assets.dagster_support.table_metadata import uri_metadata
-from quadmix_assets.mixing.catalog import load_spec, training_entries
+from quadmix_assets.mixing.store import load_spec, training_entries
 from quadmix_assets.proxy.runs import noise_subset, noise_summary, per_set_repeatability, stored_loss, train_mixture_proxies
 from quadmix_assets.reporting import markdown_table
 from quadmix_assets.reporting.numbers import fmt_num, round_sig

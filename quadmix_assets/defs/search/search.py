@@ -20,7 +20,7 @@ from quadmix_assets.dagster_support.provenance import provenance
 from quadmix_assets.dagster_support.resources import QuadmixSettings
 from quadmix_assets.dagster_support.table_metadata import uri_metadata
 from quadmix_assets.mixing import MixtureSpec
-from quadmix_assets.mixing.catalog import last_round, register_specs
+from quadmix_assets.mixing.store import last_round, register_specs
 from quadmix_assets.proxy.optimise import document_table, predict_arrays, propose_round, search, space_of, training_set
 from quadmix_assets.proxy.features import config_arrays
 from quadmix_assets.proxy.surrogate import Surrogate

@@ -1,7 +1,8 @@
-"""The one reader/writer of stored mixture specs: drawn configs and baselines (``mixtures/configs.json``,
-written by ``mixture_configs``), then every spec registered later (``mixtures/searched.json``: the
-configs of later search rounds and the promoted optimum). Every consumer (assets, lineage, the
-comparison) reads specs through these functions, never the files.
+"""The spec store: the one reader/writer of stored mixture specs and of the records a mixture keeps. Drawn
+configs and baselines (``mixtures/configs.json``, written by ``mixture_configs``), then every spec
+registered later (``mixtures/searched.json``: the configs of later search rounds and the promoted optimum),
+and each mixture's scores card (``mixtures/<id>/scores.json``, written by ``mixture_scores``). Every
+consumer (assets, lineage, the comparison) reads specs through these functions, never the files.
 
 A spec entry is :meth:`MixtureSpec.to_dict` plus ``round`` (1 for the random draws, 2, 3, ... for the
 rounds proposed around the regressor's best, none for baselines and the optimum) and, for search results,
@@ -10,13 +11,8 @@ rounds proposed around the regressor's best, none for baselines and the optimum)
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-
-from quadmix_assets.corpus.duplicates import rows_left_out
 from quadmix_assets.storage import StorageRoot, layout
 
-from .scores import score_documents
 from .specs import MixtureSpec
 
 TRAINING_ORIGINS = ("random_draw", "round")  # the configs the regressor learns from
@@ -95,40 +91,6 @@ def last_round(storage: StorageRoot) -> int:
     return max([r for r in rounds if r is not None], default=0)
 
 
-def duplicate_rows(storage: StorageRoot, shards: list[str]) -> dict[str, np.ndarray]:
-    """Per shard, the rows a fan-in over ``shards`` leaves out as exact text duplicates of a kept copy in
-    another shard (the normaliser's ``duplicate_text`` quarantine; none before the normaliser ran)."""
-    if not storage.exists(layout.cross_shard_duplicates()):
-        return {}
-    return rows_left_out(storage.read_parquet(layout.cross_shard_duplicates()), shards)
-
-
-def document_features(storage: StorageRoot, shards: list[str], criteria, *, leave_out_duplicates: bool = True) -> pa.Table:
-    """Shard, row, id, key, tokens, domain and the worse-than rank ``s_<criterion>`` of every document of
-    ``shards`` (attribute files aligned row for row with the documents; no text is read). Rows the
-    normaliser quarantined as cross-shard text duplicates are left out unless ``leave_out_duplicates`` is
-    false; ``row`` is always the row in the shard's documents file."""
-    dropped = duplicate_rows(storage, shards) if leave_out_duplicates else {}
-    parts = []
-    for key in shards:
-        docs = storage.read_parquet(layout.documents(key), columns=["id", "id_hash", "n_tokens"])
-        dom = storage.read_parquet(layout.attribute("domain", key), columns=["domain"])
-        ranks = storage.read_parquet(layout.attribute(layout.RANKS_ATTRIBUTE, key), columns=[f"s_{c}" for c in criteria])
-        if not docs.num_rows == dom.num_rows == ranks.num_rows:
-            raise ValueError(f"shard {key}: documents/domain/ranks are not aligned")
-        n = docs.num_rows
-        t = pa.table({"shard": pa.array([key] * n, pa.string()), "row": pa.array(np.arange(n, dtype=np.int64)),
-                      "id": docs["id"], "id_hash": docs["id_hash"], "n_tokens": docs["n_tokens"], "domain": dom["domain"]})
-        for c in criteria:
-            t = t.append_column(f"s_{c}", ranks[f"s_{c}"])
-        if key in dropped:
-            keep = np.ones(n, dtype=bool)
-            keep[dropped[key]] = False
-            t = t.filter(pa.array(keep))
-        parts.append(t)
-    return pa.concat_tables(parts)
-
-
 def scores_card(storage: StorageRoot, mixture_id: str) -> dict:
     """The card ``mixture_scores`` wrote for a mixture (shards, fingerprints, normaliser, sums per domain);
     ``FileNotFoundError`` naming the asset when it has not run."""
@@ -142,18 +104,3 @@ def scores_card(storage: StorageRoot, mixture_id: str) -> dict:
 def drawn_from(storage: StorageRoot, mixture_id: str) -> dict[str, str]:
     """The shards a mixture's scores were computed from, with their fingerprints then."""
     return dict(scores_card(storage, mixture_id)["shard_fingerprints"])
-
-
-def mixture_scores(storage: StorageRoot, mixture_id: str, criteria) -> pa.Table:
-    """The mixture's per-document scores (:func:`~quadmix_assets.mixing.scores.score_documents`), computed
-    from the features of the shards its card names."""
-    features = document_features(storage, list(scores_card(storage, mixture_id)["shards"]), criteria)
-    spec, _ = load_spec(storage, mixture_id)
-    return score_documents(features, spec, criteria)
-
-
-def documents_count(storage: StorageRoot, shards: list[str]) -> int:
-    """The documents a fan-in over ``shards`` holds (the cross-shard duplicate quarantine left out), from
-    the files' footers: what :func:`document_features` would return, without reading a column."""
-    n = sum(storage.parquet_rows(layout.documents(k)) for k in shards)
-    return n - sum(int(rows.size) for rows in duplicate_rows(storage, shards).values())
