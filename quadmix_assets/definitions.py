@@ -72,8 +72,6 @@ def folder_definitions() -> Definitions:
         return tree.build_defs()
 
 
-
-
 def build_definitions(settings: QuadmixSettings | None = None) -> Definitions:
     """The Definitions object for ``settings`` (default: from the environment; locally as ``EnvVar`` read
     when a run starts, in the cluster fixed when the code location loads, where its policy checks them)."""
@@ -101,10 +99,10 @@ JOBS = list({j.name: j for j in folder_definitions().jobs or ()}.values())
 SENSORS = list({s.name: s for s in folder_definitions().sensors or ()}.values())
 
 
-@functools.cache
 def asset_graph():
-    """The code location's asset graph (built once per process: it does not depend on the settings)."""
-    return build_definitions().resolve_asset_graph()
+    """The code location's asset graph (``defs``'s, resolved once by Dagster: it does not depend on the
+    settings)."""
+    return defs.resolve_asset_graph()
 
 
 # the lineage story walks this graph upstream of every mixture asset (the lineage package, imported by the
