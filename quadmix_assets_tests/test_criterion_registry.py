@@ -84,7 +84,7 @@ def test_teacher_settings_are_typed_and_resolved_once():
 
 def test_builtin_models_and_options_come_from_the_registry():
     assert [m.name for m in registry.model_specs()] == ["dclm_classifier", "edu_teacher"]
-    assert registry.get_criterion("edu").option_names == ("mode", "sample", "model", "encoder", "train_docs", "max_length")
+    assert registry.get_criterion("edu").option_names == ("mode", "sample", "model", "encoder", "labels", "train_docs", "max_length")
     # the old flat names are aliases of (criterion, option)
     assert registry.option_alias("edu_mode") == ("edu", "mode") and registry.option_alias("dclm_model") == ("dclm", "model")
     assert registry.option_alias("dclm_model", preset_only=True) is None  # a setting, not a preset value

