@@ -294,57 +294,82 @@ _P = np.uint64(0x100000001B3)
 
 
 def _word_hashes(words: Sequence[str]) -> np.ndarray:
-    import zlib
-
-    # crc32 of the word plus its length in the high bits: stable across processes, cheap
-    return np.fromiter(((zlib.crc32(w.encode("utf-8")) | (len(w) << 32)) for w in words), dtype=np.uint64, count=len(words))
+    """64-bit hashes of words (Python's string hash: the corpus and the targets are hashed in one process,
+    so equal words get equal hashes; a different hash seed changes a leak count only through a 64-bit
+    collision)."""
+    return np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
 
 
 def _ngrams(h: np.ndarray, n: int) -> np.ndarray:
     """Polynomial hashes (mod 2**64) of every run of ``n`` consecutive word hashes."""
-    if len(h) < n:
-        return np.zeros(0, np.uint64)
-    out = np.zeros(len(h) - n + 1, np.uint64)
+    return _batch_ngrams([h], [n]).get(n, np.zeros(0, np.uint64))
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``sorted_set`` (sorted, unique)."""
+    if not sorted_set.size or not values.size:
+        return np.zeros(values.size, dtype=bool)
+    i = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[i] == values
+
+
+def _batch_ngrams(docs: Sequence[np.ndarray], ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """The n-gram hashes (:func:`_ngrams`) of every document in ``docs`` for each ``k`` in ``ks``, computed on
+    the documents' word hashes laid end to end (k-grams that cross a document boundary are dropped)."""
+    if not docs or not ks:
+        return {}
+    w = np.concatenate(docs)
+    doc = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
+    out: dict[int, np.ndarray] = {}
+    h = w.copy()
     with np.errstate(over="ignore"):
-        for k in range(n):
-            out = out * _P + h[k: len(h) - n + 1 + k]
+        for k in range(1, max(ks) + 1):
+            if k > 1:
+                h = h[:-1] * _P + w[k - 1:]
+            if k in ks:
+                out[k] = h[doc[: len(h)] == doc[k - 1:]]
     return out
 
 
-def corpus_leaks(sets: Mapping[str, Sequence[str]], documents: Iterable[str], n: int = LEAK_NGRAM) -> dict[str, np.ndarray]:
-    """Per set, a boolean per example: whether it leaks into ``documents`` (module docstring)."""
-    ex_grams: dict[str, list[tuple[int, np.ndarray]]] = {}
-    wanted: dict[int, list[np.ndarray]] = {}
+def corpus_leaks(sets: Mapping[str, Sequence[str]], documents: Iterable[str], n: int = LEAK_NGRAM,
+                 batch_docs: int = 2000) -> dict[str, np.ndarray]:
+    """Per set, a boolean per example: whether it leaks into ``documents`` (module docstring). The examples
+    are grouped by their n-gram length ``k`` (``n``, or the whole text when shorter); the documents' k-grams
+    are hashed a batch at a time and looked up in the sorted target k-grams."""
+    names, lengths, groups = [], [], {}
     for name, texts in sets.items():
-        rows = []
         for t in texts:
             h = _word_hashes(normalise_text(t).split())
             k = min(n, len(h)) if len(h) >= LEAK_MIN_WORDS else 0
-            g = _ngrams(h, k) if k else np.zeros(0, np.uint64)
-            rows.append((k, g))
+            names.append(name)
+            lengths.append(k)
             if k:
-                wanted.setdefault(k, []).append(g)
-        ex_grams[name] = rows
-    targets = {k: np.unique(np.concatenate(v)) for k, v in wanted.items()}
-    found: dict[int, set] = {k: set() for k in targets}
-    batch: dict[int, list[np.ndarray]] = {k: [] for k in targets}
+                groups.setdefault(k, []).append((len(names) - 1, h))
+    grams: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # k -> (example of each gram, gram hashes)
+    for k, members in groups.items():
+        hashes = _batch_ngrams([h for _, h in members], [k])[k]
+        owner = np.repeat([i for i, _ in members], [len(h) - k + 1 for _, h in members])
+        grams[k] = (owner, hashes)
+    targets = {k: np.unique(g) for k, (_, g) in grams.items()}
+    found: dict[int, list[np.ndarray]] = {k: [] for k in targets}
+    batch: list[np.ndarray] = []
 
     def flush() -> None:
-        for k, parts in batch.items():
-            if parts:
-                g = np.concatenate(parts)
-                found[k].update(np.unique(g[np.isin(g, targets[k])]).tolist())
-                parts.clear()
+        for k, g in _batch_ngrams(batch, sorted(targets)).items():
+            found[k].append(g[_member(g, targets[k])])
+        batch.clear()
 
     for i, doc in enumerate(documents, 1):
-        h = _word_hashes(normalise_text(doc).split())
-        for k in targets:
-            if len(h) >= k:
-                batch[k].append(_ngrams(h, k))
-        if i % 2000 == 0:
+        batch.append(_word_hashes(normalise_text(doc).split()))
+        if i % batch_docs == 0:
             flush()
     flush()
-    out = {}
-    for name, rows in ex_grams.items():
-        out[name] = np.asarray([bool(k) and any(int(x) in found[k] for x in g.tolist()) for k, g in rows], dtype=bool)
+    leaked = np.zeros(len(names), dtype=bool)
+    for k, (owner, g) in grams.items():
+        hits = np.unique(np.concatenate(found[k])) if found[k] else np.zeros(0, np.uint64)
+        leaked[owner[_member(g, hits)]] = True
+    out: dict[str, np.ndarray] = {}
+    names_arr = np.asarray(names, dtype=object)
+    for name in sets:
+        out[name] = leaked[names_arr == name] if len(names) else np.zeros(0, dtype=bool)
     return out

@@ -137,6 +137,11 @@ def test_leaks_are_long_ngram_overlaps():
                   "nothing like this appears anywhere in that document at all really"]}
     assert corpus_leaks(sets, [doc, "unrelated"])["s"].tolist() == [True, False, True, False, False]
     assert corpus_leaks(sets, ["unrelated"])["s"].tolist() == [False] * 5
+    # a 13-gram split across two documents is no leak (the documents are hashed end to end in batches)
+    halves = ["the quick brown fox jumps over the", "lazy dog near the old river bank"]
+    assert corpus_leaks({"s": sets["s"][:1]}, halves)["s"].tolist() == [False]
+    assert corpus_leaks(sets, ["unrelated", doc, "more"], batch_docs=1)["s"].tolist() == [True, False, True, False, False]
+    assert corpus_leaks({"s": sets["s"][:1]}, [" ".join(halves)])["s"].tolist() == [True]
     assert normalise_text("  Ünïcode—TEXT,  here!") == "ünïcode text here"
 
 
