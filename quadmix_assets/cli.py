@@ -79,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         export_tokenizer=args.export_tokenizer,
         **user_targets(args),
     )
+    check_target_files(*settings.target_sources())  # a bad objective or judge is refused before anything runs
+    settings.check_locations()
     if args.reoptimise:  # the loop's refresh policy (quadmix_assets.defs.operations.loop.refresh_policy) reads it
         os.environ["QUADMIX_REOPTIMISE"] = args.reoptimise
     with DagsterInstance.get() as instance:
@@ -100,6 +102,21 @@ def user_targets(args: argparse.Namespace) -> dict:
         if flags:
             out[key] = list(out.get(key, [])) + [parse_flag(v) for v in flags]
     return out
+
+
+def check_target_files(*sources) -> None:
+    """Refuse (ObjectiveError) a user target file that does not exist, before a run starts."""
+    import fsspec
+
+    from quadmix_assets.proxy.objective import ObjectiveError
+
+    for group in sources:
+        for src in group:
+            if src.path is None:
+                continue
+            fs, path = fsspec.core.url_to_fs(src.path)
+            if not fs.isfile(path):
+                raise ObjectiveError(f"target file {src.path!r} ({src.set_name}) does not exist or is not a file")
 
 
 def add_target_flags(p: argparse.ArgumentParser, objective: bool = True) -> None:
@@ -311,6 +328,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     storage = os.path.abspath(args.storage) if args.storage and "://" not in args.storage else args.storage
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     judge = user_targets(args).get("judge")
+    if judge:
+        from quadmix_assets.proxy.objective import parse_sources
+
+        check_target_files(parse_sources(judge, "judge"))
     return compare_command(storage or env.default_storage_root(), eval_preset=args.eval_preset, judge=judge,
                            budget_tokens=args.budget_tokens, methods=methods, max_examples=args.max_examples or None,
                            seed=args.seed, regmix_proxies=args.regmix_proxies, device=args.device, threads=args.threads,

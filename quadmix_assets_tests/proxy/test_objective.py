@@ -155,3 +155,15 @@ def test_cluster_refuses_target_files_outside_the_data_folder(tmp_path):
     with pytest.raises(env.LocationPolicyError, match="'..'"):
         env.check_target_location(str(tmp_path / "data" / ".." / "t.jsonl"), str(tmp_path / "data"), {})
     env.check_target_location("/anywhere/t.jsonl", str(tmp_path / "data"), {})  # local: the user's own machine
+
+
+def test_the_cli_refuses_a_bad_objective_before_running(tmp_path, monkeypatch, capsys):
+    from quadmix_assets import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    base = ["run", "--storage", str(tmp_path / "s"), "--dagster-home", str(tmp_path / "home"), "--preset", "test"]
+    assert cli.main([*base, "--objective", str(tmp_path / "missing.jsonl")]) == 1
+    assert "missing.jsonl' (missing) does not exist" in capsys.readouterr().err
+    assert cli.main([*base, "--objective", f"{_jsonl(tmp_path / 'a.jsonl', ['x'])}@-1"]) == 1
+    assert "weight must be a positive finite number" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # nothing ran, nothing written

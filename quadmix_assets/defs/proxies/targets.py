@@ -62,6 +62,8 @@ def _load_sets(settings: QuadmixSettings):
     found (duplicates counted / dropped); quadmix_assets.proxy.objective's rules."""
     root = settings.target_dir or settings.data_dir
     objective_src, judge_src = settings.target_sources()
+    if objective_src and settings.objective_sets:
+        raise ValueError("give the objective either as `objective` (sets with weights) or as `objective_sets` (names), not both")
     p = plan(objective_src, judge_src)
     checks: dict[str, dict] = {}
     if p is None:
