@@ -41,7 +41,7 @@ from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
 
-CONFIGS_VERSION = "mixture-configs-v2"  # v2: partition keys carry the mixture's name
+CONFIGS_VERSION = "mixture-configs-v3"  # v2: partition keys carry the mixture's name; v3: english-random (keep rules)
 SCORES_VERSION = "mixture-scores-v2"  # v2: a card of sums per domain, no per-document table
 MANIFEST_VERSION = "mixture-manifest-v2"  # v2: the scores computed again from the features, not read
 #: mixture partitions per run in a backfill (and in `quadmix run`): the attributes are read once per run and
