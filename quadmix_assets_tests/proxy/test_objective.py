@@ -167,3 +167,21 @@ def test_the_cli_refuses_a_bad_objective_before_running(tmp_path, monkeypatch, c
     assert cli.main([*base, "--objective", f"{_jsonl(tmp_path / 'a.jsonl', ['x'])}@-1"]) == 1
     assert "weight must be a positive finite number" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # nothing ran, nothing written
+
+
+def test_objective_and_judge_reach_the_ui_and_submitted_runs():
+    """`quadmix run` hands its objective and judge to `quadmix ui` / `--submit` as JSON variables, read back
+    when the code location loads; an unset objective leaves the settings hash of a default run alone."""
+    from quadmix_assets.dagster_support.resources import QuadmixSettings, launch_environment, read_targets_from_env
+    from quadmix_assets.resume import settings_fingerprint
+
+    kw = dict(corpus_glob="/c/*.jsonl", storage_root="/s", data_dir="/d", preset="test")
+    s = QuadmixSettings.from_env(**kw, objective=[{"path": "/t/a.jsonl", "weight": 2}], judge=[{"name": "copa"}])
+    env = launch_environment(s)
+    assert json.loads(env["QUADMIX_OBJECTIVE"]) == [{"path": "/t/a.jsonl", "weight": 2.0, "name": None, "text_field": "text"}]
+    back = QuadmixSettings.from_env(**kw, **read_targets_from_env(env))
+    assert back.target_sources() == s.target_sources()
+    default = QuadmixSettings.from_env(**kw)
+    assert "QUADMIX_OBJECTIVE" not in launch_environment(default)
+    assert settings_fingerprint(default) == settings_fingerprint(QuadmixSettings.from_env(**kw, objective=[]))
+    assert settings_fingerprint(back) != settings_fingerprint(default)
