@@ -78,14 +78,28 @@ def test_user_objective_and_judge_from_files(tmp_path, two_shard_corpus, monkeyp
     # quadmix compare judges on the judge's sets only, with the judge's weights
     table = tmp_path / "cmp"
     args = ["compare", "--storage", str(storage), "--eval-preset", "cpu-tiny", "--budget-tokens", str(2 * 16 * 129),
-            "--max-examples", "8", "--methods", "random,quadmix", "--threads", "1"]
-    assert cli.main([*args, "--out", str(table)]) == 0
+            "--max-examples", "8", "--methods", "random,english-random,langid-only,quadmix", "--threads", "1"]
+    assert cli.main([*args, "--seeds", "2", "--out", str(table)]) == 0
     doc = json.loads((table / "selection_table.json").read_text())
+    # the controls, QuaDMix paired against each (english-random: a stored mixture like every baseline)
+    assert [r["method"] for r in doc["rows"]] == ["random", "english-random", "langid-only", "quadmix", "chance"]
+    assert doc["methods"]["english-random"]["origin"] == "baseline"
+    manifest = st.read_parquet(layout.mixture_manifest(doc["methods"]["english-random"]["mixture_id"]))
+    langid = {k: st.read_parquet(layout.attribute("quality_langid", k))["score"].to_numpy() for k in set(manifest["shard"].to_pylist())}
+    assert manifest.num_rows > 0
+    assert all(langid[k][r] >= 0.65 for k, r in zip(manifest["shard"].to_pylist(), manifest["row"].to_pylist()))
+    assert [r["control"] for r in doc["optimum_vs_controls"]] == ["random", "english-random", "langid-only"]
+    per_seed = doc["per_seed_rows"]
+    for c in doc["optimum_vs_controls"]:
+        want = [next(x["avg_loss"] for x in rows if x["method"] == "quadmix") - next(x["avg_loss"] for x in rows if x["method"] == c["control"])
+                for rows in per_seed]
+        assert c["diffs"] == pytest.approx(want) and c["seeds"] == 2
     assert doc["sets"] == ["exam", "mine"] and doc["judge"]["weights"] == {"exam": 1.0, "mine": 3.0}
     assert doc["judge"]["sets"]["mine"]["corpus_leaks"] == 3
     for r in doc["rows"][:-1]:
         assert r["avg_loss"] == pytest.approx((r["heldout_loss"]["exam"] + 3 * r["heldout_loss"]["mine"]) / 4)
     printed = capsys.readouterr().out
+    assert "quadmix against each control, paired over 2 seed(s)" in printed and "| english-random |" in printed
     assert "Judge (avg = weighted mean of held-out losses): exam x1, mine x3" in printed
     assert "judge examples that also appear in the corpus" in printed
 
@@ -93,6 +107,7 @@ def test_user_objective_and_judge_from_files(tmp_path, two_shard_corpus, monkeyp
     target_half = [t for s, h, t in zip(*(st.read_parquet(layout.target_examples(), columns=["set", "half", "text"])[c].to_pylist()
                                           for c in ("set", "half", "text"))) if s == "mine" and h == "target"]
     (tmp_path / "late.jsonl").write_text("".join(json.dumps({"q": t}) + "\n" for t in _sentences(rng, 20) + target_half[:5]))
+    args = [a if a != "random,english-random,langid-only,quadmix" else "random,quadmix" for a in args]
     assert cli.main([*args, "--judge", f"{tmp_path / 'late.jsonl'}@2", "--targets", str(tmp_path / "late.yaml")]) == 1
     assert "no such file" in capsys.readouterr().err
     (tmp_path / "late.yaml").write_text(f"judge:\n  - path: {tmp_path / 'late.jsonl'}\n    text_field: q\n    weight: 2\n")
