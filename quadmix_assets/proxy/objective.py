@@ -233,10 +233,6 @@ class Plan:
     files: dict[str, TargetSource]
     bundled: list[str] | None  # bundled sets to load (None: all of them)
 
-    def card(self) -> dict:
-        return {"objective_weights": dict(self.objective), "judge_weights": self.judge,
-                "roles": dict(self.roles), "files": {n: s.to_dict() for n, s in self.files.items()}}
-
 
 def plan(objective: Sequence[TargetSource], judge: Sequence[TargetSource]) -> Plan | None:
     """The roles and weights of a user objective / judge (module docstring); None when neither is given
