@@ -1,5 +1,5 @@
 """One multi-seed table from `quadmix compare` runs made separately (other machines, other pods, or one
-process per core by hand): mean ± standard error per method and the paired difference against random.
+process per core by hand): QuaDMix against each control (paired, per seed), mean ± standard error per method and the paired difference against random.
 
 Usage::
 
@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quadmix_assets.selection.compare import across_seeds, seeds_table  # noqa: E402
+from quadmix_assets.selection.compare import across_seeds, controls_table, optimum_vs_controls, seeds_table  # noqa: E402
 from quadmix_assets.selection.stored import seed_of  # noqa: E402
 
 SAME = ("storage", "budget_tokens", "max_examples", "selection_tokens")
@@ -35,6 +35,12 @@ def seeds_of(doc: dict) -> list[tuple[int, list[dict]]]:
 
 
 def merge(docs: list[dict]) -> tuple[list[dict], list[int]]:
+    seen = per_seed(docs)
+    return across_seeds([SimpleNamespace(rows=seen[s]) for s in sorted(seen)]), sorted(seen)
+
+
+def per_seed(docs: list[dict]) -> dict[int, list[dict]]:
+    """Every seed's rows over the runs (refused: runs that differ in their setup or repeat a seed)."""
     ref = docs[0]
     config = {k: v for k, v in ref["eval_config"].items() if k != "seed"}
     seen: dict[int, list[dict]] = {}
@@ -46,11 +52,13 @@ def merge(docs: list[dict]) -> tuple[list[dict], list[int]]:
             raise SystemExit("the runs used different evaluation models")
         if [r["method"] for r in doc["rows"]] != [r["method"] for r in ref["rows"]]:
             raise SystemExit("the runs compared different methods")
+        if (doc.get("judge") or {}).get("weights") != (ref.get("judge") or {}).get("weights"):
+            raise SystemExit("the runs used different judges (sets or weights)")
         for seed, rows in seeds_of(doc):
             if seed in seen:
                 raise SystemExit(f"seed {seed} appears twice")
             seen[seed] = rows
-    return across_seeds([SimpleNamespace(rows=seen[s]) for s in sorted(seen)]), sorted(seen)
+    return seen
 
 
 def main() -> None:
@@ -59,6 +67,10 @@ def main() -> None:
     docs = [json.loads((Path(d) / "selection_table.json").read_text()) for d in sys.argv[1:]]
     rows, seeds = merge(docs)
     print(f"seeds {seeds} from {len(docs)} run(s) on {docs[0]['storage']}\n")
+    seen = per_seed(docs)
+    controls = optimum_vs_controls([SimpleNamespace(rows=seen[s]) for s in sorted(seen)])
+    if controls:
+        print(controls_table(controls))
     print(seeds_table(rows))
     print(json.dumps(rows, indent=2))
 

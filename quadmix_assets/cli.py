@@ -77,7 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         id_field=args.id_field,
         export_tokenizer=args.export_tokenizer,
+        **user_targets(args),
     )
+    check_target_files(*settings.target_sources())  # a bad objective or judge is refused before anything runs
+    settings.check_locations()
     if args.reoptimise:  # the loop's refresh policy (quadmix_assets.defs.operations.loop.refresh_policy) reads it
         os.environ["QUADMIX_REOPTIMISE"] = args.reoptimise
     with DagsterInstance.get() as instance:
@@ -86,6 +89,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         last = launch_environment(settings) | {k: os.environ[k] for k in RUN_VARIABLES if os.environ.get(k)}
         (Path(home) / LAST_RUN).write_text(json.dumps(last, indent=2, sort_keys=True))
     return report_failures(summary, args.allow_partial)
+
+
+def user_targets(args: argparse.Namespace) -> dict:
+    """``objective`` / ``judge`` settings from ``--targets FILE`` and the repeated ``--objective`` / ``--judge``
+    flags (a flag's sets come after the file's); keys absent when neither is given."""
+    from quadmix_assets.proxy.objective import parse_flag, read_targets_file
+
+    out = read_targets_file(args.targets) if getattr(args, "targets", None) else {}
+    for key in ("objective", "judge"):
+        flags = getattr(args, key, None) or []
+        if flags:
+            out[key] = list(out.get(key, [])) + [parse_flag(v) for v in flags]
+    return out
+
+
+def check_target_files(*sources) -> None:
+    """Refuse (ObjectiveError) a user target file that does not exist, before a run starts."""
+    import fsspec
+
+    from quadmix_assets.proxy.objective import ObjectiveError
+
+    for group in sources:
+        for src in group:
+            if src.path is None:
+                continue
+            fs, path = fsspec.core.url_to_fs(src.path)
+            if not fs.isfile(path):
+                raise ObjectiveError(f"target file {src.path!r} ({src.set_name}) does not exist or is not a file")
+
+
+def add_target_flags(p: argparse.ArgumentParser, objective: bool = True) -> None:
+    if objective:
+        p.add_argument("--objective", action="append", default=None, metavar="PATH[@WEIGHT]",
+                       help="a target set of the proxies' objective: a JSONL / Parquet file with a `text` field (local "
+                       "or fsspec URL), or a bundled set's name, with an optional weight (default 1); repeat for each "
+                       "set. The objective is the weighted mean of the per-set losses (docs/objective.md)")
+    p.add_argument("--judge", action="append", default=None, metavar="PATH[@WEIGHT]",
+                   help="a set of the held-out judge of `quadmix compare` (same form; repeat). A set also in the "
+                   "objective is split in halves by the sha256 rule; any other is used whole" + (
+                       "" if objective else "; at compare time examples in the proxies' target half are dropped"))
+    p.add_argument("--targets", default=None, metavar="FILE",
+                   help="JSON or YAML file with `objective:` and/or `judge:` lists of {path, weight, name, text_field}")
 
 
 def report_failures(summary, allow_partial: bool = False, out=None) -> int:
@@ -282,7 +327,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     storage = os.path.abspath(args.storage) if args.storage and "://" not in args.storage else args.storage
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    return compare_command(storage or env.default_storage_root(), eval_preset=args.eval_preset,
+    judge = user_targets(args).get("judge")
+    if judge:
+        from quadmix_assets.proxy.objective import parse_sources
+
+        check_target_files(parse_sources(judge, "judge"))
+    return compare_command(storage or env.default_storage_root(), eval_preset=args.eval_preset, judge=judge,
                            budget_tokens=args.budget_tokens, methods=methods, max_examples=args.max_examples or None,
                            seed=args.seed, regmix_proxies=args.regmix_proxies, device=args.device, threads=args.threads,
                            seeds=args.seeds, jobs=args.jobs, out=args.out)
@@ -388,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--submit", action="store_true", help="execute nothing here: submit every run to the instance's run "
                      "launcher (DAGSTER_HOME's dagster.yaml: local processes, or Kubernetes Jobs in a deployment) through "
                      "workspace.yaml's code location, and follow the runs")
+    add_target_flags(run)
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on loopback over the same instance, with the "
                         "settings of the last quadmix run; SIGTERM or Ctrl-C stops every Dagster process it started")
@@ -418,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     cmp_.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 can be faster on a busy machine)")
     cmp_.add_argument("--out", default=None, help="folder to write selection_table.md and selection_table.json")
+    add_target_flags(cmp_, objective=False)
     cmp_.set_defaults(func=cmd_compare)
     show = sub.add_parser("show", help="the documents behind a mixture: top, middle and bottom of each domain's rank "
                           "with their scores and copies (or, with --criterion, the best and worst scored documents)")

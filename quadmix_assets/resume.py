@@ -77,6 +77,11 @@ def settings_fingerprint(settings) -> str:
               if k not in LOCATION_FIELDS and k not in EXPORT_FIELDS}
     if not fields.get("criteria"):  # no per-criterion option set: the hash a run had before the field existed
         fields.pop("criteria", None)
+    for key in ("objective", "judge"):  # likewise the user's objective and judge (docs/objective.md)
+        if not fields.get(key):
+            fields.pop(key, None)
+        else:
+            fields[key] = [e.model_dump() if hasattr(e, "model_dump") else dict(e) for e in fields[key]]
     preset = settings.run_preset().to_dict()  # flat: a criterion's preset options as <criterion>_<option>
     return content_hash({"settings": fields, "preset": preset, "quadmix": __version__}, length=24)
 

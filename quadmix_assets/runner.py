@@ -613,6 +613,13 @@ class _Reporter:
             s.shards_left_out.update(_left_out(tk))
             log(f"[targets] {tg.get('sets')} sets, {tg.get('target_examples')} target / {tg.get('heldout_examples')} held-out examples; "
                 f"tokenizer vocab {tk.get('vocab_size')} ({took})")
+            if tg.get("objective_weights"):
+                fmt = lambda w: ", ".join(f"{k} x{v:g}" for k, v in w.items())  # noqa: E731
+                log(f"[targets] objective (weighted mean loss): {fmt(tg['objective_weights'])}; judge: {fmt(tg.get('judge_weights') or {})}")
+            if tg.get("duplicates_dropped"):
+                log(f"[targets] exact duplicates dropped per set: {tg['duplicates_dropped']}")
+            if tg.get("corpus_leaks"):
+                log(f"[targets] WARNING target examples also in the corpus (kept; docs/objective.md): {tg['corpus_leaks']}")
         elif job == "noise_job":
             noise = _metadata(result, "proxy_noise")
             log(f"[noise] {noise.get('configs_repeated')} configs retrained under a second seed: repeat Spearman "

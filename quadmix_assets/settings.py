@@ -148,6 +148,24 @@ def check_locations(storage_root: str, corpus_glob: str, data_dir_: str, environ
             )
 
 
+TARGET_PREFIXES_ENV = "QUADMIX_TARGET_ALLOWED_PREFIXES"
+
+
+def check_target_location(path: str, data_dir_: str, environ: dict | None = None) -> None:
+    """Refuse a user target file (objective, judge) with a ``..`` component anywhere, and in the cluster one
+    that lies neither under the data folder nor under a prefix of ``QUADMIX_TARGET_ALLOWED_PREFIXES`` (a run
+    config could otherwise make the code location read any file it reaches into the target table). Target
+    files are only ever read."""
+    normalise_location(path)
+    e = os.environ if environ is None else environ
+    if deployment_mode(e) != "cluster":
+        return
+    prefixes = [data_dir_, *allowed_prefixes(TARGET_PREFIXES_ENV, e)]
+    if not location_under(path, prefixes):
+        raise LocationPolicyError(f"target file {path!r} is refused: this deployment reads target files only under the "
+                                  f"data folder or {TARGET_PREFIXES_ENV}={','.join(prefixes[1:])}")
+
+
 #: input limits of the shard reader settable from the environment (docs/resume-and-faults.md, "Input limits"):
 #: setting -> variable
 LIMIT_VARIABLES = {

@@ -8,9 +8,10 @@ safe key (``../x``, ``/abs``: they would become paths), before any asset code ru
 
 from __future__ import annotations
 
+import json
 import os
 
-from dagster import ConfigurableResource, EnvVar, Field as ConfigField, InitResourceContext, ResourceDefinition
+from dagster import Config, ConfigurableResource, EnvVar, Field as ConfigField, InitResourceContext, ResourceDefinition
 from pydantic import Field, PrivateAttr
 
 from quadmix_assets import settings as env
@@ -34,6 +35,10 @@ LAUNCH_VARIABLES = {
 }
 
 
+#: the user's objective and judge (lists), as JSON in the environment of the Dagster processes
+TARGET_VARIABLES = {"objective": "QUADMIX_OBJECTIVE", "judge": "QUADMIX_JUDGE"}
+
+
 def launch_environment(settings: QuadmixSettings) -> dict[str, str]:
     """The environment that gives a code location these settings (:meth:`QuadmixSettings.read_at_launch`):
     what ``quadmix ui`` and ``quadmix run --submit`` hand to the Dagster processes they start. Every setting
@@ -47,12 +52,30 @@ def launch_environment(settings: QuadmixSettings) -> dict[str, str]:
         value = getattr(settings, field)
         if value is not None:
             out[var] = str(value)
+    for field, var in TARGET_VARIABLES.items():
+        value = getattr(settings, field)
+        if value:
+            out[var] = json.dumps([e.model_dump() if hasattr(e, "model_dump") else dict(e) for e in value], sort_keys=True)
+    return out
+
+
+def read_targets_from_env(environ: dict | None = None) -> dict:
+    """The user's objective / judge from ``QUADMIX_OBJECTIVE`` / ``QUADMIX_JUDGE`` (JSON lists), read when the
+    code location loads (what :func:`launch_environment` writes for ``quadmix ui`` and ``--submit``)."""
+    e = os.environ if environ is None else environ
+    out = {}
+    for field, var in TARGET_VARIABLES.items():
+        if e.get(var):
+            try:
+                out[field] = json.loads(e[var])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{var} must be a JSON list of {{path, weight, name, text_field}}: {exc}") from None
     return out
 
 
 def launch_variables() -> tuple[str, ...]:
     """Every environment variable :func:`launch_environment` may set."""
-    return (*(var for var, _ in LAUNCH_VARIABLES.values()), *env.LIMIT_VARIABLES.values())
+    return (*(var for var, _ in LAUNCH_VARIABLES.values()), *env.LIMIT_VARIABLES.values(), *TARGET_VARIABLES.values())
 
 #: settings fields that are aliases of one criterion option (`criteria: {<criterion>: {<option>: ...}}`),
 #: kept so that run configs, environments and docs written before the generic mapping still work
@@ -66,6 +89,16 @@ LEGACY_CRITERION_FIELDS = {
     "askllm_gguf_file": ("askllm", "gguf_file"),
     "askllm_mode": ("askllm", "mode"),
 }
+
+class TargetFile(Config):
+    """One set of the user's objective or judge (quadmix_assets.proxy.objective; docs/objective.md)."""
+
+    path: str | None = Field(default=None, description="JSONL (.jsonl, .jsonl.gz) or Parquet file, local or fsspec URL; "
+                             "omit it to name a bundled set (winogrande, mmlu_redux, ...) by `name`.")
+    weight: float = Field(default=1.0, description="Weight of the set in the weighted mean of per-set losses.")
+    name: str | None = Field(default=None, description="Set name (default: the file's stem).")
+    text_field: str = Field(default="text", description="Field or column holding the example text.")
+
 
 #: run tags that carry partition keys (one partition, or a backfill range run as one)
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
@@ -97,6 +130,8 @@ class QuadmixSettings(ConfigurableResource):
     target_dir: str | None = Field(default=None, description="Folder holding `targets/` (llm_foundry, mmlu_redux, wikitext-2); default: data_dir.")
     target_files: list[str] = Field(default_factory=list, description="Extra target sets: JSONL / Parquet files with a `text` column, one set per file.")
     objective_sets: list[str] | None = Field(default=None, description="Target sets whose mean target-half loss the proxies minimise (default: every set).")
+    objective: list[TargetFile] | None = Field(default=None, description="The proxies' objective: target sets {path, weight, name, text_field} whose weighted mean target loss the proxies minimise (docs/objective.md); default: the bundled sets and the preset's objective_sets.")
+    judge: list[TargetFile] | None = Field(default=None, description="The held-out judge of `quadmix compare`: sets {path, weight, name, text_field}; a set also in the objective is split in halves, any other is used whole (docs/objective.md); default: the objective's sets.")
     tokenizer: str | None = Field(default=None, description="tokenizer.json path, folder or hub name for the proxies (default: a byte-level BPE trained on the corpus).")
     export_tokenizer: str | None = Field(default=None, description="Hugging Face tokenizer (tokenizer.json, folder, name in the local HF cache, or bundled:smollm2 / bundled:minilm) the export is tokenized with; default: the proxies' tokenizer.")
     proxy_model: str | None = Field(default=None, description="Proxy model preset (cpu-tiny, regmix-1m); default: the run preset's.")
@@ -116,6 +151,7 @@ class QuadmixSettings(ConfigurableResource):
             storage_root=env.default_storage_root(),
             data_dir=env.data_dir(),
             **env.read_limits_from_env(),
+            **read_targets_from_env(),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -130,11 +166,23 @@ class QuadmixSettings(ConfigurableResource):
                   if os.environ.get(var)}
         defaults = {"corpus_glob": env.default_corpus_glob(), "storage_root": env.default_storage_root(),
                     "data_dir": env.data_dir()}
-        return cls(**(defaults | values), **env.read_limits_from_env())
+        return cls(**(defaults | values), **env.read_limits_from_env(), **read_targets_from_env())
 
     def check_locations(self) -> None:
-        """Refuse a storage root, corpus or data folder this deployment does not allow."""
+        """Refuse a storage root, corpus or data folder this deployment does not allow, and target files
+        outside the data folder in the cluster (:func:`quadmix_assets.settings.check_target_location`)."""
         env.check_locations(self.storage_root, self.corpus_glob, self.data_dir)
+        for entry in [*(self.objective or []), *(self.judge or []), *[{"path": p} for p in self.target_files]]:
+            path = entry.get("path") if isinstance(entry, dict) else entry.path
+            if path:
+                env.check_target_location(path, self.data_dir)
+
+    def target_sources(self) -> tuple[list, list]:
+        """The user's objective and judge as checked sources (quadmix_assets.proxy.objective.parse_sources)."""
+        from quadmix_assets.proxy.objective import parse_sources
+
+        return (parse_sources([e.model_dump() if hasattr(e, "model_dump") else e for e in self.objective or []], "objective"),
+                parse_sources([e.model_dump() if hasattr(e, "model_dump") else e for e in self.judge or []], "judge"))
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self.check_locations()

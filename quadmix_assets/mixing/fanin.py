@@ -30,7 +30,7 @@ from quadmix_assets.storage import StorageRoot
 from quadmix_assets.storage.duck import duck_session
 
 from .fanin_duckdb import manifest_out_of_core, summary_out_of_core
-from .features import document_features, documents_count
+from .features import KeepMask, document_features, documents_count
 from .scores import manifest_table, score_documents, scores_summary
 from .specs import MixtureSpec
 from .store import load_spec, scores_card
@@ -72,11 +72,18 @@ class InMemoryFanIn:
     label = "numpy (in memory)"
 
     def __init__(self, storage: StorageRoot, shards: Sequence[str], criteria: Sequence[str]):
+        self.storage = storage
         self.criteria = tuple(criteria)
         self.features = document_features(storage, list(shards), self.criteria)
 
     def scores(self, spec: MixtureSpec) -> pa.Table:
-        return score_documents(self.features, spec, self.criteria)
+        scores = score_documents(self.features, spec, self.criteria)
+        if spec.keep:  # documents the keep rule refuses are never selected: S = 0
+            ok = KeepMask(self.storage, spec.keep).table(scores["shard"].to_numpy(zero_copy_only=False),
+                                                         scores["row"].to_numpy())
+            i = scores.schema.get_field_index("expected")
+            scores = scores.set_column(i, "expected", pa.array(np.where(ok, scores["expected"].to_numpy(), 0.0), pa.float64()))
+        return scores
 
     def summary(self, spec: MixtureSpec, n_domains: int) -> dict:
         return scores_summary(self.scores(spec), n_domains)

@@ -41,7 +41,7 @@ from quadmix_assets.method import QuadMixParams, aggregated_quality, draw_copies
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.duck import file_ref, sql_list
 
-from .features import duplicate_rows, feature_chunks, feature_parts
+from .features import KeepMask, duplicate_rows, feature_chunks, feature_parts
 from .scores import MANIFEST_COLUMNS, add_to_summary, new_summary
 from .specs import MixtureSpec, global_params
 
@@ -348,17 +348,22 @@ def sampling_plan(
     domain_aware: bool = True,
     keep_scores: bool = False,
     batch_rows: int = _BATCH,
+    keep: Sequence[tuple[str, float]] = (),
 ) -> Iterator[pa.RecordBatch]:
     """The whole selection of one config, streamed: batches of (shard, row, id, id_hash, n_tokens,
     domain, qbar, r, expected, copies) in shard then row order; ``S(r)`` and the copies come from
     :func:`~quadmix_assets.method.sampling_frequency` and :func:`~quadmix_assets.method.draw_copies` on
     each batch (element-wise, so equal to the whole-corpus call). Unless ``keep_scores``, only rows with
-    copies > 0 are yielded (the manifest)."""
+    copies > 0 are yielded (the manifest). ``keep`` (a spec's keep rule): documents it refuses get S = 0."""
     p = params if domain_aware else global_params(params)
+    mask = KeepMask(storage, keep) if keep else None
     for batch in scores_batches(con, storage, shards, criteria, params, domain_aware=domain_aware, batch_rows=batch_rows):
         r = batch.column("r").to_numpy()
         dom = batch.column("domain").to_numpy().astype(np.int64) if domain_aware else np.zeros(len(r), np.int64)
         expected = sampling_frequency(r, dom, p)
+        if mask is not None:
+            expected = np.where(mask.table(batch.column("shard").to_numpy(zero_copy_only=False),
+                                           batch.column("row").to_numpy()), expected, 0.0)
         copies = draw_copies(expected, batch.column("id_hash").to_numpy(), seed)
         out = pa.RecordBatch.from_arrays(
             [*batch.columns, pa.array(expected, pa.float64()), pa.array(copies, pa.int64())],
@@ -377,7 +382,7 @@ def summary_out_of_core(con, storage, shards: Sequence[str], spec: MixtureSpec, 
     expected-token sums are added batch by batch, so they may differ from the in-memory sum in the last bits."""
     out = new_summary(n_domains)
     for batch in sampling_plan(con, storage, shards, criteria, spec.params, 0, domain_aware=spec.domain_aware,
-                               keep_scores=True):
+                               keep_scores=True, keep=spec.keep):
         add_to_summary(out, batch.column("domain").to_numpy().astype(np.int64),
                        batch.column("n_tokens").to_numpy().astype(np.float64), batch.column("expected").to_numpy())
     return out
@@ -388,7 +393,8 @@ def manifest_out_of_core(con, storage, shards: Sequence[str], spec: MixtureSpec,
     """The manifest of ``spec`` over ``shards`` (:func:`~quadmix_assets.mixing.scores.manifest_table` of
     :func:`~quadmix_assets.mixing.scores.score_documents` and ``draw_copies(expected, id_hash, seed)``)
     computed out of core: the same rows, in the same order."""
-    batches = list(sampling_plan(con, storage, shards, criteria, spec.params, seed, domain_aware=spec.domain_aware))
+    batches = list(sampling_plan(con, storage, shards, criteria, spec.params, seed, domain_aware=spec.domain_aware,
+                                 keep=spec.keep))
     if not batches:  # nothing selected: no rows, the columns' types as the stored files have them
         def field(rel: str, name: str) -> pa.DataType:
             return pq.read_schema(storage.path(rel), filesystem=storage.fs).field(name).type

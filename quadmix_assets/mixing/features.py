@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from quadmix_assets.corpus.duplicates import rows_left_out
 from quadmix_assets.storage import StorageRoot, layout
 
-__all__ = ["SOURCE_ROWS", "document_features", "documents_count", "duplicate_rows", "feature_chunks", "read_chunks"]
+__all__ = ["SOURCE_ROWS", "KeepMask", "document_features", "documents_count", "duplicate_rows", "feature_chunks", "read_chunks"]
 
 #: rows per chunk :func:`read_chunks` reads of a shard's files (the out-of-core engine's unit of memory)
 SOURCE_ROWS = 1 << 14
@@ -146,3 +146,35 @@ def feature_chunks(storage: StorageRoot, shard: str, criteria: Sequence[str], do
                 row, docs, dom_t, ranks = row[keep], docs.filter(mask), dom_t.filter(mask), ranks.filter(mask)
         s = np.column_stack([ranks.column(f"s_{c}").to_numpy().astype(np.float64, copy=False) for c in criteria])
         yield row, docs, dom_t.column("domain"), s
+
+
+class KeepMask:
+    """Which documents a mixture's keep rule (:attr:`~quadmix_assets.mixing.specs.MixtureSpec.keep`) lets it
+    select: every ``(criterion, min_score)`` pair's raw score (the criterion's ``quality_<criterion>``
+    attribute, column ``score``, aligned row for row with the documents) must be >= min_score. One shard's
+    scores are held at a time (the engines go shard by shard)."""
+
+    def __init__(self, storage: StorageRoot, keep):
+        self.storage, self.keep = storage, tuple(keep)
+        self._shard: str | None = None
+        self._ok: np.ndarray | None = None
+
+    def __call__(self, shard: str, rows: np.ndarray) -> np.ndarray:
+        if self._shard != shard:
+            from quadmix_assets.scoring.criteria import attribute_name
+
+            ok = None
+            for criterion, floor in self.keep:
+                score = self.storage.read_parquet(layout.attribute(attribute_name(criterion), shard), columns=["score"])
+                v = score["score"].to_numpy(zero_copy_only=False) >= float(floor)
+                ok = v if ok is None else ok & v
+            self._shard, self._ok = shard, ok
+        return self._ok[np.asarray(rows, dtype=np.int64)]
+
+    def table(self, shards: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The mask of documents given by (shard, row) arrays, in any order."""
+        out = np.zeros(len(rows), dtype=bool)
+        for shard in dict.fromkeys(shards.tolist()):
+            sel = np.flatnonzero(shards == shard)
+            out[sel] = self(shard, rows[sel])
+        return out

@@ -32,11 +32,20 @@ class MixtureSpec:
     params: QuadMixParams
     domain_aware: bool = True
     description: str = ""
+    #: documents the mixture may select at all: ``(criterion, min_score)`` pairs, each a criterion's raw
+    #: score (its ``quality_<criterion>`` attribute) that must be >= min_score; the rest get S = 0
+    keep: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "keep", tuple((str(c), float(v)) for c, v in self.keep))
 
     @property
     def content_id(self) -> str:
-        """The content hash: the config's numbers (and the ranking mode when not per domain); it seeds the
-        copy draws, so a mixture's documents do not depend on its name."""
+        """The content hash: the config's numbers (and the ranking mode when not per domain, and the keep
+        rule when there is one); it seeds the copy draws, so a mixture's documents do not depend on its name."""
+        if self.keep:
+            return content_hash({"config_id": self.params.config_id, "domain_aware": self.domain_aware,
+                                 "keep": [[c, v] for c, v in self.keep]})
         if self.domain_aware:
             return self.params.config_id
         return content_hash({"config_id": self.params.config_id, "domain_aware": False})
@@ -47,7 +56,7 @@ class MixtureSpec:
         return mixture_key(self.name, self.content_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "mixture_id": self.mixture_id,
             "name": self.name,
             "origin": self.origin,
@@ -57,6 +66,9 @@ class MixtureSpec:
             "config_id": self.params.config_id,
             "params": self.params.to_dict(),
         }
+        if self.keep:
+            out["keep"] = [{"criterion": c, "min_score": v} for c, v in self.keep]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MixtureSpec:
@@ -66,6 +78,7 @@ class MixtureSpec:
             params=QuadMixParams.from_dict(d["params"]),
             domain_aware=bool(d["domain_aware"]),
             description=d.get("description", ""),
+            keep=tuple((k["criterion"], k["min_score"]) for k in d.get("keep") or ()),
         )
         if spec.mixture_id != d["mixture_id"]:
             raise ValueError(
@@ -94,10 +107,14 @@ def _uniform(n_domains: int, value: float) -> np.ndarray:
     return np.full(n_domains, float(value))
 
 
-def baseline_specs(n_domains: int, criteria: tuple[str, ...], keep_fraction: float) -> list[MixtureSpec]:
+def baseline_specs(n_domains: int, criteria: tuple[str, ...], keep_fraction: float,
+                   keep_rules: dict[str, tuple[str, float]] | None = None) -> list[MixtureSpec]:
     """The named baselines of QUADMIX.md §7, each keeping about ``keep_fraction`` of the tokens.
 
     - ``random``: every document kept with probability keep_fraction (omega = 0, eps = keep_fraction);
+    - ``<label>-random`` for each criterion with a keep rule (``keep_rules``: criterion -> (label,
+      min_score), from the criteria registry: langid's gives ``english-random``): the random baseline's
+      parameters applied only to the documents whose raw score is >= min_score (the rest are never kept);
     - ``<criterion>-only``: top keep_fraction of tokens by that criterion alone, corpus-wide;
     - ``criteria-mean``: top keep_fraction by the plain average of the criteria ranks, without domains.
     """
@@ -124,6 +141,14 @@ def baseline_specs(n_domains: int, criteria: tuple[str, ...], keep_fraction: flo
             description=f"random selection: each document kept with probability {keep_fraction}",
         )
     ]
+    for c in criteria:
+        if c in (keep_rules or {}):
+            label, floor = keep_rules[c]
+            specs.append(MixtureSpec(
+                name=f"{label}-random", origin="baseline", params=specs[0].params, domain_aware=False,
+                description=f"random selection among the documents the {c} criterion keeps ({c} score >= {floor:g}): "
+                            f"each kept with probability {keep_fraction}",
+                keep=((c, floor),)))
     for j, c in enumerate(criteria):
         specs.append(
             MixtureSpec(

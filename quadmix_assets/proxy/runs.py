@@ -20,6 +20,7 @@ from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.storage.texts import ShardTexts
 
 from .model import run_proxy_config
+from .objective import weighted_mean
 from .parallel import ProxyScores, train_and_score
 from .windows import mixture_windows
 
@@ -36,8 +37,9 @@ def load_proxy_tokenizer(storage: StorageRoot):
 
 
 def target_token_seqs(storage: StorageRoot, tokenizer, preset, half: str = "target") -> tuple[dict[str, list], dict]:
-    """Token sequences of one half of every target set (EOS first, so every text token is predicted),
-    capped at ``preset.target_examples`` per set by a seeded choice; and the target card."""
+    """Token sequences of one half of every target set that has examples in it (EOS first, so every text
+    token is predicted), capped at ``preset.target_examples`` per set by a seeded choice; and the target card.
+    A set used whole by the judge has no target half and is not scored."""
     card = storage.read_json(layout.target_card())
     table = storage.read_parquet(layout.target_examples(), columns=["set", "half", "text"])
     eos = int(storage.read_json(layout.model_card("proxy_tokenizer"))["eos_id"])
@@ -45,6 +47,8 @@ def target_token_seqs(storage: StorageRoot, tokenizer, preset, half: str = "targ
     for name in sorted(card["sets"]):
         mask = pc.and_(pc.equal(table["set"], name), pc.equal(table["half"], half))
         texts = pc.filter(table["text"], mask).to_pylist()
+        if not texts:
+            continue
         if preset.target_examples is not None and len(texts) > preset.target_examples:
             pick = np.sort(np.random.default_rng(preset.seed).choice(len(texts), preset.target_examples, replace=False))
             texts = [texts[i] for i in pick]
@@ -62,8 +66,17 @@ def repeat_seed(preset, repeat: int) -> int:
     return (int(preset.seed) + 1_000_003 * int(repeat)) % (2**31)
 
 
-def objective_loss(set_losses: dict[str, float], objective: list[str]) -> float:
-    return float(np.mean([set_losses[s] for s in objective]))
+def objective_loss(set_losses: dict[str, float], objective: list[str] | dict[str, float]) -> float:
+    """The objective: the weighted mean of the per-set losses over the objective's sets
+    (:func:`quadmix_assets.proxy.objective.weighted_mean`; a list of names, or equal weights, is the plain mean)."""
+    return weighted_mean(set_losses, objective)
+
+
+def card_objective(card: dict) -> list[str] | dict[str, float]:
+    """The objective a target card records: its sets with their weights (a card written before weights
+    existed: the sets, weight 1)."""
+    w = card.get("objective_weights")
+    return {s: float(w[s]) for s in card["objective_sets"]} if w else list(card["objective_sets"])
 
 
 def train_mixture_proxies(storage: StorageRoot, keys: list[str], preset, *, repeat: int = 0, workers: int | None = None,
@@ -79,6 +92,7 @@ def train_mixture_proxies(storage: StorageRoot, keys: list[str], preset, *, repe
     cfg = replace(cfg, seed=seed)
     seqs, target_card = target_token_seqs(storage, tokenizer, preset)
     objective = target_card["objective_sets"]
+    weighted = card_objective(target_card)
     texts = ShardTexts(storage, max_shards=64)
     n_seqs = cfg.steps * cfg.batch_size
     width = cfg.seq_len + 1
@@ -109,9 +123,10 @@ def train_mixture_proxies(storage: StorageRoot, keys: list[str], preset, *, repe
             "mixture_id": key,
             "repeat": int(repeat),
             "status": status,
-            "target_loss": objective_loss(set_losses, objective) if ok else None,
+            "target_loss": objective_loss(set_losses, weighted) if ok else None,
             "target_losses": set_losses if ok else None,
             "objective_sets": objective,
+            **({"objective_weights": weighted} if isinstance(weighted, dict) else {}),
             "final_train_loss": float(scores.final_train_loss[k]) if ok else None,
             "loss_curve": [float(v) if np.isfinite(v) else None for v in scores.loss_curves[k]],
             "mixture_tokens": inf["mixture_tokens"],
@@ -131,14 +146,16 @@ def train_mixture_proxies(storage: StorageRoot, keys: list[str], preset, *, repe
     return records, scores, run
 
 
-def current_objective(storage: StorageRoot) -> list[str]:
-    return list(storage.read_json(layout.target_card())["objective_sets"])
+def current_objective(storage: StorageRoot) -> list[str] | dict[str, float]:
+    """The stored objective: its sets, with their weights where the target card records them."""
+    return card_objective(storage.read_json(layout.target_card()))
 
 
-def stored_loss(storage: StorageRoot, mixture_id: str, repeat: int = 0, objective: list[str] | None = None) -> float | None:
+def stored_loss(storage: StorageRoot, mixture_id: str, repeat: int = 0,
+                objective: list[str] | dict[str, float] | None = None) -> float | None:
     """The target loss of a mixture's stored proxy (repeat 0: proxy_run) under the current objective (the
-    mean of its per-set losses over the target card's objective sets, so a changed objective needs no
-    retraining), or None when it has no finished, finite proxy trained on the current manifest."""
+    weighted mean of its per-set losses over the target card's objective sets and weights, so a changed
+    objective or weight needs no retraining), or None when it has no finished, finite proxy trained on the current manifest."""
     rel = layout.proxy_run(mixture_id) if repeat == 0 else layout.proxy_repeat(mixture_id, repeat)
     if not storage.exists(rel) or not storage.exists(layout.mixture_manifest(mixture_id)):
         return None

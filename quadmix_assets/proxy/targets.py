@@ -9,11 +9,15 @@ Sources under ``<data_dir>/targets``:
 * ``mmlu_redux/*.csv`` (``;``-separated, rows with ``error_type`` ``ok`` case-insensitively; the
   moral_scenarios file is cp1252): one set ``mmlu_redux`` with text = question + " Answer: " + gold choice.
 * ``wikitext-2/{valid,test}.txt``: one set ``wikitext2``; an example is one non-empty, non-heading line.
-* user files: any ``*.jsonl`` / ``*.parquet`` with a ``text`` column passed as ``extra_files``.
+* user files: any ``*.jsonl`` / ``*.parquet`` with a ``text`` column passed as ``extra_files`` (the legacy
+  ``target_files`` setting), or named in the user's objective / judge (:mod:`quadmix_assets.proxy.objective`).
 
 Split rule (:func:`split_target`): example ``i`` of set ``name`` goes to the *held-out* half iff the first
 8 bytes of ``sha256(f"{name}\\x00{i}\\x00{text}")`` read as a big-endian integer are odd; otherwise to the
-*target* half. Deterministic, disjoint and covering; independent of Python's hash seed.
+*target* half. Deterministic, disjoint and covering; independent of Python's hash seed. A set's *role*
+(:func:`target_table`'s ``roles``) decides whether the rule applies: ``both`` (the default: every bundled
+set, and a user set in both the objective and the judge) is split; ``objective`` (a user set only the
+proxies score) is all target; ``judge`` (a user set only ``quadmix compare`` judges with) is all held out.
 """
 
 from __future__ import annotations
@@ -171,9 +175,24 @@ def split_target(examples: Sequence, name: str) -> tuple[list, list]:
     return target, heldout
 
 
-def target_table(sets: dict[str, TargetSet]):
+#: a set's role -> how its examples are assigned to halves (module docstring)
+ROLES = ("both", "objective", "judge")
+
+
+def example_half(role: str, name: str, i: int, text: str) -> str:
+    """``target`` or ``heldout`` for example ``i`` of set ``name`` with role ``role``."""
+    if role == "objective":
+        return "target"
+    if role == "judge":
+        return "heldout"
+    if role != "both":
+        raise ValueError(f"unknown target-set role {role!r}; one of {ROLES}")
+    return "heldout" if _heldout(name, i, text) else "target"
+
+
+def target_table(sets: dict[str, TargetSet], roles: dict[str, str] | None = None):
     """All examples of ``sets`` as one Arrow table, one row per example, with its half by
-    :func:`split_target`: columns ``set``, ``index`` (position in its set), ``half`` ("target" or
+    :func:`example_half` (``roles``: set -> role, default ``both``: :func:`split_target`): columns ``set``, ``index`` (position in its set), ``half`` ("target" or
     "heldout"), ``text``, ``prefix`` (MC: shared context, else null), ``choices`` (list, null unless MC),
     ``gold`` (int, null unless MC), ``multiple_choice`` (bool, per set)."""
     import pyarrow as pa
@@ -183,7 +202,7 @@ def target_table(sets: dict[str, TargetSet]):
         for i, ex in enumerate(ts.examples):
             cols["set"].append(name)
             cols["index"].append(i)
-            cols["half"].append("heldout" if _heldout(name, i, ex.text) else "target")
+            cols["half"].append(example_half((roles or {}).get(name, "both"), name, i, ex.text))
             cols["text"].append(ex.text)
             cols["prefix"].append(ex.prefix)
             cols["choices"].append(list(ex.choices) if ex.choices is not None else None)

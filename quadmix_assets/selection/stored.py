@@ -34,7 +34,7 @@ from quadmix_assets.mixing.store import searched_specs, spec_entry
 from quadmix_assets.storage import StorageRoot, layout
 from quadmix_assets.storage.texts import ShardTexts
 
-from .compare import Comparison, across_seeds, compare_methods
+from .compare import Comparison, across_seeds, compare_methods, optimum_vs_controls
 from .dsir import dsir_select
 from .regmix import regmix_select
 
@@ -105,7 +105,8 @@ def baseline_entries(storage: StorageRoot) -> dict[str, dict]:
     """Stored baseline specs in table order: random, each ``<criterion>-only``, criteria-mean."""
     doc = storage.read_json(layout.mixture_configs())
     by_name = {d["name"]: d for d in doc["configs"] if d.get("origin") == "baseline"}
-    order = ["random"] + [n for n in by_name if n.endswith("-only")] + ["criteria-mean"]
+    order = (["random"] + [n for n in by_name if n.endswith("-random")] + [n for n in by_name if n.endswith("-only")]
+             + ["criteria-mean"])
     return {n: by_name[n] for n in order if n in by_name}
 
 
@@ -131,6 +132,69 @@ def searched_entry(storage: StorageRoot) -> tuple[dict | None, str]:
         return None, (f"no QuaDMix optimum manifest: {entry['name']} ({entry['mixture_id']}) is registered in searched.json "
                       f"but {layout.mixture_manifest(entry['mixture_id'])} has not been materialized")
     return entry, ""
+
+
+def stored_judge(storage: StorageRoot, targets: pa.Table) -> dict[str, float]:
+    """The judge the run recorded in its target card (sets and weights); a card written before judges
+    existed: every set with a held-out half, weight 1."""
+    card = storage.read_json(layout.target_card()) if storage.exists(layout.target_card()) else {}
+    if card.get("judge_weights"):
+        return {str(k): float(v) for k, v in card["judge_weights"].items()}
+    held = targets.filter(pc.equal(targets["half"], "heldout"))
+    return {s: 1.0 for s in sorted(set(held["set"].to_pylist()))}
+
+
+def compare_judge(storage: StorageRoot, targets: pa.Table, sources, log: Callable[[str], None] = print
+                  ) -> tuple[pa.Table, dict[str, float], dict[str, dict]]:
+    """A judge given to ``quadmix compare`` (``--judge``; quadmix_assets.proxy.objective): each file is used
+    whole as held-out examples, after dropping exact duplicates and every example whose normalised text is
+    in the target half the proxies were scored on (the judge never sees it); a bundled name takes the
+    stored held-out half of that set. Each set is validated (size) and checked for corpus leaks (reported,
+    kept). Returns the judge's table, its weights and what was found per set."""
+    from quadmix_assets.proxy.objective import (corpus_leaks, drop_duplicates, load_source, normalise_text,
+                                                validate_set)
+    from quadmix_assets.proxy.targets import TargetSet, target_table
+
+    scored = {normalise_text(t) for t in pc.filter(targets["text"], pc.equal(targets["half"], "target")).to_pylist()}
+    held = targets.filter(pc.equal(targets["half"], "heldout"))
+    parts, weights, found = [], {}, {}
+    for src in sources:
+        name = src.set_name
+        weights[name] = src.weight
+        if src.path is None:
+            part = held.filter(pc.equal(held["set"], name))
+            if part.num_rows == 0:
+                raise CompareError(f"--judge {name}: the stored run has no held-out examples of a set {name!r}; "
+                                   f"stored: {sorted(set(held['set'].to_pylist()))}")
+            parts.append(part)
+            found[name] = {"source": "stored held-out half", "examples": part.num_rows}
+            continue
+        ts, dups = drop_duplicates(load_source(src))
+        kept = [ex for ex in ts.examples if normalise_text(ex.text) not in scored]
+        seen_by_proxies = len(ts.examples) - len(kept)
+        ts = TargetSet(name=name, examples=kept)
+        validate_set(ts, "judge", {"heldout": len(ts)})
+        parts.append(target_table({name: ts}, {name: "judge"}))
+        found[name] = {"source": src.path, "examples": len(ts), "duplicates_dropped": dups,
+                       "dropped_in_proxy_target_half": seen_by_proxies}
+    by_set = {n: [] for n in found}
+    table = pa.concat_tables([p.select(parts[-1].column_names).cast(parts[-1].schema) for p in parts])
+    for n, t in zip(table["set"].to_pylist(), table["text"].to_pylist()):
+        by_set[n].append(t)
+    shards = [rel.rsplit("/", 1)[-1][: -len(".parquet")] for rel in storage.list("documents", ".parquet")]
+
+    def documents():
+        for sh in shards:
+            yield from storage.read_parquet(layout.documents(sh), columns=["text"])["text"].to_pylist()
+
+    for n, v in corpus_leaks(by_set, documents()).items():
+        found[n]["corpus_leaks"] = int(v.sum())
+    for n, f in found.items():
+        log(f"judge {n} (weight {weights[n]:g}): {f['examples']} examples from {f['source']}"
+            + (f"; {f['duplicates_dropped']} duplicates dropped" if f.get("duplicates_dropped") else "")
+            + (f"; {f['dropped_in_proxy_target_half']} dropped: in the proxies' target half" if f.get("dropped_in_proxy_target_half") else "")
+            + (f"; WARNING {f['corpus_leaks']} also in the corpus (kept)" if f.get("corpus_leaks") else ""))
+    return table, weights, found
 
 
 def manifest_tokens(table: pa.Table) -> int:
@@ -173,13 +237,14 @@ class _SeedWork:
     max_examples: int | None
     group_size: int | None
     device: object
+    judge: dict | None = None
 
     def run(self, ordered, texts, tokenizer, targets, log) -> Comparison:
         cfg = (replace(self.eval_preset, seed=self.seed) if isinstance(self.eval_preset, ProxyConfig)
                else model_preset(self.eval_preset, seed=self.seed))
         return compare_methods(ordered, texts, tokenizer, targets, cfg, budget_tokens=self.budget_tokens,
                                max_examples=self.max_examples, seed=self.seed, group_size=self.group_size,
-                               device=self.device, log=log)
+                               device=self.device, judge=self.judge, log=log)
 
 
 def _seed_worker(work: _SeedWork, ordered, storage_url: str, tokenizer_json: str, targets, threads) -> Comparison:
@@ -214,7 +279,7 @@ def _seeds_in_processes(work: list[_SeedWork], ordered, storage_url: str, tokeni
 def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfig = "cpu-eval", budget_tokens: int | None = None,
                           methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
                           regmix_proxies: int | None = None, group_size: int | None = None, device=None,
-                          threads: int | None = None, seeds: int = 1, jobs: int = 1,
+                          threads: int | None = None, seeds: int = 1, jobs: int = 1, judge=None,
                           log: Callable[[str], None] = print) -> tuple[Comparison, dict]:
     """Build DSIR and RegMix selections, collect the stored baselines and the QuaDMix optimum, train one
     evaluation model per method and judge them on the held-out half. Returns the comparison and a report
@@ -239,6 +304,14 @@ def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfi
     with storage.local_file(layout.tokenizer_file()) as p:
         tokenizer = Tokenizer.from_file(str(p))
     targets = storage.read_parquet(layout.target_examples())
+    judge_found: dict[str, dict] = {}
+    if judge:
+        judge_table, judge_weights, judge_found = compare_judge(storage, targets, judge, log)
+    else:
+        judge_table, judge_weights = targets, stored_judge(storage, targets)
+        card = storage.read_json(layout.target_card()) if storage.exists(layout.target_card()) else {}
+        judge_found = {n: {"corpus_leaks": c.get("corpus_leaks"), "duplicates_dropped": c.get("duplicates_dropped"),
+                           "role": c.get("role", "both")} for n, c in (card.get("sets") or {}).items() if n in judge_weights}
     pool = pool_table(storage)
     n_domains = int(pool["domain"].to_numpy().max()) + 1 if pool.num_rows else 1
     names = domain_names(storage, max(n_domains, 1))
@@ -312,17 +385,21 @@ def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfi
         log(m)
     ordered = {m: manifests[m] for m in wanted if m in manifests}
     t = time.perf_counter()
-    work = [_SeedWork(i, seed_of(seed, i), eval_preset, budget_tokens, max_examples, group_size, device)
+    work = [_SeedWork(i, seed_of(seed, i), eval_preset, budget_tokens, max_examples, group_size, device, judge_weights)
             for i in range(int(seeds))]
+    leaks = {n: f["corpus_leaks"] for n, f in judge_found.items() if f.get("corpus_leaks")}
+    if leaks:
+        messages.append(f"judge examples that also appear in the corpus (kept; a method that selects them is favoured): {leaks}")
     if int(jobs or 1) > 1 and len(work) > 1:
-        comps = _seeds_in_processes(work, ordered, storage.url, tokenizer.to_str(), targets, threads, int(jobs), log)
+        comps = _seeds_in_processes(work, ordered, storage.url, tokenizer.to_str(), judge_table, threads, int(jobs), log)
     else:
         comps = []
         for w in work:
             if seeds > 1:
                 log(f"seed {w.index + 1} of {seeds} ({w.seed})")
-            comps.append(w.run(ordered, texts, tokenizer, targets, log))
+            comps.append(w.run(ordered, texts, tokenizer, judge_table, log))
     comp = comps[0]
+    comp.info["optimum_vs_controls"] = optimum_vs_controls(comps)
     if seeds > 1:
         comp.info["across_seeds"] = across_seeds(comps)
         comp.info["per_seed_rows"] = [c.rows for c in comps]
@@ -336,6 +413,7 @@ def run_stored_comparison(storage: StorageRoot, *, eval_preset: str | ProxyConfi
               "eval_config": asdict(comp.config),
               "budget_tokens": comp.budget_tokens, "selection_tokens": sel_budget, "seed": seed,
               "run_preset": preset.to_dict(), "methods": sources, "messages": messages, "phases_s": phases,
+              "judge": {"weights": judge_weights, "sets": judge_found, "given_to_compare": bool(judge)},
               **comp.info}
     return comp, report
 
@@ -348,31 +426,36 @@ def compare_command(storage_url: str, *, eval_preset: str = "cpu-eval", budget_t
                     methods: Sequence[str] | None = None, max_examples: int | None = 100, seed: int | None = None,
                     regmix_proxies: int | None = None, group_size: int | None = None, device=None,
                     threads: int | None = None, seeds: int = 1, jobs: int = 1, out: str | None = None,
-                    log: Callable[[str], None] = print) -> int:
+                    judge=None, log: Callable[[str], None] = print) -> int:
     """``quadmix compare``: run the stored comparison, print the tables and the wall time per phase, and
     write ``<out>/selection_table.md`` and ``.json`` when ``out`` is given. Returns an exit code."""
     import json
     from pathlib import Path
 
-    from .compare import markdown_tables, seeds_table
+    from .compare import controls_table, markdown_tables, seeds_table
+
+    from quadmix_assets.proxy.objective import ObjectiveError, parse_sources
 
     storage = StorageRoot(storage_url)
     try:
+        judge = parse_sources(judge, "judge") if judge else None
         comp, report = run_stored_comparison(storage, eval_preset=eval_preset, budget_tokens=budget_tokens,
                                              methods=methods, max_examples=max_examples, seed=seed,
                                              regmix_proxies=regmix_proxies, group_size=group_size, device=device,
-                                             threads=threads, seeds=seeds, jobs=jobs, log=log)
-    except CompareError as exc:
+                                             threads=threads, seeds=seeds, jobs=jobs, judge=judge, log=log)
+    except (CompareError, ObjectiveError) as exc:
         log(f"quadmix compare: {exc}")
         return 2
     c = comp.config
     header = (f"Selection comparison on {storage.url}: {len(comp.rows) - 1} methods, one {eval_preset} model each "
               f"({report['parameters_per_model'] / 1e6:.2f}M parameters, {c.n_layers} layers, d_model {c.d_model}), "
               f"{comp.budget_tokens:,} training tokens each, judged on the held-out half only "
-              f"(at most {max_examples} examples per set); device {report['device']}")
-    text = header + "\n\n" + markdown_tables(comp)
+              f"(at most {max_examples} examples per set); device {report['device']}\n\nJudge (avg = weighted mean of "
+              f"held-out losses): " + ", ".join(f"{n} x{w:g}" for n, w in report["judge"]["weights"].items()))
+    head = header + "\n\n" + (controls_table(report["optimum_vs_controls"]) + "\n" if report.get("optimum_vs_controls") else "")
+    text = head + markdown_tables(comp)
     if "across_seeds" in report:
-        text = header + "\n\n" + seeds_table(report["across_seeds"]) + "\nFirst seed in detail:\n\n" + markdown_tables(comp)
+        text = head + seeds_table(report["across_seeds"]) + "\nFirst seed in detail:\n\n" + markdown_tables(comp)
     if report["messages"]:
         text += "\nNotes:\n" + "\n".join(f"- {m}" for m in report["messages"]) + "\n"
     text += "\nWall time per phase:\n" + phases_text(report["phases_s"]) + "\n"

@@ -110,7 +110,8 @@ def test_unseen_parquet_corpus_with_other_text_field_and_no_ids(demo_run, tiny_t
     )
     summary, lines = _run(settings, tmp_path)
     assert summary.ok and sorted(summary.shards_ok) == ["part-0", "part-1"], lines
-    assert len(summary.mixtures_ok) == 2 + 1 + len(CRITERIA) + 1
+    # 2 draws, random, english-random (langid's keep rule), each <criterion>-only, criteria-mean
+    assert len(summary.mixtures_ok) == 2 + 2 + len(CRITERIA) + 1
     storage = settings.storage()
     docs = storage.read_parquet(layout.documents("part-0"))
     assert docs.num_rows == 75

@@ -33,7 +33,7 @@ EXPECTED_ASSETS = {
     "mixture_configs": ("mixtures", None, {"domain_classifier"}),
     "mixture_scores": ("mixtures", "mixtures", {"mixture_configs", "quality_normaliser", "domain_labels", "documents"}),
     "mixture_manifest": ("mixtures", "mixtures", {"mixture_scores"}),
-    "target_sets": ("proxies", None, set()),
+    "target_sets": ("proxies", None, {"documents"}),  # the corpus leak check reads the documents
     "proxy_tokenizer": ("proxies", None, {"documents"}),
     "proxy_run": ("proxies", "mixtures", {"mixture_manifest", "target_sets", "proxy_tokenizer"}),
     "proxy_noise": ("proxies", None, {"mixture_configs", "proxy_run"}),

@@ -215,3 +215,24 @@ def test_across_seeds_gives_mean_se_and_paired_difference():
     assert "paired_diff" not in rows["random"]
     table = seeds_table(list(rows.values()))
     assert table.index("| quadmix") < table.index("| random") and "paired difference vs random" in table
+
+
+def test_quadmix_against_each_control_is_paired_per_seed():
+    from quadmix_assets.selection.compare import Comparison, controls_table, optimum_vs_controls
+
+    losses = {"random": [5.0, 5.2, 4.9], "english-random": [5.1, 5.0, 4.8], "dclm-only": [4.7, 4.9, 4.6],
+              "quadmix": [4.6, 4.95, 4.5]}
+    comps = [Comparison(rows=[{"method": m, "avg_loss": v[i]} for m, v in losses.items()] + [{"method": "chance", "avg_loss": None}],
+                        sets=[], mc_sets=[], config=None, budget_tokens=0) for i in range(3)]
+    rows = {r["control"]: r for r in optimum_vs_controls(comps)}
+    assert set(rows) == {"random", "english-random", "dclm-only"}
+    d = np.array(losses["quadmix"]) - np.array(losses["dclm-only"])
+    assert rows["dclm-only"]["diffs"] == pytest.approx(d.tolist())
+    assert rows["dclm-only"]["mean_diff"] == pytest.approx(d.mean())
+    assert rows["dclm-only"]["se_diff"] == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    assert rows["dclm-only"]["optimum_wins"] == 2 and rows["random"]["optimum_wins"] == 3
+    table = controls_table(list(rows.values()))
+    assert "| english-random |" in table and "2/3" in table and "paired over 3 seed(s)" in table
+    # without the optimum there is nothing to pair
+    assert optimum_vs_controls([Comparison(rows=[{"method": "random", "avg_loss": 1.0}], sets=[], mc_sets=[], config=None,
+                                           budget_tokens=0)]) == []

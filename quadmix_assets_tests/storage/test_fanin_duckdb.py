@@ -236,3 +236,37 @@ def test_the_fan_in_engine_is_chosen_by_size(stored, monkeypatch):
     with pytest.raises(ValueError, match="unknown fan-in engine"):
         with open_fan_in(storage, shards, CRITERIA, engine="spark"):
             pass
+
+
+def test_a_keep_rule_selects_only_what_the_criterion_keeps_in_both_engines(stored):
+    """``english-random`` (the random baseline's parameters, langid score >= 0.65 only): both engines give
+    the same manifest, no refused document is selected, and the kept ones are drawn as random draws them."""
+    from quadmix_assets.mixing import baseline_specs
+    from quadmix_assets.mixing.fanin import open_fan_in
+
+    storage, shards = stored
+    specs = {s.name: s for s in baseline_specs(N_DOMAINS, CRITERIA, 0.3, {"langid": ("english", 0.65)})}
+    spec, random = specs["english-random"], specs["random"]
+    assert spec.keep == (("langid", 0.65),) and spec.params.config_id == random.params.config_id
+    with open_fan_in(storage, shards, CRITERIA, engine="numpy") as fan_in:
+        mem = fan_in.select(spec, "e:1")
+        rnd = fan_in.select(random, "e:1")
+        card = fan_in.summary(spec, N_DOMAINS)
+    with open_fan_in(storage, shards, CRITERIA, engine="duckdb") as fan_in:
+        out = fan_in.select(spec, "e:1")
+        summary = fan_in.summary(spec, N_DOMAINS)
+    assert out.manifest.equals(mem.manifest) and mem.manifest.num_rows > 0
+    assert summary["expected_tokens"] == pytest.approx(card["expected_tokens"], rel=1e-12)
+    score = {k: storage.read_parquet(layout.attribute("quality_langid", k))["score"].to_numpy() for k in shards}
+    kept = np.array([score[s][r] >= 0.65 for s, r in zip(mem.manifest["shard"].to_pylist(), mem.manifest["row"].to_pylist())])
+    assert kept.all()
+    ok = np.concatenate([score[k] >= 0.65 for k in shards])
+    assert 0.2 < ok.mean() < 0.5  # the fixture's langid scores: some refused, some kept
+    # among the kept documents, the same draw as random (same params, same uniforms per document key)
+    expected = mem.scores["expected"].to_numpy()
+    assert np.all(expected[~ok] == 0) and np.allclose(expected[ok], 0.3)
+    assert card["expected_tokens"] < fan_in_total(rnd)
+
+
+def fan_in_total(selection) -> float:
+    return float(np.dot(selection.scores["expected"].to_numpy(), selection.scores["n_tokens"].to_numpy()))

@@ -33,6 +33,7 @@ from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, glob
 from quadmix_assets.mixing.fanin import open_fan_in
 from quadmix_assets.mixing.store import TRAINING_ORIGINS, load_specs, round_of, scores_card, searched_specs
 from quadmix_assets.scoring.criteria import CRITERIA
+from quadmix_assets.scoring.criteria import criteria as criteria_registry
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.dagster_support.k8s import pod_tags
 from quadmix_assets.lineage import lineage_markdown, mixture_lineage
@@ -40,7 +41,7 @@ from quadmix_assets.reporting.data_view import mixture_samples, samples_markdown
 from quadmix_assets.reporting.numbers import round_sig
 from quadmix_assets.reporting.plots import domain_shares_png, sampling_curves_png, try_png_markdown
 
-CONFIGS_VERSION = "mixture-configs-v2"  # v2: partition keys carry the mixture's name
+CONFIGS_VERSION = "mixture-configs-v3"  # v2: partition keys carry the mixture's name; v3: english-random (keep rules)
 SCORES_VERSION = "mixture-scores-v2"  # v2: a card of sums per domain, no per-document table
 MANIFEST_VERSION = "mixture-manifest-v2"  # v2: the scores computed again from the features, not read
 #: mixture partitions per run in a backfill (and in `quadmix run`): the attributes are read once per run and
@@ -63,8 +64,9 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
     preset = settings.run_preset()
     n_domains = int(storage.read_json(layout.model_card("domain_classifier"))["n_domains"])
     space = ParamSpace(n_domains, len(CRITERIA), omega_max=preset.omega_max, lambda_scale=preset.lambda_scale)
+    keep_rules = {c.name: (c.keep.name, c.keep.min_score) for c in criteria_registry() if c.keep is not None}
     specs = drawn_specs(space, preset.n_configs, preset.seed) + baseline_specs(
-        n_domains, CRITERIA, preset.baseline_keep_fraction
+        n_domains, CRITERIA, preset.baseline_keep_fraction, keep_rules
     )
     ids = [s.mixture_id for s in specs]
     if len(set(ids)) != len(ids):
@@ -77,7 +79,8 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
     }
     uri = storage.write_json(layout.mixture_configs(), doc)
     new = add_partitions(context.instance, mixtures_partitions, ids)
-    rows = [[s.mixture_id, s.name, s.origin, "yes" if s.domain_aware else "no"] for s in specs]
+    rows = [[s.mixture_id, s.name, s.origin, "yes" if s.domain_aware else "no",
+             ", ".join(f"{c} >= {v:g}" for c, v in s.keep) or "-"] for s in specs]
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(uri), **uri_metadata(uri),
@@ -85,7 +88,7 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
             "drawn": preset.n_configs,
             "baselines": len(specs) - preset.n_configs,
             "new_partitions": len(new),
-            "table": MetadataValue.md(markdown_table(["mixture_id", "name", "origin", "per domain"], rows)),
+            "table": MetadataValue.md(markdown_table(["mixture_id", "name", "origin", "per domain", "keeps only"], rows)),
         },
         data_version=DataVersion(content_hash(doc["configs"])),
     )

@@ -60,7 +60,8 @@ def _proxy_lineage(key: str, name: str, record: dict, manifest: str) -> str:
     per_set = ", ".join(f"{s} {fmt_num(v)}" for s, v in sorted(losses.items()))
     return (
         f"**Proxy** of mixture {key} {name!r}: status {record['status']}, target loss {fmt_num(record['target_loss'])} "
-        f"(mean over {', '.join(record['objective_sets'])})" + (f"; per set: {per_set}" if per_set else "") + "\n\n"
+        + (f"(weighted mean over {', '.join(f'{k} x{w:g}' for k, w in record['objective_weights'].items())})"
+           if record.get("objective_weights") else f"(mean over {', '.join(record['objective_sets'])})") + (f"; per set: {per_set}" if per_set else "") + "\n\n"
         f"- trained on the manifest with content sha256 {manifest} (as mixture_manifest records it): "
         f"{record['sampler']['documents_read']:,} of {record['sampler']['mixture_documents']:,} documents read, "
         f"{record['budget_tokens']:,} tokens\n"
