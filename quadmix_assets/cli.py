@@ -77,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         id_field=args.id_field,
         export_tokenizer=args.export_tokenizer,
+        alpha_criteria=args.alpha_criteria,
     )
     if args.reoptimise:  # the loop's refresh policy (quadmix_assets.defs.operations.loop.refresh_policy) reads it
         os.environ["QUADMIX_REOPTIMISE"] = args.reoptimise
@@ -313,6 +314,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                                              bands=[args.band] if args.band else data_view.BANDS, n=args.n,
                                              text_chars=args.chars)
             text = data_view.samples_text(view)
+            if args.mixture == data_view.OPTIMUM and mixture_id == data_view.exported_mixture(storage):
+                record = data_view.export_record(storage, mixture_id) or {}
+                why = (record.get("selection") or {}).get("why")
+                text = (f"optimum = the exported mixture {mixture_id}, selected as {record.get('selected_as', '?')}"
+                        + (f" ({why})" if why and why not in str(record.get("selected_as")) else "") + "\n" + text)
     except data_view.DataViewError as exc:
         print(f"quadmix show: {exc}", file=sys.stderr)
         return 1
@@ -372,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "content where absent (default: id)")
     run.add_argument("--export-tokenizer", default=None, help="Hugging Face tokenizer for the Megatron export: tokenizer.json, "
                      "folder, name in the local HF cache, bundled:smollm2 or bundled:minilm (default: the proxies' tokenizer)")
+    run.add_argument("--alpha-criteria", default=None, metavar="LIST", help="comma-separated criteria forming alpha's "
+                     "columns, or all (default: the preset's; cpu leaves askllm out: its student lost its teacher). "
+                     "A criterion left out is still scored and carded")
     run.add_argument("--data-dir", default=None, help="reference data folder (default: $QUADMIX_DATA_DIR or ../shared/data)")
     run.add_argument("--dagster-home", default=None, help="persistent Dagster instance (default: $DAGSTER_HOME or .quadmix/dagster_home)")
     run.add_argument("--allow-partial", action="store_true", help="exit 0 even when shards, mixtures or proxies failed or "
