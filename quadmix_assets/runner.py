@@ -719,7 +719,7 @@ class _Reporter:
                         f"{r['rank']} of {r['of']} measured configs (best measured {r['best_measured']:.4f}, median "
                         f"{r['median_measured']:.4f})")
         elif s.export_why:
-            log(f"[export] the search optimum {done.export}: {s.export_why}")
+            log(f"[export] {s.export_why}: the search optimum is exported")
         if not s.export:
             s.export = _metadata(Reused_of(facts, "export_job", done.export), "mixture_export")
             self._count_skips("export_job", 1, 1)

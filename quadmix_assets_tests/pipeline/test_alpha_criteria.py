@@ -52,7 +52,7 @@ def test_the_space_has_no_askllm_column_and_the_run_exports(run_without_askllm):
     assert doc["preset"]["alpha_left_out"] == doc["space"]["left_out"]
     assert "askllm-only" not in {d["name"] for d in doc["configs"]}
     specs = [MixtureSpec.from_dict(d) for d in all_spec_dicts(storage)]
-    assert {s.origin for s in specs} >= {"draw", "baseline", "round", "search"}
+    assert {s.origin for s in specs} >= {"random_draw", "baseline", "round", "search"}
     assert all(s.params.n_criteria == len(ALPHA) for s in specs)
     # still scored and ranked: the normaliser keeps every registered criterion
     assert "askllm" in storage.read_json(layout.normaliser_card())["criteria"]
