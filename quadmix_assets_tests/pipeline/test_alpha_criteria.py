@@ -64,6 +64,15 @@ def test_the_space_has_no_askllm_column_and_the_run_exports(run_without_askllm):
     assert data_view.criterion_extremes(storage, "askllm", n=2)["rows"]
 
 
+def test_show_optimum_says_what_was_exported(run_without_askllm, capsys):
+    from quadmix_assets.cli import main
+
+    settings, instance, summary, lines = run_without_askllm
+    assert main(["show", "optimum", "--storage", settings.storage_root, "--n", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"optimum = the exported mixture {summary.optimum}, selected as {summary.selected_as}"), first
+
+
 def test_the_reason_is_in_the_output_the_card_and_the_metadata(run_without_askllm):
     settings, instance, summary, lines = run_without_askllm
     why = "not named in the settings' alpha_criteria"
