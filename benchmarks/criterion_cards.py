@@ -28,7 +28,7 @@ students = {c.name: cards.student_status(c.name, config.teacher(c.name).mode,
             storage.read_json(layout.model_card(c.student)) if storage.exists(layout.model_card(c.student)) else None)
             for c in teacher_criteria()}
 report = cards.build_cards([(c.name, c.description) for c in criteria()], view, seed=config.preset.seed,
-                           roc_auc_human=auc, edu_prompt=edu, students=students)
+                           roc_auc_human=auc, edu_prompt=edu, students=students, left_out=config.alpha_left_out)
 print(f"{len(shards)} shards, {view.n} docs, {time.time() - t:.1f}s")
 for name, c in report["cards"].items():
     fw = (c["sources"] or {}).get("shares", {}).get("fineweb", {})

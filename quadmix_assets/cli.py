@@ -78,6 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         id_field=args.id_field,
         export_tokenizer=args.export_tokenizer,
         **user_targets(args),
+        alpha_criteria=args.alpha_criteria,
     )
     check_target_files(*settings.target_sources())  # a bad objective or judge is refused before anything runs
     settings.check_locations()
@@ -363,6 +364,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                                              bands=[args.band] if args.band else data_view.BANDS, n=args.n,
                                              text_chars=args.chars)
             text = data_view.samples_text(view)
+            if args.mixture == data_view.OPTIMUM and mixture_id == data_view.exported_mixture(storage):
+                record = data_view.export_record(storage, mixture_id) or {}
+                why = (record.get("selection") or {}).get("why")
+                text = (f"optimum = the exported mixture {mixture_id}, selected as {record.get('selected_as', '?')}"
+                        + (f" ({why})" if why and why not in str(record.get("selected_as")) else "") + "\n" + text)
     except data_view.DataViewError as exc:
         print(f"quadmix show: {exc}", file=sys.stderr)
         return 1
@@ -422,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "content where absent (default: id)")
     run.add_argument("--export-tokenizer", default=None, help="Hugging Face tokenizer for the Megatron export: tokenizer.json, "
                      "folder, name in the local HF cache, bundled:smollm2 or bundled:minilm (default: the proxies' tokenizer)")
+    run.add_argument("--alpha-criteria", default=None, metavar="LIST", help="comma-separated criteria forming alpha's "
+                     "columns, or all (default: the preset's; cpu leaves askllm out: its student lost its teacher). "
+                     "A criterion left out is still scored and carded")
     run.add_argument("--data-dir", default=None, help="reference data folder (default: $QUADMIX_DATA_DIR or ../shared/data)")
     run.add_argument("--dagster-home", default=None, help="persistent Dagster instance (default: $DAGSTER_HOME or .quadmix/dagster_home)")
     run.add_argument("--allow-partial", action="store_true", help="exit 0 even when shards, mixtures or proxies failed or "

@@ -61,6 +61,11 @@ class Preset:
     # per-criterion preset options the preset sets (criterion -> option -> value); the others keep the
     # defaults of the criterion's registry entry
     criteria: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    # the registered criteria left out of alpha (the mixture parameter space), each with the reason; every
+    # other registered criterion is a column of alpha, in registry order (docs/criteria.md, "Which criteria
+    # form alpha"). A left-out criterion is still scored and carded; a name no criterion of the registry has
+    # is ignored (like a preset option of an unregistered criterion)
+    alpha_left_out: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def criterion(self, name: str) -> dict[str, Any]:
         """The preset options of criterion ``name``: its registry defaults with this preset's values."""
@@ -68,8 +73,19 @@ class Preset:
         own = self.criteria.get(name, {})
         return {o.name: own.get(o.name, o.default) for o in c.options if o.preset}
 
+    def alpha_criteria(self) -> tuple[str, ...]:
+        """The columns of alpha: every registered criterion this preset does not leave out, registry order."""
+        cols = tuple(c for c in registry.CRITERIA if c not in self.alpha_left_out)
+        if not cols:
+            raise ValueError(f"preset {self.name!r} leaves every criterion out of alpha ({', '.join(registry.CRITERIA)})")
+        return cols
+
+    def left_out_of_alpha(self) -> dict[str, str]:
+        """The registered criteria this preset leaves out of alpha, with the reason (registry order)."""
+        return {c: str(self.alpha_left_out[c]) for c in registry.CRITERIA if c in self.alpha_left_out}
+
     def __getattr__(self, attr: str) -> Any:  # `preset.edu_mode`: the flat alias of a criterion's preset option
-        if attr.startswith("_") or attr == "criteria":
+        if attr.startswith("_") or attr in ("criteria", "alpha_left_out"):
             raise AttributeError(attr)
         alias = registry.option_alias(attr, preset_only=True)
         if alias is None:
@@ -79,7 +95,8 @@ class Preset:
     def to_dict(self) -> dict:
         """Every value, flat: the fields and each registered criterion's preset options as
         ``<criterion>_<option>`` (the form a run records its preset in)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "criteria"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("criteria", "alpha_left_out")}
+        out["alpha_left_out"] = self.left_out_of_alpha()
         for c in registry.criteria():
             for option, value in self.criterion(c.name).items():
                 out[f"{c.name}_{option}"] = value
@@ -126,6 +143,14 @@ PRESETS: dict[str, Preset] = {
         search_rounds=2,
         round_size=16,
         round_min_gain_noise=0.5,
+        # AskLLM's teacher (SmolLM2-135M) distilled into a fastText student on this preset's 384-document
+        # sample keeps nothing of it: held-out teacher-student Spearman 0.06 on 85 documents
+        # (benchmarks/RESULTS.md, criteria of the cpu preset); its criterion card marks it unreliable. Its
+        # column would feed alpha near-random ranks, so it is left out (still scored and carded). Put it back
+        # with `--alpha-criteria all` (or score it directly: criteria.askllm.mode=direct)
+        alpha_left_out={"askllm": "its distilled student at the cpu sample (384 documents) keeps nothing of its "
+                        "teacher: held-out teacher-student Spearman 0.06 on 85 documents (benchmarks/RESULTS.md); "
+                        "its card marks it unreliable"},
     ),
     "paper": replace(
         BASE,

@@ -57,8 +57,10 @@ class RunSummary:
     proxies_ok: list[str] = field(default_factory=list)
     proxies_failed: dict[str, str] = field(default_factory=dict)
     regressor: dict = field(default_factory=dict)  # regressor metadata (spearman_heldout, cv_spearman, ...)
-    optimum: str | None = None  # mixture id of the search result
+    optimum: str | None = None  # mixture id of the exported mixture (the search optimum, or the best measured config)
     optimum_blocked: str | None = None  # why the search did not promote an optimum
+    selected_as: str = ""  # why the exported mixture was selected (loop.policy's label)
+    export_why: str = ""  # the export rule's comparison in words (loop.policy.compare_to_best)
     optimum_rank: dict = field(default_factory=dict)  # the optimum's measured rank among all measured configs
     export: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)  # job -> [runs skipped as current, runs considered] (resume)
@@ -199,7 +201,7 @@ def run_pipeline(
         + f"; {len(summary.mixtures_ok)} mixture(s) ok, {len(summary.mixtures_failed)} failed; "
         f"{summary.checks_run - len(summary.checks_failed)}/{summary.checks_run} asset checks passed"
         + (f" ({len(summary.check_warnings())} warnings)" if summary.check_warnings() else "")
-        + (f"; optimum {summary.optimum} exported to {summary.export.get('path')}" if summary.export else "")
+        + (f"; {_exported_what(summary)} {summary.optimum} exported to {summary.export.get('path')}" if summary.export else "")
     )
     for check_name, where in summary.warnings_by_check().items():
         log(f"  warnings of {check_name} ({len(where)}): {', '.join(where)}")
@@ -608,6 +610,14 @@ class _Reporter:
             log(f"[normaliser] version {norm.get('normaliser_version')} over {norm.get('documents')} docs; ROC-AUC vs human votes: {aucs} ({took})")
             for warning in ev.get("card_warnings") or []:  # the criterion cards' check (defs/quality/evaluation.py)
                 log(f"[criteria] WARNING {warning}")
+            cfg = _metadata(result, "mixture_configs")  # alpha's columns (docs/criteria.md, "Which criteria form alpha")
+            if cfg.get("alpha_criteria"):
+                log(f"[alpha] columns: {', '.join(cfg['alpha_criteria'])}")
+            for criterion, why in (cfg.get("criteria_left_out") or {}).items():
+                log(f"[alpha] {criterion} left out of alpha (scored and carded, never mixed): {why}")
+            for warning in cfg.get("alpha_warnings") or []:  # a column of alpha whose student lost its teacher
+                if warning not in (ev.get("card_warnings") or []):
+                    log(f"[alpha] WARNING {warning}")
         elif job == "proxy_setup_job":
             tg, tk = _metadata(result, "target_sets"), _metadata(result, "proxy_tokenizer")
             s.shards_left_out.update(_left_out(tk))
@@ -702,10 +712,21 @@ class _Reporter:
                 s.optimum_blocked = done.stopped["search"]
                 log(f"[search] {s.optimum_blocked}")
             return
-        s.optimum = done.export
+        s.optimum, s.selected_as = done.export, done.selected_as
+        s.export_why = next((n for n in done.notes if n), "")
+        found = facts.search_result() or {}
         if done.selected_as != SEARCH_OPTIMUM:
             s.optimum_blocked = f"{done.selected_as}; exporting it instead of the search's pick"
             log(f"[search] {s.optimum_blocked}: {done.export}")
+            searched = found.get("mixture_id")
+            if searched and searched != done.export:  # the optimum was measured and lost: its own rank, said once
+                r = measured_rank(self.storage, searched)
+                if r:
+                    log(f"[optimum] the search optimum {searched} (not exported): proxy target loss {r['loss']:.4f}, rank "
+                        f"{r['rank']} of {r['of']} measured configs (best measured {r['best_measured']:.4f}, median "
+                        f"{r['median_measured']:.4f})")
+        elif s.export_why:
+            log(f"[export] {s.export_why}: the search optimum is exported")
         if not s.export:
             s.export = _metadata(Reused_of(facts, "export_job", done.export), "mixture_export")
             self._count_skips("export_job", 1, 1)
@@ -721,6 +742,15 @@ def Reused_of(facts, job: str, key):  # noqa: N802 - reads like the class it bui
     from quadmix_assets.resume import Reused
 
     return Reused(facts.records(job, key) if facts.status(job, key).current else [])
+
+
+def _exported_what(summary: RunSummary) -> str:
+    """What the exported mixture is, in the run's last line: the search optimum or the best measured config."""
+    from quadmix_assets.loop.policy import BEST_MEASURED, SEARCH_OPTIMUM
+
+    if summary.selected_as == SEARCH_OPTIMUM or not summary.selected_as:
+        return "optimum"
+    return BEST_MEASURED if summary.selected_as.startswith(BEST_MEASURED) else f"mixture ({summary.selected_as})"
 
 
 def _took(result, t: float) -> str:
@@ -757,5 +787,6 @@ def _report_optimum(storage, summary: RunSummary, log) -> None:
             run = storage.read_json(path)
             if run.get("origin") == "baseline" and run.get("target_loss") is not None:
                 base[run["name"]] = round(run["target_loss"], 4)
-    log(f"[optimum] proxy target loss {r['loss']:.4f}: rank {r['rank']} of {r['of']} measured configs (top "
+    what = "[optimum]" if _exported_what(summary) == "optimum" else f"[export] the {_exported_what(summary)}'s"
+    log(f"{what} proxy target loss {r['loss']:.4f}: rank {r['rank']} of {r['of']} measured configs (top "
         f"{r['percentile']:.0%}; best measured {r['best_measured']:.4f}, median {r['median_measured']:.4f}); baselines {_json.dumps(base)}")

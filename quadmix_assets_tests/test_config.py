@@ -9,8 +9,12 @@ from quadmix_assets.config import get_preset, resolve_config
 from quadmix_assets.presets import PRESETS
 
 # captured from the literals of presets.py at commit d3a42dc (before the refactor); changed on purpose since:
-# the cpu objective (commit 03fddcf, 2026-12-03: the same repeatability rule measured at 60 proxy steps)
-FROZEN = {'cpu': {'askllm_max_doc_tokens': 128,
+# the cpu objective (commit 03fddcf, 2026-12-03: the same repeatability rule measured at 60 proxy steps);
+# alpha_left_out (2026-12-07: cpu leaves askllm out of alpha, its student lost its teacher)
+CPU_ASKLLM_WHY = ("its distilled student at the cpu sample (384 documents) keeps nothing of its teacher: held-out "
+                  "teacher-student Spearman 0.06 on 85 documents (benchmarks/RESULTS.md); its card marks it unreliable")
+FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
+         'askllm_max_doc_tokens': 128,
          'askllm_mode': 'distill',
          'askllm_sample': 384,
          'baseline_keep_fraction': 0.25,
@@ -49,7 +53,8 @@ FROZEN = {'cpu': {'askllm_max_doc_tokens': 128,
          'target_examples': 48,
          'tokenizer_train_docs': 4000,
          'tokenizer_vocab': 4096},
- 'paper': {'askllm_max_doc_tokens': 512,
+ 'paper': {'alpha_left_out': {},
+           'askllm_max_doc_tokens': 512,
            'askllm_mode': 'distill',
            'askllm_sample': 100000,
            'baseline_keep_fraction': 0.05,
@@ -88,7 +93,8 @@ FROZEN = {'cpu': {'askllm_max_doc_tokens': 128,
            'target_examples': None,
            'tokenizer_train_docs': 200000,
            'tokenizer_vocab': 50432},
- 'test': {'askllm_max_doc_tokens': 48,
+ 'test': {'alpha_left_out': {},
+          'askllm_max_doc_tokens': 48,
           'askllm_mode': 'distill',
           'askllm_sample': 12,
           'baseline_keep_fraction': 0.25,
@@ -160,3 +166,29 @@ def test_settings_resource_uses_the_same_resolution(tmp_path):
     assert s.config() == resolve_config("test", {"n_configs": 5, "search_samples": 99}, modes={"edu": "direct"})
     assert s.run_preset() == s.config().preset and s.config().teacher("edu").mode == "direct"
     assert s.config().teacher("askllm").mode == FROZEN["test"]["askllm_mode"]
+
+
+def test_alpha_is_the_presets_choice_with_a_reason_and_the_settings_may_change_it(tmp_path):
+    from quadmix_assets.config import LEFT_OUT_BY_SETTINGS
+    from quadmix_assets.dagster_support.resources import QuadmixSettings
+    from quadmix_assets.scoring.criteria import CRITERIA
+
+    cpu = resolve_config("cpu")
+    assert cpu.alpha == tuple(c for c in CRITERIA if c != "askllm") and cpu.alpha_left_out == {"askllm": CPU_ASKLLM_WHY}
+    assert resolve_config("test").alpha == CRITERIA and resolve_config("paper").alpha == CRITERIA  # tests exercise all
+    assert resolve_config("cpu", alpha_criteria="all").alpha == CRITERIA
+    some = resolve_config("cpu", alpha_criteria=" langid , dclm ")
+    assert some.alpha == ("dclm", "langid")  # registry order, whatever the order given
+    assert some.alpha_left_out == {"heuristic": LEFT_OUT_BY_SETTINGS, "edu": LEFT_OUT_BY_SETTINGS, "askllm": CPU_ASKLLM_WHY}
+    for bad in ("nope", "", "dclm,nope"):
+        with pytest.raises(ValueError, match="alpha_criteria"):
+            resolve_config("cpu", alpha_criteria=bad)
+    # a stored run's recorded preset gives the same columns back (selection.stored resolves it so)
+    from quadmix_assets.config import preset_keys
+
+    recorded = {k: v for k, v in some.preset.to_dict().items() if k in preset_keys()}
+    assert resolve_config("cpu", recorded, none_keeps=False).alpha == ("dclm", "langid")
+    settings = QuadmixSettings(corpus_glob=str(tmp_path / "*.jsonl"), storage_root=str(tmp_path / "s"), data_dir=str(tmp_path),
+                               preset="test", alpha_criteria="dclm,heuristic,langid,edu")
+    assert settings.config().alpha == ("dclm", "heuristic", "langid", "edu")
+    assert settings.config().alpha_left_out == {"askllm": LEFT_OUT_BY_SETTINGS}

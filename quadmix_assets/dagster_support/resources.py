@@ -32,6 +32,7 @@ LAUNCH_VARIABLES = {
     "text_field": ("QUADMIX_TEXT_FIELD", False),
     "id_field": ("QUADMIX_ID_FIELD", False),
     "export_tokenizer": ("QUADMIX_EXPORT_TOKENIZER", False),
+    "alpha_criteria": ("QUADMIX_ALPHA_CRITERIA", False),
 }
 
 
@@ -116,6 +117,7 @@ class QuadmixSettings(ConfigurableResource):
     n_configs: int | None = Field(default=None, description="Override the preset's number of configs K.")
     text_field: str = Field(default="text", description="Field or column holding the document text.")
     id_field: str = Field(default="id", description="Field or column holding the document id (derived from content when absent).")
+    alpha_criteria: str | None = Field(default=None, description="Comma-separated criteria forming alpha's columns (the mixture parameter space), or 'all'; the others are still scored and carded but left out of the mixtures. Default: the preset's (cpu leaves askllm out, with the reason: docs/criteria.md).")
     domain_model: str | None = Field(default=None, description="Path/URL of a trained fastText domain classifier to use instead of training one.")
     criteria: dict[str, dict[str, str]] = Field(default_factory=dict, description="Per-criterion options, by criterion name: e.g. {edu: {mode: direct, encoder: PATH}, dclm: {model: PATH}} (each criterion's options: docs/criteria.md); over the preset's values.")
     # aliases of `criteria: {<criterion>: {<option>: ...}}` kept for existing run configs (LEGACY_CRITERION_FIELDS);
@@ -230,6 +232,7 @@ class QuadmixSettings(ConfigurableResource):
             {"n_configs": self.n_configs, "proxy_model": self.proxy_model,
              "regressor_min_spearman": self.regressor_min_spearman, "search_samples": self.search_samples},
             options=self.criterion_options(),
+            alpha_criteria=self.alpha_criteria,
         )
 
     def run_preset(self) -> Preset:

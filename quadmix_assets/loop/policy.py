@@ -30,8 +30,9 @@ The stages, in order (each waits for the ones before it):
 11. ``search``: the final regressor and, if its blocking check passes, the optimum (``search_job``),
     which registers a mixture: its manifest and proxy are stages 6 and 8 again;
 12. ``export``: the search optimum; when the regressor was not promoted, or when the optimum's own proxy
-    measured worse than the best measured config by more than ``export_margin_noise`` x the proxy noise
-    SD, the best measured config, labelled so (``export_job``).
+    measured worse than the best measured config by more than the noise (:func:`compare_to_best`: more
+    than ``export_margin_noise`` x the proxy noise SD, sqrt(2) by default), the best measured config,
+    labelled so (``export_job``).
 
 A partition whose run failed is left out of its stage (the rest go on); a failed one-run stage stops the
 loop (``models``, ``distill``, ``normaliser``, ``proxy setup``) or ends the rounds (``regressor``,
@@ -41,6 +42,8 @@ loop (``models``, ``distill``, ``normaliser``, ``proxy setup``) or ends the roun
 from __future__ import annotations
 
 import enum
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -49,6 +52,14 @@ from typing import Protocol
 SELECTED_AS_TAG = "quadmix/selected_as"
 #: the label of an export chosen by the search
 SEARCH_OPTIMUM = "search optimum"
+#: the label every export of the best measured config starts with (the reason follows)
+BEST_MEASURED = "best measured config"
+#: run tag holding the comparison the export was chosen by (JSON of :func:`compare_to_best`; the export records it)
+SELECTION_TAG = "quadmix/selection"
+#: the default margin, in proxy noise SDs, by which the optimum's measured loss may exceed the best measured
+#: config's before the best measured config is exported instead: sqrt(2), one SD of the difference of two
+#: proxy losses that each carry the measured seed noise (docs/method.md, "Which mixture is exported")
+EXPORT_MARGIN_NOISE = math.sqrt(2)
 
 #: (stage, job) of the one-run stages whose failure stops the loop
 _STOPPING = {"models_job": "models", "distill_job": "distill", "refresh_job": "normaliser", "proxy_setup_job": "proxy setup"}
@@ -139,7 +150,9 @@ class RefreshPolicy:
 
     reoptimise: str = "share"  # "share" | "always" | "never"
     reoptimise_new_share: float = 0.25
-    export_margin_noise: float | None = None  # export the best measured config when the optimum is worse by more than this x noise SD
+    # export the best measured config when the optimum's measured loss is worse than its by more than this x the
+    # proxy noise SD (None: always the optimum when the regressor is promoted)
+    export_margin_noise: float | None = EXPORT_MARGIN_NOISE
 
     def retrain_stale(self, facts: Facts) -> bool:
         if self.reoptimise == "always":
@@ -174,7 +187,7 @@ class Finished:
     export: str | None = None
     selected_as: str = ""
     stopped: dict[str, str] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=(), compare=False)  # why, in words (the run's summary prints them)
 
 
 #: the stages whose outputs are kept per partition or once, in the loop's order: (label, job, partitions:
@@ -337,14 +350,15 @@ def _search_and_export(facts: Facts, policy: RefreshPolicy) -> Step | Finished:
     if not search_failed and gate.get("passed") and (
             found is None or found["spec"]["found_by"]["regressor_version"] != reg.get("regressor_version")):
         return Step("search", "search_job", why="the optimum of the current regressor")
-    selected, selected_as, notes = export_choice(facts, policy, search_failed)
+    decision = export_decision(facts, policy, search_failed)
+    selected, selected_as, notes = decision["export"], decision["selected_as"], decision["notes"]
     if selected is None:
         return Finished(stopped={"search": selected_as}, notes=notes)
     if facts.exported_as(selected) == selected_as:
         return Finished(export=selected, selected_as=selected_as, notes=notes)
     if not search_failed and ((s := _record_regressor_again(facts)) is not None or (s := _record_rounds_again(facts)) is not None):
         return s
-    return Step("export", "export_job", (selected,), tags={SELECTED_AS_TAG: selected_as},
+    return Step("export", "export_job", (selected,), tags=selection_tags(selected_as, decision["comparison"]),
                 add_partitions={"exports": (selected,)}, why=selected_as)
 
 
@@ -376,32 +390,77 @@ def _record_rounds_again(facts: Facts) -> Step | None:
     return None
 
 
+def compare_to_best(optimum: str, optimum_loss: float | None, best: str | None, best_loss: float | None,
+                    noise_sd: float | None, margin: float | None) -> dict:
+    """The export rule on measured facts: is the search optimum's measured proxy loss worse than the best
+    measured config's by more than the noise? ``worse`` when ``optimum_loss - best_loss > margin x noise_sd``
+    (``margin`` sqrt(2) by default: the difference of two proxy losses, each with the measured seed noise SD,
+    has SD sqrt(2) x noise SD). Nothing to compare (a loss or the noise not measured, no margin): not worse.
+    Returns the facts, the ``threshold``, ``worse`` and ``why`` (one sentence)."""
+    out = {"optimum": optimum, "optimum_loss": optimum_loss, "best_measured": best, "best_measured_loss": best_loss,
+           "noise_sd": noise_sd, "margin_noise_sd": margin, "threshold": None, "worse_by": None, "worse": False}
+    missing = [name for name, v in (("the optimum's proxy loss", optimum_loss), ("a measured config", best_loss),
+                                    ("the proxy noise", noise_sd), ("a margin", margin)) if v is None]
+    if missing:
+        out["why"] = f"the optimum was not compared with the best measured config (no {', no '.join(missing)})"
+        return out
+    threshold = margin * noise_sd
+    diff = optimum_loss - best_loss
+    out.update(threshold=threshold, worse_by=diff, worse=bool(diff > threshold))
+    if best == optimum or diff <= 0:
+        out["why"] = f"the search optimum {optimum} has the lowest measured proxy loss ({optimum_loss:.4f})"
+    elif out["worse"]:
+        out["why"] = (f"the search optimum {optimum} measured proxy loss {optimum_loss:.4f}, worse than the best measured "
+                      f"config {best} ({best_loss:.4f}) by {diff:.4f} > {margin:.3g} x noise SD {noise_sd:.4f} = {threshold:.4f}")
+    else:
+        out["why"] = (f"the search optimum {optimum}'s measured proxy loss {optimum_loss:.4f} is within the noise of the best "
+                      f"measured config {best}'s ({best_loss:.4f}): {diff:.4f} <= {margin:.3g} x noise SD {noise_sd:.4f} = {threshold:.4f}")
+    return out
+
+
+def selection_tags(label: str, comparison: dict | None) -> dict[str, str]:
+    """The export step's run tags: why the mixture is exported, and the comparison it was chosen by."""
+    tags = {SELECTED_AS_TAG: label}
+    if comparison is not None:
+        tags[SELECTION_TAG] = json.dumps(comparison, sort_keys=True)
+    return tags
+
+
 def export_choice(facts: Facts, policy: RefreshPolicy, search_failed: bool = False) -> tuple[str | None, str, tuple[str, ...]]:
     """``(mixture to export, why it is selected, notes)``: the search optimum when the regressor was
-    promoted and the optimum's proxy is within the margin of the best measured config; else the best
-    measured config, labelled with the reason. ``(None, why, notes)`` when there is nothing to export."""
+    promoted and the optimum's measured proxy loss is within the noise of the best measured config's
+    (:func:`compare_to_best`); else the best measured config, labelled with the reason (``best measured
+    config (proxy loss ...): why``). ``(None, why, notes)`` when there is nothing to export. The notes
+    say which and why (the run's summary prints them)."""
+    choice = export_decision(facts, policy, search_failed)
+    return choice["export"], choice["selected_as"], choice["notes"]
+
+
+def export_decision(facts: Facts, policy: RefreshPolicy, search_failed: bool = False) -> dict:
+    """:func:`export_choice` with the comparison it made (``comparison``: :func:`compare_to_best`'s, or None
+    when the search's optimum was not compared)."""
     reg = facts.regressor() or {}
     gate = reg.get("gate") or {}
     found = facts.search_result()
     best, best_loss = facts.best_measured()
-    why_not = None
+    why_not, comparison = None, None
     if search_failed:
-        why_not = f"the search failed ({facts.status('search_job').why})"
+        why_not = f"regressor not promoted: the search failed ({facts.status('search_job').why})"
     elif not gate.get("passed"):
-        why_not = gate.get("reason") or "the regressor was not promoted"
+        why_not = "regressor not promoted: " + (gate.get("reason") or "the regressor was not promoted")
     elif found is not None:
         optimum = found["mixture_id"]
         if not facts.status("mixture_job", optimum).current:
-            return None, f"the optimum's mixture {optimum} could not be made", ()
-        loss, noise = facts.proxy_loss(optimum), facts.noise_sd()
-        margin = policy.export_margin_noise
-        if (margin is not None and loss is not None and best_loss is not None and noise is not None
-                and loss - best_loss > margin * noise):
-            why_not = (f"the optimum {optimum}'s proxy loss {loss:.4f} is worse than the best measured "
-                       f"{best_loss:.4f} by more than {margin:g} x the noise SD {noise:.4f}")
+            return {"export": None, "selected_as": f"the optimum's mixture {optimum} could not be made", "notes": (),
+                    "comparison": None}
+        comparison = compare_to_best(optimum, facts.proxy_loss(optimum), best, best_loss, facts.noise_sd(),
+                                     policy.export_margin_noise)
+        if comparison["worse"]:
+            why_not = comparison["why"]
         else:
-            return optimum, SEARCH_OPTIMUM, ()
+            return {"export": optimum, "selected_as": SEARCH_OPTIMUM, "notes": (comparison["why"],), "comparison": comparison}
     if best is None:
-        return None, f"no optimum and no measured config to fall back on ({why_not})", ()
-    label = f"best measured config (proxy loss {best_loss:.4g}); regressor not promoted: {why_not}"
-    return best, label, (why_not or "",)
+        return {"export": None, "selected_as": f"no optimum and no measured config to fall back on ({why_not})", "notes": (),
+                "comparison": comparison}
+    label = f"{BEST_MEASURED} (proxy loss {best_loss:.4g}); {why_not}"
+    return {"export": best, "selected_as": label, "notes": (why_not or "",), "comparison": comparison}

@@ -38,6 +38,7 @@ class DataViewError(ValueError):
 
 # --------------------------------------------------------------------------- lookups
 def _criteria(storage: StorageRoot) -> list[str]:
+    """alpha's columns as the stored configs recorded them (the registry's, before any config exists)."""
     try:
         return list(configs_doc(storage).get("space", {}).get("criteria") or CRITERIA)
     except FileNotFoundError:
@@ -71,9 +72,22 @@ def exported_mixture(storage: StorageRoot) -> str | None:
     found = sorted({rel.split("/")[1] for rel in storage.list("exports") if rel.count("/") == 2 and rel.endswith("/manifest.json")})
     if len(found) <= 1:
         return found[0] if found else None
-    if storage.exists(layout.search_result()) and (optimum := storage.read_json(layout.search_result())["mixture_id"]) in found:
-        return optimum
+    if storage.exists(layout.search_result()):
+        optimum = storage.read_json(layout.search_result())["mixture_id"]
+        # the export chosen against this search's optimum (the optimum itself, or the best measured config that
+        # the export rule preferred: its manifest records the comparison), else the optimum's own export
+        chosen = [m for m in found if ((export_record(storage, m) or {}).get("selection") or {}).get("optimum") == optimum]
+        if len(chosen) == 1:
+            return chosen[0]
+        if optimum in found:
+            return optimum
     raise DataViewError(f"{len(found)} mixtures are exported ({', '.join(found[:5])}): give one by id or name")
+
+
+def export_record(storage: StorageRoot, mixture_id: str) -> dict | None:
+    """The export's ``manifest.json`` of ``mixture_id`` (None: not exported)."""
+    rel = f"{layout.export_dir(mixture_id)}/manifest.json"
+    return storage.read_json(rel) if storage.exists(rel) else None
 
 
 def resolve_mixture(storage: StorageRoot, text: str) -> str:
@@ -166,7 +180,7 @@ def mixture_samples(
     criteria = _criteria(storage)
     if scores is None:  # computed again from the shards of the mixture's scores card (never stored)
         try:
-            scores = computed_scores(storage, mixture_id, CRITERIA)  # the params' criteria order
+            scores = computed_scores(storage, mixture_id, criteria)  # the params' criteria order
         except FileNotFoundError as exc:
             raise DataViewError(f"{exc} ({spec.name})") from None
     if copies is None and storage.exists(layout.mixture_manifest(mixture_id)):
@@ -295,7 +309,9 @@ def criterion_extremes(
 ) -> dict[str, Any]:
     """The ``n`` documents with the highest and the ``n`` with the lowest raw score of ``criterion`` (over
     the normaliser's shards, or one domain), with their worse-than rank ``s_<criterion>`` and text."""
-    criteria = _criteria(storage)
+    # every ranked criterion, a column of alpha or not (a criterion left out of alpha is still scored and ranked)
+    card = storage.read_json(layout.normaliser_card()) if storage.exists(layout.normaliser_card()) else {}
+    criteria = list(dict.fromkeys([*(card.get("criteria") or []), *_criteria(storage)]))
     if criterion not in criteria:
         raise DataViewError(f"no criterion {criterion!r}: use one of {', '.join(criteria)}")
     names = domain_names(storage)

@@ -62,6 +62,7 @@ __all__ = [
     "CorpusView",
     "FINEWEB_EDU_PROMPT_SCORES",
     "RULE",
+    "alpha_warnings",
     "build_cards",
     "bucket_labels",
     "composition",
@@ -307,6 +308,18 @@ def student_status(criterion: str, mode: str | None, card: Mapping[str, Any] | N
     return {**out, "unreliable": True, "why": why}
 
 
+def _own_words(name: str, why: str) -> str:
+    return why[len(name) + 2:] if why.startswith(f"{name}: ") else why
+
+
+def alpha_warnings(alpha: Sequence[str], students: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One warning per column of alpha whose distilled student is unreliable (:func:`student_status`): such a
+    criterion is never used silently (docs/criteria.md, "Which criteria form alpha")."""
+    return [f"{name} IS A COLUMN OF ALPHA in this run, but {_own_words(name, st['why'])}; its ranks steer every "
+            f"mixture: leave it out (alpha_criteria) or score it directly ({name}_mode=direct)"
+            for name, st in students.items() if name in alpha and st.get("unreliable")]
+
+
 def _lean_warnings(name: str, part: str, comp: Mapping[str, Any], rule: CardRule) -> list[str]:
     warnings = []
     gain = comp.get("largest_gain")
@@ -323,8 +336,9 @@ def _lean_warnings(name: str, part: str, comp: Mapping[str, Any], rule: CardRule
 def criterion_card(name: str, description: str, scores: np.ndarray, view: CorpusView, *, seed: int,
                    roc_auc_human: float | None = None, edu_prompt: Mapping[str, Any] | None = None,
                    student: Mapping[str, Any] | None = None, rule: CardRule = RULE,
-                   buckets: np.ndarray | None = None) -> dict[str, Any]:
-    """One criterion's card (the figures of the module docstring) and its verdict."""
+                   buckets: np.ndarray | None = None, left_out: str | None = None) -> dict[str, Any]:
+    """One criterion's card (the figures of the module docstring) and its verdict. ``left_out``: why the run
+    leaves the criterion out of alpha (None: it is a column of alpha)."""
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != view.n_tokens.shape:
         raise ValueError(f"{name}: {s.size} scores for {view.n} documents")
@@ -347,6 +361,7 @@ def criterion_card(name: str, description: str, scores: np.ndarray, view: Corpus
         "buckets": composition(s, buckets, view.n_tokens, seed),
         "domains": composition(s, domain_labels, view.n_tokens, seed),
         "student": dict(student) if student is not None else None,
+        "alpha": {"in_alpha": left_out is None, "left_out": left_out},
     }
     warnings: list[str] = []
     judged = n_top >= rule.min_top_docs and card["buckets"]["n_labels"] >= 2
@@ -363,8 +378,10 @@ def criterion_card(name: str, description: str, scores: np.ndarray, view: Corpus
                 f"in a random quarter (< {rule.min_effective_ratio} x): it mostly detects a few sources or domains"
             )
     unreliable = bool(student and student.get("unreliable"))
-    if unreliable:
-        warnings.append(student["why"])
+    if unreliable and left_out is not None:
+        warnings.append(f"{student['why']} (left out of alpha: {left_out})")
+    elif unreliable:
+        warnings += alpha_warnings([name], {name: student})
     card["verdict"] = {
         "warn": bool(warnings),
         "unreliable": unreliable,
@@ -379,14 +396,18 @@ def criterion_card(name: str, description: str, scores: np.ndarray, view: Corpus
 
 def build_cards(criteria: Sequence[tuple[str, str]], view: CorpusView, *, seed: int,
                 roc_auc_human: Mapping[str, float] | None = None, edu_prompt: Mapping[str, Mapping[str, Any]] | None = None,
-                students: Mapping[str, Mapping[str, Any]] | None = None, rule: CardRule = RULE) -> dict[str, Any]:
+                students: Mapping[str, Mapping[str, Any]] | None = None, rule: CardRule = RULE,
+                left_out: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Every criterion's card (``criteria``: (name, description) in registry order), with the rule and the
-    corpus-level reference (how the whole corpus and a random quarter are made up)."""
+    corpus-level reference (how the whole corpus and a random quarter are made up). ``left_out``: the
+    criteria the run leaves out of alpha, with the reason (the others are its columns)."""
     roc_auc_human, edu_prompt, students = dict(roc_auc_human or {}), dict(edu_prompt or {}), dict(students or {})
+    left_out = dict(left_out or {})
     buckets = bucket_labels(view.source, view.domain, view.domain_names, view.n_tokens)
     cards = {
         name: criterion_card(name, description, view.scores[name], view, seed=seed, roc_auc_human=roc_auc_human.get(name),
-                             edu_prompt=edu_prompt.get(name), student=students.get(name), rule=rule, buckets=buckets)
+                             edu_prompt=edu_prompt.get(name), student=students.get(name), rule=rule, buckets=buckets,
+                             left_out=left_out.get(name))
         for name, description in criteria
     }
     return {
@@ -401,6 +422,10 @@ def build_cards(criteria: Sequence[tuple[str, str]], view: CorpusView, *, seed: 
         "cards": cards,
         "warnings": [w for c in cards.values() for w in c["verdict"]["warnings"]],
         "unreliable": sorted(n for n, c in cards.items() if c["verdict"]["unreliable"]),
+        "alpha": [name for name, _ in criteria if name not in left_out],
+        "left_out": {name: left_out[name] for name, _ in criteria if name in left_out},
+        # unreliable and still a column of alpha: said in the run's output and the UI (never silently)
+        "unreliable_in_alpha": sorted(n for n, c in cards.items() if c["verdict"]["unreliable"] and n not in left_out),
     }
 
 
@@ -428,7 +453,8 @@ def summary_rows(report: Mapping[str, Any]) -> list[list[str]]:
         eff = c["buckets"]["effective"]
         st = c.get("student")
         student = "-" if not st else (st["mode"] if st["mode"] == "direct" else f"rho {_f(st.get('teacher_student_spearman'), '.2f')}")
-        verdict = ("UNRELIABLE; " if c["verdict"]["unreliable"] else "") + (
+        out_of_alpha = not (c.get("alpha") or {}).get("in_alpha", True)
+        verdict = ("left out of alpha; " if out_of_alpha else "") + ("UNRELIABLE; " if c["verdict"]["unreliable"] else "") + (
             f"WARN ({len(c['verdict']['warnings'])})" if c["verdict"]["warn"] else
             ("ok" if c["verdict"]["lean_judged"] else "ok (lean not judged)"))
         rows.append([name, _f(c.get("roc_auc_human")), _f((c.get("edu_prompt") or {}).get("spearman")), f"{c['coverage']:.1%}",
@@ -449,6 +475,11 @@ def card_markdown(card: Mapping[str, Any], max_rows: int = 8) -> str:
     head = f"**{card['criterion']}**: {card['description']}\n\n"
     if v["unreliable"]:
         head += "**UNRELIABLE**: " + card["student"]["why"] + "\n\n"
+    placed = card.get("alpha") or {}
+    if placed.get("left_out"):
+        head += "**Left out of alpha**: " + placed["left_out"] + " (scored and carded, never mixed)\n\n"
+    elif v["unreliable"]:
+        head += "**USED IN ALPHA although unreliable**: its ranks steer every mixture of this run\n\n"
     st = card.get("student")
     rows = [
         ["ROC-AUC vs DCLM human votes", _f(card.get("roc_auc_human"))],

@@ -112,7 +112,8 @@ def baseline_entries(storage: StorageRoot) -> dict[str, dict]:
 
 def searched_entry(storage: StorageRoot) -> tuple[dict | None, str]:
     """The QuaDMix result of the stored run: the last ``search`` entry (the promoted optimum), or, when the
-    search was not promoted, the exported best *measured* config (its spec entry with ``selected_as``).
+    search was not promoted or the export rule preferred it to the optimum (docs/method.md, "Which mixture is
+    exported"), the exported best *measured* config (its spec entry with ``selected_as``).
     Returns (entry, "") or (None, why not)."""
     entries = [d for d in searched_specs(storage) if d.get("origin") == "search"]
     if not entries:
@@ -128,6 +129,11 @@ def searched_entry(storage: StorageRoot) -> tuple[dict | None, str]:
             why = f"the search did not register an optimum ({gate}) and no best-measured export exists"
         return None, f"no QuaDMix optimum: {why}"
     entry = entries[-1]
+    for rel in storage.list("exports", "manifest.json"):  # the export rule preferred the best measured config
+        doc = storage.read_json(rel)
+        if ((doc.get("selection") or {}).get("optimum") == entry["mixture_id"]
+                and str(doc.get("selected_as", "")).startswith("best measured")):
+            return spec_entry(storage, doc["mixture_id"]) | {"selected_as": doc["selected_as"]}, ""
     if not storage.exists(layout.mixture_manifest(entry["mixture_id"])):
         return None, (f"no QuaDMix optimum manifest: {entry['name']} ({entry['mixture_id']}) is registered in searched.json "
                       f"but {layout.mixture_manifest(entry['mixture_id'])} has not been materialized")

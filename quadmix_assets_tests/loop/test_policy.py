@@ -4,11 +4,17 @@ states; the pipeline tests (test_loop_sensor.py, the runner's) check them agains
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 
 from quadmix_assets.loop.policy import (
+    BEST_MEASURED,
+    EXPORT_MARGIN_NOISE,
     SEARCH_OPTIMUM,
     SELECTED_AS_TAG,
+    SELECTION_TAG,
+    compare_to_best,
     Finished,
     RefreshPolicy,
     State,
@@ -163,9 +169,12 @@ def test_the_optimum_is_made_measured_then_exported():
     f.states[("proxy_job", "opt")] = C
     step = next_step(f)
     assert isinstance(step, Step) and step.job == "export_job" and step.keys == ("opt",)
-    assert step.tags == {SELECTED_AS_TAG: SEARCH_OPTIMUM} and step.add_partitions == {"exports": ("opt",)}
+    assert step.tags[SELECTED_AS_TAG] == SEARCH_OPTIMUM and step.add_partitions == {"exports": ("opt",)}
+    assert json.loads(step.tags[SELECTION_TAG])["worse"] is False  # 6.01 - 6.0 <= sqrt(2) x 0.01
     f.exported["opt"] = SEARCH_OPTIMUM
-    assert next_step(f) == Finished(export="opt", selected_as=SEARCH_OPTIMUM)
+    done = next_step(f)
+    assert done == Finished(export="opt", selected_as=SEARCH_OPTIMUM)
+    assert "within the noise of the best measured config d0" in done.notes[0]
 
 
 def test_a_regressor_not_promoted_exports_the_best_measured_config_labelled():
@@ -180,10 +189,50 @@ def test_a_regressor_not_promoted_exports_the_best_measured_config_labelled():
 def test_an_optimum_worse_than_the_best_measured_by_more_than_the_margin_is_not_exported():
     f = Table(search_rounds=1, reg=reg(DRAWS), losses={"d0": 6.0, "opt": 6.05}, noise=0.01,
               found={"mixture_id": "opt", "spec": {"found_by": {"regressor_version": "r1"}}})
-    assert next_step(f).keys == ("opt",)  # no margin by default: the search's pick
+    step = next_step(f)  # by default: worse by 0.05 > sqrt(2) x 0.01
+    assert step.keys == ("d0",) and "worse than the best measured" in step.tags[SELECTED_AS_TAG]
     step = next_step(f, RefreshPolicy(export_margin_noise=2.0))
     assert step.keys == ("d0",) and "worse than the best measured" in step.tags[SELECTED_AS_TAG]
     assert next_step(f, RefreshPolicy(export_margin_noise=10.0)).keys == ("opt",)
+    assert next_step(f, RefreshPolicy(export_margin_noise=None)).keys == ("opt",)  # no margin: the search's pick
+
+
+def test_the_issue_case_exports_the_best_measured_config_labelled_with_why():
+    """The measured case: the optimum's proxy 6.939 (rank 13 of 25), the best measured 6.864; with a noise SD
+    of 0.02 the difference 0.075 is above sqrt(2) x 0.02 = 0.028: the best measured config is exported."""
+    f = Table(search_rounds=1, reg=reg(DRAWS), losses={"d0": 6.948, "d1": 6.864, "d2": 6.95, "d3": 6.898, "opt": 6.939},
+              noise=0.02, found={"mixture_id": "opt", "spec": {"found_by": {"regressor_version": "r1"}}})
+    f.registered.append("opt")
+    step = next_step(f)
+    assert step.job == "export_job" and step.keys == ("d1",)
+    label = step.tags[SELECTED_AS_TAG]
+    assert label.startswith(f"{BEST_MEASURED} (proxy loss 6.864); the search optimum opt measured proxy loss 6.9390")
+    assert "by 0.0750 > 1.41 x noise SD 0.0200 = 0.0283" in label
+    rec = json.loads(step.tags[SELECTION_TAG])
+    assert rec["optimum"] == "opt" and rec["best_measured"] == "d1" and rec["worse"] is True
+    assert math.isclose(rec["threshold"], math.sqrt(2) * 0.02)
+    f.exported["d1"] = label
+    done = next_step(f)
+    assert done.export == "d1" and done.selected_as == label and "worse than the best measured config d1" in done.notes[0]
+    # the exported config's measured loss is within the noise of the best measured config's (it is that config)
+    assert f.losses[done.export] - min(f.losses[k] for k in f.trained) <= EXPORT_MARGIN_NOISE * f.noise
+
+
+def test_the_export_rule_on_its_own_facts():
+    sd = 0.01
+    edge = math.sqrt(2) * sd
+    assert compare_to_best("o", 6.0 + edge * 0.99, "b", 6.0, sd, EXPORT_MARGIN_NOISE)["worse"] is False
+    assert compare_to_best("o", 6.0 + edge * 1.01, "b", 6.0, sd, EXPORT_MARGIN_NOISE)["worse"] is True
+    same = compare_to_best("o", 5.9, "o", 5.9, sd, EXPORT_MARGIN_NOISE)
+    assert same["worse"] is False and "has the lowest measured proxy loss" in same["why"]
+    for missing in ({"optimum_loss": None}, {"best_loss": None}, {"noise_sd": None}, {"margin": None}):
+        args = {"optimum": "o", "optimum_loss": 7.0, "best": "b", "best_loss": 6.0, "noise_sd": sd, "margin": 1.0} | missing
+        out = compare_to_best(**args)
+        assert out["worse"] is False and "not compared" in out["why"], missing
+    # the noise not measured: the optimum stands (nothing says it is worse than noise)
+    f = Table(search_rounds=1, reg=reg(DRAWS), losses={"d0": 6.0, "opt": 6.5}, noise=None,
+              found={"mixture_id": "opt", "spec": {"found_by": {"regressor_version": "r1"}}})
+    assert next_step(f).keys == ("opt",)
 
 
 def test_a_refresh_re_exports_the_exported_mixture_and_retrains_only_when_the_policy_says():

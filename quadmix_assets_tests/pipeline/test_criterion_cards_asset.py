@@ -32,11 +32,14 @@ def test_criterion_cards_materialize_with_the_check_and_the_reason_in_the_output
     assert set(report["unreliable"]) == students
     assert any(f.startswith("criterion_cards_sound") and f.endswith("WARN") for f in summary.checks_failed), summary.checks_failed
     printed = [line for line in lines if line.startswith("[criteria] WARNING")]
-    for name in students:
-        assert any(line.startswith(f"[criteria] WARNING {name}: its distilled student") for line in printed), printed
+    for name in students:  # the test preset mixes every criterion: an unreliable column of alpha is said so
+        assert any(line.startswith(f"[criteria] WARNING {name} IS A COLUMN OF ALPHA in this run, but its distilled student")
+                   for line in printed), printed
     event = instance.get_latest_materialization_event(AssetKey("criteria_evaluation"))
     md = event.asset_materialization.metadata
     assert "data:image/png;base64," in md["criterion_cards"].value
     assert {f"card_{c}" for c in CRITERIA} <= set(md)
     assert "**UNRELIABLE**" in md["card_askllm"].value
     assert sorted(md["criteria_unreliable"].value) == sorted(students)
+    assert sorted(md["unreliable_in_alpha"].value) == sorted(students) and md["criteria_left_out"].value == {}
+    assert "**USED IN ALPHA although unreliable**" in md["card_askllm"].value

@@ -117,9 +117,17 @@ def test_a_student_that_lost_its_teacher_is_unreliable_and_warns(view, heuristic
     assert student_status("askllm", "distill", None)["unreliable"]
     balanced = within_bucket_percentile(heuristic, view)  # the same balanced score, first without a student
     assert not card("x", balanced, view, student=kept)["verdict"]["warn"]
-    c = card("x", balanced, view, student=lost)
-    assert c["verdict"]["unreliable"] and c["verdict"]["warn"] and c["verdict"]["warnings"] == [lost["why"]]
-    assert "**UNRELIABLE**" in cards.card_markdown(c)
+    c = card("askllm", balanced, view, student=lost)  # a column of alpha: said loudly (never silently)
+    assert c["verdict"]["unreliable"] and c["verdict"]["warn"] and c["verdict"]["warnings"] == cards.alpha_warnings(["askllm"], {"askllm": lost})
+    assert c["verdict"]["warnings"][0].startswith("askllm IS A COLUMN OF ALPHA in this run, but its distilled student loses its teacher")
+    assert c["alpha"] == {"in_alpha": True, "left_out": None}
+    assert "**UNRELIABLE**" in cards.card_markdown(c) and "**USED IN ALPHA although unreliable**" in cards.card_markdown(c)
+    out = card("askllm", balanced, view, student=lost, left_out="its student lost its teacher")
+    assert out["verdict"]["unreliable"] and out["verdict"]["warnings"] == [f"{lost['why']} (left out of alpha: its student lost its teacher)"]
+    assert out["alpha"] == {"in_alpha": False, "left_out": "its student lost its teacher"}
+    md = cards.card_markdown(out)
+    assert "**Left out of alpha**: its student lost its teacher" in md and "USED IN ALPHA" not in md
+    assert cards.alpha_warnings(["dclm"], {"askllm": lost}) == []  # not a column: no alpha warning
 
 
 def test_cards_from_the_registry_view_coverage_and_picture(corpus, view, heuristic):
@@ -134,7 +142,7 @@ def test_cards_from_the_registry_view_coverage_and_picture(corpus, view, heurist
     assert report["cards"]["heuristic"]["coverage"] == pytest.approx(np.isfinite(partial).mean())
     assert report["cards"]["heuristic"]["documents_scored"] == int(np.isfinite(partial).sum())
     assert report["unreliable"] == ["askllm"]
-    assert any(w.startswith("legal:") for w in report["warnings"]) and any(w.startswith("askllm:") for w in report["warnings"])
+    assert any(w.startswith("legal:") for w in report["warnings"]) and any(w.startswith("askllm IS A COLUMN OF ALPHA") for w in report["warnings"])
     for c in report["cards"].values():
         for part in ("sources", "buckets", "domains"):
             assert sum(x["top"] for x in c[part]["shares"].values()) == pytest.approx(1.0)

@@ -102,6 +102,17 @@ def test_searched_entry_says_why_it_is_missing(tmp_path):
     st.write_parquet(layout.mixture_manifest("f" * 16), pa.table({"id": ["a"]}), {})
     entry, why = searched_entry(st)
     assert entry["name"] == "search-f" and why == ""
+    # the export rule preferred the best measured config to this optimum: that export is the QuaDMix row
+    st.write_json(f"{layout.export_dir('e' * 16)}/manifest.json",
+                  {"mixture_id": "e" * 16, "selected_as": "best measured config (proxy loss 6.864); the search optimum ...",
+                   "selection": {"optimum": "f" * 16, "worse": True}})
+    entry, why = searched_entry(st)
+    assert entry["name"] == "draw-0003" and entry["selected_as"].startswith("best measured config") and why == ""
+    from quadmix_assets.reporting import data_view
+
+    st.write_json(f"{layout.export_dir('f' * 16)}/manifest.json", {"mixture_id": "f" * 16, "selected_as": "search optimum"})
+    st.write_json(layout.search_result(), {"mixture_id": "f" * 16})
+    assert data_view.exported_mixture(st) == "e" * 16  # `optimum` names what the rule exported for this search
 
 
 def test_seeds_in_worker_processes_give_the_same_table(tmp_path, tokenizer, capsys):

@@ -6,6 +6,7 @@ the end (``StorageRoot.replace_dir``); ``manifest.json`` goes last, so an export
 complete. Only shards whose documents are still the ones the mixture was drawn from are exported."""
 
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from quadmix_assets.storage.texts import ShardTexts
 
 EXPORT_VERSION = "mixture-export-v3"  # v2: Megatron tokens.bin + tokens.idx, any HF tokenizer; v3: the tokenizer
 # shipped beside the tokens, provenance in the text parts
-from quadmix_assets.loop.policy import SEARCH_OPTIMUM, SELECTED_AS_TAG  # noqa: E402  (the loop selects what is exported)
+from quadmix_assets.loop.policy import SEARCH_OPTIMUM, SELECTED_AS_TAG, SELECTION_TAG  # noqa: E402  (the loop selects what is exported)
 
 
 @asset(
@@ -79,8 +80,11 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
         # why this mixture is exported: the search optimum, or (tagged by the runner) the best measured config
         # when the regressor's pick was not promoted
         selected_as = context.run.tags.get(SELECTED_AS_TAG, SEARCH_OPTIMUM if spec.origin == "search" else "requested")
+        # the comparison the loop chose it by (the search optimum's measured proxy loss against the best measured
+        # config's and the noise: loop.policy.compare_to_best), when the loop made one
+        selection = json.loads(context.run.tags[SELECTION_TAG]) if SELECTION_TAG in context.run.tags else None
         doc = _export_doc(context, storage, key, spec, summary, seed, manifest_path, documents, tok_card, selected_as,
-                          manifest_sha)
+                          manifest_sha, selection)
         uri = storage.uri(f"{folder}/manifest.json")
         storage.write_json(f"{staged}/manifest.json", doc)  # last: a folder with a manifest is complete
     return MaterializeResult(
@@ -89,6 +93,7 @@ def mixture_export(context: AssetExecutionContext, settings: QuadmixSettings) ->
             "manifest": MetadataValue.path(uri),
             "name": spec.name,
             "selected_as": selected_as,
+            **({"selection": MetadataValue.json(selection), "selection_why": selection["why"]} if selection else {}),
             "measured_rank": MetadataValue.json(doc["measured_rank"]),
             "documents": summary.documents,
             "occurrences": summary.occurrences,
@@ -118,7 +123,8 @@ def _export_lineage(doc: dict) -> str:
     return (
         f"**Export** of mixture {doc['mixture_id']} {doc['name']!r} ({doc['origin']}), selected as {doc['selected_as']}"
         f"{where}; proxy target loss {fmt_num(loss)}\n\n"
-        f"- from the manifest with sha256 {doc['inputs']['mixture_manifest']['sha256'][:16]}: {doc['documents']:,} documents, "
+        + (f"- why: {doc['selection']['why']}\n" if doc.get("selection") else "")
+        + f"- from the manifest with sha256 {doc['inputs']['mixture_manifest']['sha256'][:16]}: {doc['documents']:,} documents, "
         f"{doc['occurrences']:,} occurrences, {doc['tokens']:,} tokens ({doc['token_dtype']})\n"
         f"- tokenizer {tok['source']} (version {tok['version']}, vocabulary {tok['vocab_size']:,}, end of document {tok['eos_id']})\n"
         f"- Megatron `{doc['tokens_prefix']}.bin` + `{doc['tokens_prefix']}.idx`, Parquet text in {len(doc['text_parts'])} part(s), "
@@ -166,12 +172,13 @@ def _check_shards_current(context, settings: QuadmixSettings, key: str, shards: 
 
 
 def _export_doc(context, storage, key, spec, summary, seed, manifest_path, documents: dict, tok_card, selected_as: str,
-                manifest_sha: str) -> dict:
+                manifest_sha: str, selection: dict | None = None) -> dict:
     return {
         "mixture_id": key,
         "name": spec.name,
         "origin": spec.origin,
         "selected_as": selected_as,
+        "selection": selection,
         # the mixture's own proxy loss and its rank among every measured config of the search rounds
         "measured_rank": measured_rank(storage, key),
         "params": spec.params.to_dict(),

@@ -32,7 +32,7 @@ from quadmix_assets.method import ParamSpace
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
 from quadmix_assets.mixing.fanin import open_fan_in
 from quadmix_assets.mixing.store import TRAINING_ORIGINS, load_specs, round_of, scores_card, searched_specs
-from quadmix_assets.scoring.criteria import CRITERIA
+from quadmix_assets.scoring.cards import alpha_warnings
 from quadmix_assets.scoring.criteria import criteria as criteria_registry
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.dagster_support.k8s import pod_tags
@@ -61,24 +61,34 @@ from quadmix_assets.loop.policy import MIXTURE_GROUP as MIXTURE_BATCH  # noqa: E
 )
 def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
-    preset = settings.run_preset()
+    config = settings.config()
+    preset = config.preset
+    alpha, left_out = config.alpha, config.alpha_left_out
     n_domains = int(storage.read_json(layout.model_card("domain_classifier"))["n_domains"])
-    space = ParamSpace(n_domains, len(CRITERIA), omega_max=preset.omega_max, lambda_scale=preset.lambda_scale)
-    keep_rules = {c.name: (c.keep.name, c.keep.min_score) for c in criteria_registry() if c.keep is not None}
+    space = ParamSpace(n_domains, len(alpha), omega_max=preset.omega_max, lambda_scale=preset.lambda_scale)
+    # the keep rules of alpha's criteria (``english-random``: random among the documents langid keeps)
+    keep_rules = {c.name: (c.keep.name, c.keep.min_score) for c in criteria_registry() if c.keep is not None and c.name in alpha}
     specs = drawn_specs(space, preset.n_configs, preset.seed) + baseline_specs(
-        n_domains, CRITERIA, preset.baseline_keep_fraction, keep_rules
+        n_domains, alpha, preset.baseline_keep_fraction, keep_rules
     )
     ids = [s.mixture_id for s in specs]
     if len(set(ids)) != len(ids):
         raise ValueError("two mixture configs share a content hash")
     doc = {
         "preset": preset.to_dict(),
-        "space": {"n_domains": n_domains, "criteria": list(CRITERIA), "omega_max": preset.omega_max, "lambda_scale": preset.lambda_scale},
+        # alpha's columns, recorded: every reader of the configs (fan-in, regressor, search, export, data view,
+        # lineage) follows this list, not the registry
+        "space": {"n_domains": n_domains, "criteria": list(alpha), "left_out": left_out,
+                  "omega_max": preset.omega_max, "lambda_scale": preset.lambda_scale},
         "configs": [s.to_dict() for s in specs],
         "provenance": provenance(context, CONFIGS_VERSION, params=preset.to_dict()),
     }
     uri = storage.write_json(layout.mixture_configs(), doc)
     new = add_partitions(context.instance, mixtures_partitions, ids)
+    # never silently: a column of alpha whose distilled student lost its teacher in this run (its card says so)
+    warnings = alpha_warnings(alpha, _student_statuses(storage, config))
+    for w in warnings:
+        context.log.warning(w)
     rows = [[s.mixture_id, s.name, s.origin, "yes" if s.domain_aware else "no",
              ", ".join(f"{c} >= {v:g}" for c, v in s.keep) or "-"] for s in specs]
     return MaterializeResult(
@@ -88,10 +98,36 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
             "drawn": preset.n_configs,
             "baselines": len(specs) - preset.n_configs,
             "new_partitions": len(new),
+            "alpha_criteria": MetadataValue.json(list(alpha)),
+            "criteria_left_out": MetadataValue.json(left_out),
+            "alpha_warnings": MetadataValue.json(warnings),
+            "alpha": MetadataValue.md(_alpha_markdown(alpha, left_out, warnings)),
             "table": MetadataValue.md(markdown_table(["mixture_id", "name", "origin", "per domain", "keeps only"], rows)),
         },
         data_version=DataVersion(content_hash(doc["configs"])),
     )
+
+
+def _student_statuses(storage: StorageRoot, config) -> dict[str, dict]:
+    """Each teacher criterion's student status (scoring.cards.student_status, the criterion cards' rule) from
+    its student's model card."""
+    from quadmix_assets.scoring.cards import student_status
+    from quadmix_assets.scoring.criteria import teacher_criteria
+
+    out = {}
+    for c in teacher_criteria():
+        path = layout.model_card(c.student)
+        out[c.name] = student_status(c.name, config.teacher(c.name).mode, storage.read_json(path) if storage.exists(path) else None)
+    return out
+
+
+def _alpha_markdown(alpha, left_out: dict, warnings: list[str]) -> str:
+    text = f"**Columns of alpha**: {', '.join(alpha)}\n\n"
+    if left_out:
+        text += "**Left out of alpha** (still scored and carded):\n\n" + "\n".join(f"- {c}: {why}" for c, why in left_out.items()) + "\n\n"
+    if warnings:
+        text += "**WARNING**:\n\n" + "\n".join(f"- {w}" for w in warnings)
+    return text
 
 
 def _mixture_shards(context: AssetExecutionContext, settings: QuadmixSettings, card: dict):
@@ -122,12 +158,12 @@ def _shown_to_people(spec: MixtureSpec) -> bool:
 
 
 def _scores_lineage_metadata(context: AssetExecutionContext, spec: MixtureSpec, params, fingerprints: dict,
-                             domain_names: list[str], searched: dict) -> dict:
+                             domain_names: list[str], searched: dict, criteria: list[str]) -> dict:
     """What the lineage report reads back from the event log: the config's numbers, the shards with
     their fingerprints, how a search result was found, and the sampling curve per domain."""
     md = {
         "params": MetadataValue.json(spec.params.to_dict()),
-        "param_axes": MetadataValue.json({"domains": list(domain_names), "criteria": list(CRITERIA)}),
+        "param_axes": MetadataValue.json({"domains": list(domain_names), "criteria": list(criteria)}),
         "shards": MetadataValue.json(fingerprints),
     }
     if spec.origin == "search":
@@ -175,14 +211,15 @@ def _batch_summary(keys: list[str]) -> dict:
 def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) -> MaterializeResult:
     storage = settings.storage()
     keys = list(context.partition_keys)
-    entries, _ = load_specs(storage, keys)
+    entries, configs = load_specs(storage, keys)
+    criteria = list(configs["space"]["criteria"])  # alpha's columns, as the configs recorded them
     card = storage.read_json(layout.normaliser_card())
     shards, fingerprints, left_out = _mixture_shards(context, settings, card)
     if not shards:
         raise Failure(f"no shard of the normaliser is current: {left_out}", metadata={"shards_left_out": MetadataValue.json(left_out)})
     domain_names = storage.read_json(layout.model_card("domain_classifier"))["domain_names"]
     searched = {d["mixture_id"]: d for d in searched_specs(storage)}
-    with open_fan_in(storage, shards, CRITERIA, log=context.log.info) as fan_in:
+    with open_fan_in(storage, shards, criteria, log=context.log.info) as fan_in:
         engine = fan_in.label
         for key in keys:
             spec = MixtureSpec.from_dict(entries[key])
@@ -213,7 +250,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
                 "engine": engine,
                 "shards_left_out": MetadataValue.json(left_out),
                 "shards_left_out_count": len(left_out),
-                **_scores_lineage_metadata(context, spec, params, fingerprints, domain_names, searched),
+                **_scores_lineage_metadata(context, spec, params, fingerprints, domain_names, searched, criteria),
             }, key)
     return MaterializeResult(metadata=_batch_summary(keys))
 
@@ -302,7 +339,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
             _check_card_current(key, card, current, normaliser["version"])
             shards = tuple(card["shards"])
             if shards not in fan_ins:
-                fan_ins[shards] = stack.enter_context(open_fan_in(storage, shards, CRITERIA, log=context.log.info))
+                fan_ins[shards] = stack.enter_context(open_fan_in(storage, shards, configs["space"]["criteria"], log=context.log.info))
             engine = fan_ins[shards].label
             # out of core no per-document table is held (scores None): the data view is left to `quadmix show`
             selection = fan_ins[shards].select(spec, seed)

@@ -128,7 +128,7 @@ def _criterion_cards(context, settings: QuadmixSettings, storage, shards: list[s
         )
     report = criterion_cards.build_cards(
         [(c.name, c.description) for c in criteria()], view, seed=config.preset.seed, roc_auc_human=auc,
-        edu_prompt=edu_prompt, students=students,
+        edu_prompt=edu_prompt, students=students, left_out=config.alpha_left_out,
     )
     report["shards"] = list(shards)
     report["provenance"] = provenance(context, EVALUATION_VERSION)
@@ -144,6 +144,9 @@ def _criterion_cards(context, settings: QuadmixSettings, storage, shards: list[s
         **{f"card_{name}": MetadataValue.md(criterion_cards.card_markdown(card)) for name, card in report["cards"].items()},
         "card_warnings": MetadataValue.json(warnings),
         "criteria_unreliable": MetadataValue.json(report["unreliable"]),
+        "alpha_criteria": MetadataValue.json(report["alpha"]),
+        "criteria_left_out": MetadataValue.json(report["left_out"]),
+        "unreliable_in_alpha": MetadataValue.json(report["unreliable_in_alpha"]),
         **{f"edu_prompt_spearman_{c}": float(v["spearman"]) for c, v in edu_prompt.items()},
     }
     check = AssetCheckResult(
