@@ -79,7 +79,7 @@ def preset(name: str, **overrides) -> ProxyConfig:
 
 
 def run_proxy_config(run_preset, vocab_size: int) -> ProxyConfig:
-    """The proxy model a pipeline preset trains (``proxy_model`` with its step and batch overrides and
+    """The proxy model a pipeline preset trains (``proxy_model`` with its step, batch, schedule and averaging overrides and
     the preset's seed), sized to the tokenizer's vocabulary. ``run_preset`` is a
     :class:`quadmix_assets.presets.Preset`; the proxy_run asset and ``quadmix compare`` both call this."""
     overrides = {"vocab_size": int(vocab_size), "seed": int(run_preset.seed) % (2**31)}
@@ -87,6 +87,10 @@ def run_proxy_config(run_preset, vocab_size: int) -> ProxyConfig:
         overrides["steps"] = int(run_preset.proxy_steps)
     if run_preset.proxy_batch_size is not None:
         overrides["batch_size"] = int(run_preset.proxy_batch_size)
+    if run_preset.proxy_lr_schedule is not None:
+        overrides["lr_schedule"] = str(run_preset.proxy_lr_schedule)
+    if run_preset.proxy_average_last is not None:
+        overrides["average_last"] = float(run_preset.proxy_average_last)
     return preset(run_preset.proxy_model, **overrides)
 
 
@@ -173,7 +177,7 @@ def hidden(params: Mapping[str, torch.Tensor], c: ProxyConfig, tokens: torch.Ten
 
 #: tokens per proxy in one chunk of the fused output layer + cross-entropy (:func:`fused_linear_ce`). A
 #: constant, never derived from K: a proxy's numbers must not depend on how many proxies share its stack
-FUSED_CHUNK = 256
+FUSED_CHUNK = 128
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -209,15 +213,12 @@ def _chunked_ce(x, w, tgt, wt, tied: bool, chunk: int, want_grad: bool):
         for s in range(0, N, chunk):
             xc = x[:, s:s + chunk].to(cdt)
             tc = tgt[:, s:s + chunk, None]
-            logits = torch.bmm(xc, w_out).to(acc)  # (K, c, V)
-            tl = logits.gather(2, tc).squeeze(2)
-            mx = logits.amax(dim=2, keepdim=True)
-            logits.sub_(mx).exp_()
-            se = logits.sum(dim=2, keepdim=True)
-            nll[:, s:s + chunk] = (mx + se.log()).squeeze(2) - tl
+            # (K, c, V) log-probabilities by the kernel F.cross_entropy uses: the same per-token losses
+            logp = torch.log_softmax(torch.bmm(xc, w_out).to(acc), dim=2)
+            nll[:, s:s + chunk] = logp.gather(2, tc).squeeze(2).neg_()
             if not want_grad:
                 continue
-            p = logits.div_(se)  # softmax
+            p = logp.exp_()  # softmax
             p.scatter_add_(2, tc, torch.full(tc.shape, -1.0, dtype=p.dtype, device=p.device))  # - one-hot
             wk = wt[:, s:s + chunk, None]  # (K, c, 1): d loss / d nll of each token
             pc_ = p.to(cdt)

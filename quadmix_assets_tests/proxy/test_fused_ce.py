@@ -123,3 +123,13 @@ def test_weight_average_of_the_last_steps():
         torch.testing.assert_close(v, (last[0][name] + last[1][name] + last[2][name]) / 3, atol=1e-6, rtol=1e-5)
     # the loss curve is the trained iterates', as without averaging
     np.testing.assert_array_equal(avg.loss_curves, train_proxies(c, data, device="cpu").loss_curves)
+
+
+def test_the_run_presets_schedule_reaches_the_proxy_config():
+    from quadmix_assets.presets import PRESETS
+    from quadmix_assets.proxy.model import run_proxy_config
+
+    cpu = run_proxy_config(PRESETS["cpu"], 4096)
+    assert cpu.lr_schedule == PRESETS["cpu"].proxy_lr_schedule and cpu.steps == 60
+    assert run_proxy_config(PRESETS["test"], 512).lr_schedule == "constant"  # the model preset's own
+    assert run_proxy_config(replace(PRESETS["test"], proxy_average_last=0.25), 512).average_last == 0.25
