@@ -10,7 +10,8 @@ from quadmix_assets.presets import PRESETS
 
 # captured from the literals of presets.py at commit d3a42dc (before the refactor); changed on purpose since:
 # the cpu objective (commit 03fddcf, 2026-12-03: the same repeatability rule measured at 60 proxy steps);
-# alpha_left_out (2026-12-07: cpu leaves askllm out of alpha, its student lost its teacher)
+# alpha_left_out (2026-12-07: cpu leaves askllm out of alpha, its student lost its teacher); the proxy schedule
+# and weight-average overrides (2026-12-07: cpu's proxies decay their learning rate to zero)
 CPU_ASKLLM_WHY = ("its distilled student at the cpu sample (384 documents) keeps nothing of its teacher: held-out "
                   "teacher-student Spearman 0.06 on 85 documents (benchmarks/RESULTS.md); its card marks it unreliable")
 FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
@@ -34,7 +35,9 @@ FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
          'objective_sets': ('copa', 'gsm8k', 'jeopardy_all', 'lambada_openai', 'openbook_qa', 'siqa', 'winogrande'),
          'omega_max': 0.5,
          'proxy_batch_size': 16,
+         'proxy_average_last': None,
          'proxy_group_size': 4,
+         'proxy_lr_schedule': 'linear',
          'proxy_model': 'cpu-tiny',
          'proxy_steps': 60,
          'proxy_workers': None,
@@ -74,7 +77,9 @@ FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
            'objective_sets': None,
            'omega_max': 0.1,
            'proxy_batch_size': None,
+           'proxy_average_last': None,
            'proxy_group_size': 8,
+           'proxy_lr_schedule': None,
            'proxy_model': 'regmix-1m',
            'proxy_steps': None,
            'proxy_workers': None,
@@ -114,7 +119,9 @@ FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
           'objective_sets': None,
           'omega_max': 0.5,
           'proxy_batch_size': 2,
+          'proxy_average_last': None,
           'proxy_group_size': 8,
+          'proxy_lr_schedule': None,
           'proxy_model': 'cpu-tiny',
           'proxy_steps': 4,
           'proxy_workers': None,

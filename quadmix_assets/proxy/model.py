@@ -39,6 +39,10 @@ class ProxyConfig:
     rms_eps: float = 1e-5
     rope_theta: float = 10000.0
     init_std: float = 0.02
+    # learning rate after the warm-up: "constant", or decayed to zero at the last step: "linear", "cosine"
+    lr_schedule: str = "constant"
+    # share of the last steps whose weights are averaged uniformly into the trained proxy (0: the final weights)
+    average_last: float = 0.0
 
     @property
     def head_dim(self) -> int:
@@ -75,7 +79,7 @@ def preset(name: str, **overrides) -> ProxyConfig:
 
 
 def run_proxy_config(run_preset, vocab_size: int) -> ProxyConfig:
-    """The proxy model a pipeline preset trains (``proxy_model`` with its step and batch overrides and
+    """The proxy model a pipeline preset trains (``proxy_model`` with its step, batch, schedule and averaging overrides and
     the preset's seed), sized to the tokenizer's vocabulary. ``run_preset`` is a
     :class:`quadmix_assets.presets.Preset`; the proxy_run asset and ``quadmix compare`` both call this."""
     overrides = {"vocab_size": int(vocab_size), "seed": int(run_preset.seed) % (2**31)}
@@ -83,6 +87,10 @@ def run_proxy_config(run_preset, vocab_size: int) -> ProxyConfig:
         overrides["steps"] = int(run_preset.proxy_steps)
     if run_preset.proxy_batch_size is not None:
         overrides["batch_size"] = int(run_preset.proxy_batch_size)
+    if run_preset.proxy_lr_schedule is not None:
+        overrides["lr_schedule"] = str(run_preset.proxy_lr_schedule)
+    if run_preset.proxy_average_last is not None:
+        overrides["average_last"] = float(run_preset.proxy_average_last)
     return preset(run_preset.proxy_model, **overrides)
 
 
@@ -136,6 +144,14 @@ def _rot(x):
 
 def forward(params: Mapping[str, torch.Tensor], c: ProxyConfig, tokens: torch.Tensor) -> torch.Tensor:
     """tokens (K, B, T) int64 -> logits (K, B, T, V)."""
+    x = hidden(params, c, tokens)
+    if c.tie_embeddings:
+        return torch.einsum("kbtd,kvd->kbtv", x, params["embed"])
+    return torch.einsum("kbtd,kdv->kbtv", x, params["lm_head"])
+
+
+def hidden(params: Mapping[str, torch.Tensor], c: ProxyConfig, tokens: torch.Tensor) -> torch.Tensor:
+    """tokens (K, B, T) int64 -> the final RMS-normed hidden states (K, B, T, D), the output layer's input."""
     K, B, T = tokens.shape
     H, hd = c.n_heads, c.head_dim
     emb = params["embed"]
@@ -156,16 +172,120 @@ def forward(params: Mapping[str, torch.Tensor], c: ProxyConfig, tokens: torch.Te
         g = torch.einsum("kbtd,kdf->kbtf", h, p("w_gate"))
         u = torch.einsum("kbtd,kdf->kbtf", h, p("w_up"))
         x = x + torch.einsum("kbtf,kfd->kbtd", F.silu(g) * u, p("w_down"))
-    x = _rms(x, params["norm_f"], c.rms_eps)
-    if c.tie_embeddings:
-        return torch.einsum("kbtd,kvd->kbtv", x, emb)
-    return torch.einsum("kbtd,kdv->kbtv", x, params["lm_head"])
+    return _rms(x, params["norm_f"], c.rms_eps)
 
 
-def per_proxy_loss(params, c, seqs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """seqs (K, B, T+1) -> mean next-token loss per proxy (K,). ``mask`` (K, B, T) weights target tokens."""
-    logits = forward(params, c, seqs[..., :-1])
+#: tokens per proxy in one chunk of the fused output layer + cross-entropy (:func:`fused_linear_ce`). A
+#: constant, never derived from K: a proxy's numbers must not depend on how many proxies share its stack
+FUSED_CHUNK = 128
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return x.dtype
+
+
+def _masked_mean(nll: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(K, N) per-token losses -> (K,) the per-proxy mean (``mask``-weighted when given), as
+    :func:`per_proxy_loss` reduces them."""
+    if mask is None:
+        return nll.mean(dim=1)
+    m = mask.to(nll.dtype)
+    return (nll * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+
+
+def _chunked_ce(x, w, tgt, wt, tied: bool, chunk: int, want_grad: bool):
+    """The output layer and cross-entropy over chunks of ``chunk`` tokens per proxy: per-token losses (K, N)
+    float32 and, when ``want_grad``, the gradients of ``sum_t wt[k, t] * nll[k, t]`` w.r.t. ``x`` (K, N, D)
+    and ``w`` (tied: the embedding (K, V, D); else lm_head (K, D, V)). Only one chunk's (K, chunk, V) logits
+    exist at a time."""
+    K, N, D = x.shape
+    cdt = _compute_dtype(x)
+    acc = torch.float64 if cdt == torch.float64 else torch.float32  # softmax and gradient sums
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        wc = w.to(cdt)
+        w_out = wc.transpose(1, 2) if tied else wc  # (K, D, V): logits = x @ w_out
+        nll = torch.empty(K, N, dtype=acc, device=x.device)
+        dx = torch.empty(K, N, D, dtype=x.dtype, device=x.device) if want_grad else None
+        dw = torch.zeros(w.shape, dtype=acc, device=x.device) if want_grad else None
+        for s in range(0, N, chunk):
+            xc = x[:, s:s + chunk].to(cdt)
+            tc = tgt[:, s:s + chunk, None]
+            # (K, c, V) log-probabilities by the kernel F.cross_entropy uses: the same per-token losses
+            logp = torch.log_softmax(torch.bmm(xc, w_out).to(acc), dim=2)
+            nll[:, s:s + chunk] = logp.gather(2, tc).squeeze(2).neg_()
+            if not want_grad:
+                continue
+            p = logp.exp_()  # softmax
+            p.scatter_add_(2, tc, torch.full(tc.shape, -1.0, dtype=p.dtype, device=p.device))  # - one-hot
+            wk = wt[:, s:s + chunk, None]  # (K, c, 1): d loss / d nll of each token
+            pc_ = p.to(cdt)
+            # d/dx = (wt * (p - y)) @ w_out^T ; d/dw = x^T @ (wt * (p - y)): wt scales the small side
+            dx[:, s:s + chunk] = (torch.bmm(pc_, w_out.transpose(1, 2)).to(acc) * wk).to(x.dtype)
+            xw = (xc.to(acc) * wk).to(cdt)
+            if tied:
+                g = torch.bmm(pc_.transpose(1, 2), xw)  # (K, V, D)
+            else:
+                g = torch.bmm(xw.transpose(1, 2), pc_)  # (K, D, V)
+            dw.add_(g if g.dtype == acc else g.to(acc))
+    return nll, dx, (dw.to(w.dtype) if want_grad else None)
+
+
+class _FusedLinearCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, tgt, mask, tied, chunk):
+        K, N, _ = x.shape
+        if mask is None:
+            wt = torch.full((K, N), 1.0 / N, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
+                            device=x.device)
+        else:
+            m = mask.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+            wt = m / m.sum(dim=1, keepdim=True).clamp_min(1)
+        nll, dx, dw = _chunked_ce(x, w, tgt, wt, tied, chunk, want_grad=True)
+        ctx.save_for_backward(dx, dw)
+        return _masked_mean(nll, mask)
+
+    @staticmethod
+    def backward(ctx, g):  # g (K,): d total / d loss_k
+        dx, dw = ctx.saved_tensors
+        gx = dx * g.to(dx.dtype).view(-1, 1, 1) if ctx.needs_input_grad[0] else None
+        gw = dw * g.to(dw.dtype).view(-1, 1, 1) if ctx.needs_input_grad[1] else None
+        return gx, gw, None, None, None, None
+
+
+def fused_linear_ce(x: torch.Tensor, w: torch.Tensor, tgt: torch.Tensor, mask: torch.Tensor | None = None, *,
+                    tied: bool = True, chunk: int = FUSED_CHUNK) -> torch.Tensor:
+    """Per-proxy mean next-token loss (K,) of hidden states ``x`` (K, ..., D) through the output layer ``w``
+    (tied: the embedding (K, V, D); untied: lm_head (K, D, V)) against targets ``tgt`` (K, ...), ``mask``
+    (K, ...) weighting target tokens as :func:`per_proxy_loss` does; the same numbers as
+    ``F.cross_entropy`` over the full logits (to float rounding) without ever holding them: chunk by
+    chunk of ``chunk`` tokens per proxy, the forward computes the logits, their log-sum-exp, the loss and
+    already the gradients w.r.t. ``x`` and ``w`` (softmax minus one-hot; the backward only scales them
+    by each proxy's incoming gradient). Memory: one chunk's logits instead of (K, tokens, V) logits and
+    their gradient."""
+    K, D = x.shape[0], x.shape[-1]
+    x = x.reshape(K, -1, D)
+    tgt = tgt.reshape(K, -1)
+    mask = None if mask is None else mask.reshape(K, -1)
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        return _FusedLinearCE.apply(x, w, tgt, mask, tied, int(chunk))
+    nll, _, _ = _chunked_ce(x, w, tgt, None, tied, int(chunk), want_grad=False)
+    return _masked_mean(nll, mask)
+
+
+def per_proxy_loss(params, c, seqs: torch.Tensor, mask: torch.Tensor | None = None, *,
+                   fused: bool = False) -> torch.Tensor:
+    """seqs (K, B, T+1) -> mean next-token loss per proxy (K,). ``mask`` (K, B, T) weights target tokens.
+    ``fused``: the output layer and cross-entropy by :func:`fused_linear_ce` (training) instead of
+    ``F.cross_entropy`` over the full (K, B, T, V) logits (same losses to float rounding)."""
     tgt = seqs[..., 1:]
+    if fused:
+        x = hidden(params, c, seqs[..., :-1])
+        w = params["embed"] if c.tie_embeddings else params["lm_head"]
+        return fused_linear_ce(x, w, tgt, mask, tied=c.tie_embeddings)
+    logits = forward(params, c, seqs[..., :-1])
     nll = F.cross_entropy(logits.float().flatten(0, 2), tgt.flatten(), reduction="none").view(tgt.shape)
     if mask is None:
         return nll.mean(dim=(1, 2))
@@ -189,6 +309,31 @@ class ProxyRunResult:
     @property
     def K(self) -> int:
         return len(self.seeds)
+
+
+def lr_factor(c: ProxyConfig, step: int) -> float:
+    """Multiplier of the learning rate at optimiser step ``step`` (0-based): linear warm-up over
+    ``warmup_steps``, then ``lr_schedule``: constant, or decayed (linearly or by a half cosine) to zero
+    at the step after the last one."""
+    warm = min(1.0, (step + 1) / max(1, c.warmup_steps))
+    if c.lr_schedule == "constant" or step < c.warmup_steps:
+        return warm
+    span = max(1, c.steps - c.warmup_steps)
+    done = (step - c.warmup_steps) / span  # 0 at the first step after the warm-up, < 1 at the last
+    if c.lr_schedule == "linear":
+        return warm * (1.0 - done)
+    if c.lr_schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * done))
+    raise ValueError(f"unknown lr_schedule {c.lr_schedule!r} (constant, linear, cosine)")
+
+
+def averaging_start(c: ProxyConfig) -> int:
+    """First step whose weights enter the average (``average_last``); ``c.steps`` when there is none."""
+    if not c.average_last:
+        return c.steps
+    if not 0 < c.average_last <= 1:
+        raise ValueError(f"average_last {c.average_last} is not in (0, 1]")
+    return c.steps - max(1, math.ceil(c.average_last * c.steps))
 
 
 _MALLOC_TUNED = False
@@ -217,7 +362,7 @@ def _tune_malloc() -> None:
 
 def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Sequence[int] | None = None,
                   lrs: Sequence[float] | None = None, threads: int | None = None,
-                  group_size: int | None = None) -> ProxyRunResult:
+                  group_size: int | None = None, fused_loss: bool = True) -> ProxyRunResult:
     """Train K proxies, proxy k on ``token_batches[k]`` ((K, n_seqs, seq_len+1) array or tensor).
 
     Step s uses sequences ``[(s*B) % n, ...)`` (wrapping) of each proxy's own array, the same positions
@@ -228,7 +373,10 @@ def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Seq
 
     ``group_size``: train the K proxies in stacked groups of at most this many, one group after another,
     and concatenate (same results, proxies are independent); on CPU 16 keeps each (K, B, T, V) logits
-    tensor small enough to be reused by malloc (K=64 cpu-tiny: ~2x faster than one group of 64)."""
+    tensor small enough to be reused by malloc (K=64 cpu-tiny: ~2x faster than one group of 64).
+
+    ``fused_loss``: the output layer and cross-entropy by :func:`fused_linear_ce` (chunked, the full
+    logits never held; ``benchmarks/fused_ce.py``); False: ``F.cross_entropy`` over the full logits."""
     if threads:
         torch.set_num_threads(int(threads))
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -240,7 +388,7 @@ def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Seq
     lrs = [config.lr] * K if lrs is None else [float(x) for x in lrs]
     if group_size and K > group_size:
         parts = [train_proxies(config, data[i:i + group_size].cpu().numpy(), device=device,
-                               seeds=seeds[i:i + group_size], lrs=lrs[i:i + group_size])
+                               seeds=seeds[i:i + group_size], lrs=lrs[i:i + group_size], fused_loss=fused_loss)
                  for i in range(0, K, int(group_size))]
         wall = sum(p.wall_s for p in parts)
         return ProxyRunResult(
@@ -263,6 +411,8 @@ def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Seq
     curves = np.full((K, config.steps), np.nan)
     b1, b2, eps = 0.9, 0.95, 1e-8
     B = config.batch_size
+    avg_from = averaging_start(config)
+    avg = {k_: torch.zeros_like(v) for k_, v in params.items()} if avg_from < config.steps else {}
     use_amp = dev.type == "cuda"
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -272,7 +422,7 @@ def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Seq
         idx = (torch.arange(B, device=dev) + step * B) % n
         batch = data[:, idx]
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss_k = per_proxy_loss(params, config, batch)
+            loss_k = per_proxy_loss(params, config, batch, fused=fused_loss)
         ok = torch.isfinite(loss_k) & alive
         total = torch.where(ok, loss_k, torch.zeros_like(loss_k)).sum()
         grads = torch.autograd.grad(total, list(params.values()))
@@ -284,8 +434,7 @@ def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Seq
             ok = ok & torch.isfinite(gnorm)
             alive &= ok
             scale = torch.where(ok, (config.grad_clip / (gnorm + 1e-6)).clamp(max=1.0), torch.zeros_like(gnorm))
-            warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
-            lr_now = lr_k * warm * ok
+            lr_now = lr_k * lr_factor(config, step) * ok
             bc1, bc2 = 1 - b1 ** (step + 1), 1 - b2 ** (step + 1)
             for (name, p), g in zip(params.items(), grads):
                 shp = (K,) + (1,) * (p.dim() - 1)
@@ -297,6 +446,9 @@ def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Seq
                     upd = upd + config.weight_decay * p
                 p.sub_(lr_now.view(shp) * upd)
             losses_hist.append(torch.where(alive, loss_k.detach().float(), torch.full_like(loss_k, float("nan"))))
+            if step >= avg_from:
+                for name, p in params.items():
+                    avg[name].add_(p)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
@@ -305,6 +457,8 @@ def train_proxies(config: ProxyConfig, token_batches, *, device=None, seeds: Seq
     finite = alive.cpu().numpy() & np.isfinite(curves).all(1)
     tail = max(1, config.steps // 10)
     final = np.where(finite, curves[:, -tail:].mean(1) if config.steps else np.nan, np.nan)
+    if avg:  # the uniform average of the weights after each of the last steps
+        params = {k_: v.div_(config.steps - avg_from) for k_, v in avg.items()}
     state = {"config": asdict(config), "params": {k_: v.detach().cpu() for k_, v in params.items()}}
     return ProxyRunResult(config=config, seeds=seeds, lrs=lrs, loss_curves=curves, final_train_loss=final,
                           finite=finite, tokens_per_s=K * config.steps * B * config.seq_len / max(wall, 1e-9),

@@ -3,7 +3,10 @@ groupings, orders and worker counts give the same numbers bit for bit."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from quadmix_assets.proxy.model import preset
 from quadmix_assets.proxy.parallel import train_and_score
@@ -21,14 +24,15 @@ def _targets():
     return {"a": [rng.integers(0, 256, size=n) for n in (20, 33, 50)], "b": [rng.integers(0, 256, size=40)]}
 
 
-def test_groupings_orders_and_workers_give_identical_losses():
+@pytest.mark.parametrize("cfg", [CFG, replace(CFG, lr_schedule="linear", average_last=0.5)], ids=["constant", "decay-avg"])
+def test_groupings_orders_and_workers_give_identical_losses(cfg):
     data, tg = _data(), _targets()
     seeds = [11] * 5
-    one = train_and_score(CFG, data, tg, seeds=seeds, group_size=16, workers=1)
-    split = train_and_score(CFG, data, tg, seeds=seeds, group_size=2, workers=2)  # 3 groups on 2 processes
+    one = train_and_score(cfg, data, tg, seeds=seeds, group_size=16, workers=1)
+    split = train_and_score(cfg, data, tg, seeds=seeds, group_size=2, workers=2)  # 3 groups on 2 processes
     order = [3, 0, 4, 2, 1]
-    shuffled = train_and_score(CFG, data[order], tg, seeds=seeds, group_size=3, workers=1)
-    alone = train_and_score(CFG, data[[2]], tg, seeds=[11], workers=1)
+    shuffled = train_and_score(cfg, data[order], tg, seeds=seeds, group_size=3, workers=1)
+    alone = train_and_score(cfg, data[[2]], tg, seeds=[11], workers=1)
     for name in tg:
         assert one.set_losses[name].tobytes() == split.set_losses[name].tobytes()
         assert one.set_losses[name][order].tobytes() == shuffled.set_losses[name].tobytes()

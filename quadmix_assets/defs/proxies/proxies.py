@@ -38,8 +38,8 @@ from quadmix_assets.reporting.numbers import fmt_num, round_sig
 from quadmix_assets.reporting.plots import loss_curves_png, png_markdown
 from quadmix_assets.storage import content_hash, layout
 
-PROXY_VERSION = "proxy-run-v2"
-NOISE_VERSION = "proxy-noise-v1"
+PROXY_VERSION = "proxy-run-v3"
+NOISE_VERSION = "proxy-noise-v2"
 from quadmix_assets.loop.policy import PROXY_GROUP as MAX_GROUP  # noqa: E402 - partitions per run in a backfill; the preset's proxy_group_size stacks within a run
 
 
