@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--storage", default=None, help="storage root a `quadmix run` wrote (default: $QUADMIX_STORAGE or .quadmix/storage)")
     cmp_.add_argument("--eval-preset", default="cpu-eval", help="evaluation model (a quadmix_assets.proxy.model preset: cpu-eval, gpu-eval)")
     cmp_.add_argument("--budget-tokens", type=int, default=None, help="training tokens per model (default: the preset's steps x batch x (seq_len+1))")
-    cmp_.add_argument("--methods", default=None, help="comma-separated subset (default: random, each <criterion>-only, criteria-mean, dsir, regmix, quadmix)")
+    cmp_.add_argument("--methods", default=None, help="comma-separated subset (default: every baseline of the run: random, english-random, each <criterion>-only, criteria-mean; then dsir, regmix, quadmix)")
     cmp_.add_argument("--max-examples", type=int, default=100, help="held-out examples per set (seeded subset; 0: all)")
     cmp_.add_argument("--seed", type=int, default=None, help="data order, subsets, DSIR/RegMix draws and model init (default: the run preset's seed)")
     cmp_.add_argument("--seeds", type=int, default=1, help="evaluation models per method (different init and data order); "

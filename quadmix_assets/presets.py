@@ -50,6 +50,10 @@ class Preset:
     regressor_valid_fraction: float = 0.2  # configs held out to judge the regressor
     regressor_min_spearman: float | None = 0.3  # blocking floor on the CV Spearman when no noise ceiling is measured
     regressor_ceiling_share: float | None = 0.5  # blocking: CV Spearman >= this share of the repeat Spearman (None: off)
+    # export the best measured config instead of the search optimum when the optimum's measured proxy loss is
+    # worse by more than this x the proxy noise SD (sqrt(2): one SD of the difference of two proxy losses;
+    # loop.policy.compare_to_best); None: always the optimum when the regressor is promoted
+    export_margin_noise: float | None = 2 ** 0.5
     regressor_cv_folds: int = 5
     regressor_cv_repeats: int = 5  # repeated K-fold CV picks the model and feature set and judges it
     feature_docs: int | None = 2048  # documents (seeded sample) the mixture statistics are computed on (None: all)
@@ -194,6 +198,7 @@ PRESETS: dict[str, Preset] = {
         regressor_cv_repeats=2,
         regressor_cv_folds=3,
         round_min_gain_noise=None,
+        export_margin_noise=None,  # 4-step proxies: the runs that test every step export the search optimum
         noise_repeats=4,
         search_rounds=2,
         round_size=4,

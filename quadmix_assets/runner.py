@@ -246,7 +246,7 @@ def _run(settings: QuadmixSettings, instance: DagsterInstance, summary: RunSumma
     summary.stale_runs_failed = fail_killed_runs(instance)
     if summary.stale_runs_failed:
         log(f"quadmix: marked {len(summary.stale_runs_failed)} run(s) of a killed quadmix run as failed")
-    policy = refresh_policy()
+    policy = refresh_policy(preset=settings.run_preset())
     defs = build_definitions(settings)
     failed: dict[tuple[str, str | None], str] = {}
     fresh: set[tuple[str, str | None]] = set()

@@ -11,7 +11,8 @@ from quadmix_assets.presets import PRESETS
 # captured from the literals of presets.py at commit d3a42dc (before the refactor); changed on purpose since:
 # the cpu objective (commit 03fddcf, 2026-12-03: the same repeatability rule measured at 60 proxy steps);
 # alpha_left_out (2026-12-07: cpu leaves askllm out of alpha, its student lost its teacher); the proxy schedule
-# and weight-average overrides (2026-12-07: cpu's proxies decay their learning rate to zero)
+# and weight-average overrides (2026-12-07: cpu's proxies decay their learning rate to zero); export_margin_noise
+# (2026-12-07: the export rule, off in test)
 CPU_ASKLLM_WHY = ("its distilled student at the cpu sample (384 documents) keeps nothing of its teacher: held-out "
                   "teacher-student Spearman 0.06 on 85 documents (benchmarks/RESULTS.md); its card marks it unreliable")
 FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
@@ -25,6 +26,7 @@ FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
          'edu_mode': 'distill',
          'edu_sample': 800,
          'edu_train_docs': 1000,
+         'export_margin_noise': 1.4142135623730951,
          'feature_docs': 2048,
          'lambda_scale': 'log',
          'n_configs': 64,
@@ -67,6 +69,7 @@ FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
            'edu_mode': 'direct',
            'edu_sample': 1000,
            'edu_train_docs': 2800,
+           'export_margin_noise': 1.4142135623730951,
            'feature_docs': 2048,
            'lambda_scale': 'log',
            'n_configs': 3000,
@@ -109,6 +112,7 @@ FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
           'edu_mode': 'distill',
           'edu_sample': 64,
           'edu_train_docs': 160,
+          'export_margin_noise': None,
           'feature_docs': 2048,
           'lambda_scale': 'log',
           'n_configs': 4,

@@ -9,6 +9,7 @@ manifest."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from dagster import RunsFilter
+
 from quadmix_assets.storage import StorageRoot, layout
 
 
@@ -26,6 +29,8 @@ def _tree(folder: Path) -> dict[str, str]:
 
 
 SCRIPT = textwrap.dedent("""
+    import json
+    import os
     import sys
     import time
     from pathlib import Path
@@ -54,7 +59,9 @@ SCRIPT = textwrap.dedent("""
         instance = DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("mixtures", [key])
         instance.add_dynamic_partitions("exports", [key])
-        res = build_definitions(settings).resolve_job_def("export_job").execute_in_process(instance=instance, partition_key=key)
+        tags = json.loads(os.environ["QUADMIX_EXPORT_TAGS"])  # the loop's export run's tags: why it is exported
+        res = build_definitions(settings).resolve_job_def("export_job").execute_in_process(
+            instance=instance, partition_key=key, tags=tags)
         sys.exit(0 if res.success else 1)
 
     if __name__ == "__main__":
@@ -74,9 +81,13 @@ def test_kill_during_export_then_rerun_gives_the_same_bytes(demo_run, tmp_path):
     script = tmp_path / "export.py"
     script.write_text(SCRIPT)
     args = [sys.executable, str(script), settings.corpus_glob, str(copy), key]
+    # the rerun carries the tags the loop gave the export run (what it is exported as, and the comparison it was
+    # chosen by), as a re-execution of that run does: the manifest records them
+    (run,) = instance.get_runs(RunsFilter(job_name="export_job"), limit=1)
+    env = {**os.environ, "QUADMIX_EXPORT_TAGS": json.dumps({k: v for k, v in run.tags.items() if k.startswith("quadmix/")})}
     exports = copy / "exports"
     marker = tmp_path / "staged"
-    proc = subprocess.Popen([*args, str(marker)], start_new_session=True)
+    proc = subprocess.Popen([*args, str(marker)], start_new_session=True, env=env)
     try:
         deadline = time.time() + 600
         while time.time() < deadline and proc.poll() is None and not marker.exists():
@@ -97,6 +108,6 @@ def test_kill_during_export_then_rerun_gives_the_same_bytes(demo_run, tmp_path):
     storage = StorageRoot(str(copy))
     assert not [p for p in storage.list("exports") if ".tmp-" in p]
     assert storage.temp_files()
-    done = subprocess.run(args, capture_output=True, text=True)
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert _tree(copy / layout.export_dir(key)) == want

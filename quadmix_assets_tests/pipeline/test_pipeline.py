@@ -19,8 +19,11 @@ def test_run_materializes_every_stage(demo_run):
     assert summary.shards_ok == ["shard-00000", "shard-00001"], lines
     assert not summary.shards_failed and not summary.mixtures_failed, lines
     configs = settings.storage().read_json(layout.mixture_configs())["configs"]
-    # K=4 drawn configs plus the baselines: random, each criterion alone, the criteria mean
-    assert len(configs) == 4 + 1 + len(CRITERIA) + 1
+    # K=4 drawn configs plus the baselines: random, english-random (langid's keep rule), each criterion alone,
+    # the criteria mean (the test preset keeps every criterion in alpha)
+    assert len(configs) == 4 + 2 + len(CRITERIA) + 1
+    assert [c["name"] for c in configs if c["origin"] == "baseline"] == [
+        "random", "english-random", *(f"{c}-only" for c in CRITERIA), "criteria-mean"]
     # ... and the search optimum, registered as one more mixture
     searched = settings.storage().read_json(layout.searched_configs())["configs"]
     assert sorted(summary.mixtures_ok) == sorted(c["mixture_id"] for c in configs + searched)

@@ -18,6 +18,7 @@ storage root at once), at most every ``QUADMIX_LOOP_INTERVAL`` seconds (default 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from collections.abc import Callable
 
 from dagster import (
@@ -85,13 +86,15 @@ def corpus_file_fingerprint(path: str) -> str:
     return cached[1]
 
 
-def refresh_policy(environ: dict | None = None) -> RefreshPolicy:
-    """The refresh policy from ``QUADMIX_REOPTIMISE`` / ``QUADMIX_REOPTIMISE_SHARE``."""
+def refresh_policy(environ: dict | None = None, preset=None) -> RefreshPolicy:
+    """The refresh policy from ``QUADMIX_REOPTIMISE`` / ``QUADMIX_REOPTIMISE_SHARE``, and the export margin
+    from the run ``preset`` (its ``export_margin_noise``; the policy's default without a preset)."""
     e = os.environ if environ is None else environ
     mode = (e.get("QUADMIX_REOPTIMISE") or "share").strip().lower()
     if mode not in ("share", "always", "never"):
         raise ValueError(f"QUADMIX_REOPTIMISE={mode!r}: expected share, always or never")
-    return RefreshPolicy(reoptimise=mode, reoptimise_new_share=float(e.get("QUADMIX_REOPTIMISE_SHARE") or 0.25))
+    policy = RefreshPolicy(reoptimise=mode, reoptimise_new_share=float(e.get("QUADMIX_REOPTIMISE_SHARE") or 0.25))
+    return policy if preset is None else replace(policy, export_margin_noise=preset.export_margin_noise)
 
 
 class RepositoryDefs:
@@ -293,7 +296,7 @@ class LoopFacts:
 
 def plan(facts: LoopFacts, policy: RefreshPolicy | None = None) -> Step | Finished:
     """The loop's next step on these facts (:func:`~quadmix_assets.loop.policy.next_step`)."""
-    return next_step(facts, policy or refresh_policy())
+    return next_step(facts, policy or refresh_policy(preset=facts.preset))
 
 
 def plan_runs(ordered: list[str], todo: list[str], size: int, workers: int) -> list[list[str]]:

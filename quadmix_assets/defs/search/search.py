@@ -14,7 +14,7 @@ from dagster import AssetKey, AssetExecutionContext, DataVersion, MaterializeRes
 
 from quadmix_assets import keys
 from quadmix_assets.dagster_support.k8s import pod_tags
-from quadmix_assets.dagster_support.partitions import add_partitions, exports_partitions, mixtures_partitions
+from quadmix_assets.dagster_support.partitions import add_partitions, mixtures_partitions
 from quadmix_assets.dagster_support.file_records import step_files
 from quadmix_assets.dagster_support.provenance import provenance
 from quadmix_assets.dagster_support.resources import QuadmixSettings
@@ -151,7 +151,8 @@ def mixture_search(context: AssetExecutionContext, settings: QuadmixSettings) ->
                                        models={"regressor": report["regressor_version"]})}
     uri = storage.write_json(layout.search_result(), result)
     _add_partitions(context, [spec.mixture_id])
-    add_partitions(context.instance, exports_partitions, [spec.mixture_id])  # promoted: an export partition
+    # no `exports` partition here: the loop adds one for the mixture it chooses to export (the optimum, or the
+    # best measured config when the optimum measured worse by more than the noise), so the UI lists only exports
     p = best
     rows = [[m, f"{p.lam[m]:.3g}", f"{p.omega[m]:.3f}", f"{p.eta[m]:.3f}", f"{p.eps[m]:.4f}",
              " ".join(f"{a:.2f}" for a in p.alpha[m])] for m in range(p.n_domains)]
