@@ -12,7 +12,8 @@ from quadmix_assets.presets import PRESETS
 # the cpu objective (commit 03fddcf, 2026-12-03: the same repeatability rule measured at 60 proxy steps);
 # alpha_left_out (2026-12-07: cpu leaves askllm out of alpha, its student lost its teacher); the proxy schedule
 # and weight-average overrides (2026-12-07: cpu's proxies decay their learning rate to zero); export_margin_noise
-# (2026-12-07: the export rule, off in test)
+# (2026-12-07: the export rule, off in test); cpu's Edu student sample 800 -> 3200 (2026-12-07: at 800 its student
+# leaned and lost its teacher)
 CPU_ASKLLM_WHY = ("its distilled student at the cpu sample (384 documents) keeps nothing of its teacher: held-out "
                   "teacher-student Spearman 0.06 on 85 documents (benchmarks/RESULTS.md); its card marks it unreliable")
 FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
@@ -24,7 +25,7 @@ FROZEN = {'cpu': {'alpha_left_out': {'askllm': CPU_ASKLLM_WHY},
          'domain_epochs': 15,
          'edu_max_length': 256,
          'edu_mode': 'distill',
-         'edu_sample': 800,
+         'edu_sample': 3200,
          'edu_train_docs': 1000,
          'export_margin_noise': 1.4142135623730951,
          'feature_docs': 2048,

@@ -71,7 +71,7 @@ def test_toy_scorer_runs(toy, tmp_path):
 
 def test_teacher_settings_are_typed_and_resolved_once():
     cfg = resolve_config("cpu", modes={"askllm": "direct"})
-    assert cfg.teacher("edu") == TeacherConfig(mode="distill", sample=800)
+    assert cfg.teacher("edu") == TeacherConfig(mode="distill", sample=3200)
     assert cfg.teacher("askllm") == TeacherConfig(mode="direct", sample=384)
     assert resolve_config("paper").teacher("edu").mode == "direct"
     with pytest.raises(ValueError):

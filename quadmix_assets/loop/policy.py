@@ -426,19 +426,14 @@ def selection_tags(label: str, comparison: dict | None) -> dict[str, str]:
     return tags
 
 
-def export_choice(facts: Facts, policy: RefreshPolicy, search_failed: bool = False) -> tuple[str | None, str, tuple[str, ...]]:
-    """``(mixture to export, why it is selected, notes)``: the search optimum when the regressor was
-    promoted and the optimum's measured proxy loss is within the noise of the best measured config's
-    (:func:`compare_to_best`); else the best measured config, labelled with the reason (``best measured
-    config (proxy loss ...): why``). ``(None, why, notes)`` when there is nothing to export. The notes
-    say which and why (the run's summary prints them)."""
-    choice = export_decision(facts, policy, search_failed)
-    return choice["export"], choice["selected_as"], choice["notes"]
-
-
 def export_decision(facts: Facts, policy: RefreshPolicy, search_failed: bool = False) -> dict:
-    """:func:`export_choice` with the comparison it made (``comparison``: :func:`compare_to_best`'s, or None
-    when the search's optimum was not compared)."""
+    """What the loop exports, as a dict: ``export`` (the mixture, or None when there is nothing to export),
+    ``selected_as`` (why), ``notes`` (the run's summary prints them) and ``comparison``.
+
+    The search optimum when the regressor was promoted and the optimum's measured proxy loss is within the
+    noise of the best measured config's (:func:`compare_to_best`, whose result is ``comparison``; None when
+    the optimum was not compared); else the best measured config, labelled with the reason (``best measured
+    config (proxy loss ...): why``)."""
     reg = facts.regressor() or {}
     gate = reg.get("gate") or {}
     found = facts.search_result()

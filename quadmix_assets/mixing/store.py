@@ -22,6 +22,12 @@ def configs_doc(storage: StorageRoot) -> dict:
     return storage.read_json(layout.mixture_configs())
 
 
+def alpha_criteria(configs: dict) -> list[str]:
+    """alpha's columns, in order, as a ``mixture_configs`` document (``configs_doc``) recorded them in its
+    space: everything downstream of the configs follows this list, not today's registry or settings."""
+    return list(configs["space"]["criteria"])
+
+
 def searched_specs(storage: StorageRoot) -> list[dict]:
     """Spec entries registered after ``mixture_configs`` (search rounds, optimum); empty before."""
     if not storage.exists(layout.searched_configs()):

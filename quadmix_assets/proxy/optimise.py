@@ -22,7 +22,7 @@ import numpy as np
 from quadmix_assets.method import ParamSpace, QuadMixParams
 from quadmix_assets.mixing import MixtureSpec
 from quadmix_assets.mixing.features import document_features
-from quadmix_assets.mixing.store import configs_doc, training_entries
+from quadmix_assets.mixing.store import alpha_criteria, configs_doc, training_entries
 from quadmix_assets.storage import StorageRoot, layout
 
 from .features import DocumentTable, arrays_config, config_arrays, feature_names, mixture_features, mixture_features_parallel
@@ -55,15 +55,17 @@ def training_set(storage: StorageRoot, up_to_round: int | None = None) -> Traini
 
 
 def space_of(storage: StorageRoot) -> ParamSpace:
-    s = configs_doc(storage)["space"]
-    return ParamSpace(s["n_domains"], len(s["criteria"]), omega_max=s["omega_max"], lambda_scale=s["lambda_scale"])
+    configs = configs_doc(storage)
+    s = configs["space"]
+    return ParamSpace(s["n_domains"], len(alpha_criteria(configs)), omega_max=s["omega_max"], lambda_scale=s["lambda_scale"])
 
 
 def document_table(storage: StorageRoot, max_docs: int | None, seed: int) -> tuple[DocumentTable, list[str], list[str]]:
     """The documents the mixture statistics are computed on (the normaliser's shards), criteria and
     domain names."""
-    space = configs_doc(storage)["space"]
-    criteria = list(space["criteria"])
+    configs = configs_doc(storage)
+    space = configs["space"]
+    criteria = alpha_criteria(configs)
     card = storage.read_json(layout.normaliser_card())
     t = document_features(storage, card["shards"], criteria)
     ranks = np.column_stack([t[f"s_{c}"].to_numpy() for c in criteria])

@@ -70,6 +70,7 @@ __all__ = [
     "effective_number",
     "load_corpus_view",
     "load_fineweb_edu_prompt_scores",
+    "stored_student_statuses",
     "student_status",
     "top_quarter",
 ]
@@ -318,6 +319,20 @@ def alpha_warnings(alpha: Sequence[str], students: Mapping[str, Mapping[str, Any
     return [f"{name} IS A COLUMN OF ALPHA in this run, but {_own_words(name, st['why'])}; its ranks steer every "
             f"mixture: leave it out (alpha_criteria) or score it directly ({name}_mode=direct)"
             for name, st in students.items() if name in alpha and st.get("unreliable")]
+
+
+def stored_student_statuses(storage, config) -> dict[str, dict[str, Any]]:
+    """Each teacher criterion's :func:`student_status`, from its student's model card in ``storage`` (the
+    ``<criterion>_student`` asset's ``model.json``; none yet: no evidence) and ``config``'s scoring mode."""
+    from quadmix_assets.scoring.criteria import teacher_criteria
+    from quadmix_assets.storage import layout
+
+    out = {}
+    for c in teacher_criteria():
+        path = layout.model_card(c.student)
+        out[c.name] = student_status(c.name, config.teacher(c.name).mode,
+                                     storage.read_json(path) if storage.exists(path) else None)
+    return out
 
 
 def _lean_warnings(name: str, part: str, comp: Mapping[str, Any], rule: CardRule) -> list[str]:

@@ -31,8 +31,8 @@ from quadmix_assets.dagster_support.table_metadata import table_metadata, uri_me
 from quadmix_assets.method import ParamSpace
 from quadmix_assets.mixing import MixtureSpec, baseline_specs, drawn_specs, global_params
 from quadmix_assets.mixing.fanin import open_fan_in
-from quadmix_assets.mixing.store import TRAINING_ORIGINS, load_specs, round_of, scores_card, searched_specs
-from quadmix_assets.scoring.cards import alpha_warnings
+from quadmix_assets.mixing.store import TRAINING_ORIGINS, alpha_criteria, load_specs, round_of, scores_card, searched_specs
+from quadmix_assets.scoring.cards import alpha_warnings, stored_student_statuses
 from quadmix_assets.scoring.criteria import criteria as criteria_registry
 from quadmix_assets.storage import StorageRoot, content_hash, layout
 from quadmix_assets.dagster_support.k8s import pod_tags
@@ -86,7 +86,7 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
     uri = storage.write_json(layout.mixture_configs(), doc)
     new = add_partitions(context.instance, mixtures_partitions, ids)
     # never silently: a column of alpha whose distilled student lost its teacher in this run (its card says so)
-    warnings = alpha_warnings(alpha, _student_statuses(storage, config))
+    warnings = alpha_warnings(alpha, stored_student_statuses(storage, config))
     for w in warnings:
         context.log.warning(w)
     rows = [[s.mixture_id, s.name, s.origin, "yes" if s.domain_aware else "no",
@@ -106,19 +106,6 @@ def mixture_configs(context: AssetExecutionContext, settings: QuadmixSettings) -
         },
         data_version=DataVersion(content_hash(doc["configs"])),
     )
-
-
-def _student_statuses(storage: StorageRoot, config) -> dict[str, dict]:
-    """Each teacher criterion's student status (scoring.cards.student_status, the criterion cards' rule) from
-    its student's model card."""
-    from quadmix_assets.scoring.cards import student_status
-    from quadmix_assets.scoring.criteria import teacher_criteria
-
-    out = {}
-    for c in teacher_criteria():
-        path = layout.model_card(c.student)
-        out[c.name] = student_status(c.name, config.teacher(c.name).mode, storage.read_json(path) if storage.exists(path) else None)
-    return out
 
 
 def _alpha_markdown(alpha, left_out: dict, warnings: list[str]) -> str:
@@ -212,7 +199,7 @@ def mixture_scores(context: AssetExecutionContext, settings: QuadmixSettings) ->
     storage = settings.storage()
     keys = list(context.partition_keys)
     entries, configs = load_specs(storage, keys)
-    criteria = list(configs["space"]["criteria"])  # alpha's columns, as the configs recorded them
+    criteria = alpha_criteria(configs)
     card = storage.read_json(layout.normaliser_card())
     shards, fingerprints, left_out = _mixture_shards(context, settings, card)
     if not shards:
@@ -339,7 +326,7 @@ def mixture_manifest(context: AssetExecutionContext, settings: QuadmixSettings) 
             _check_card_current(key, card, current, normaliser["version"])
             shards = tuple(card["shards"])
             if shards not in fan_ins:
-                fan_ins[shards] = stack.enter_context(open_fan_in(storage, shards, configs["space"]["criteria"], log=context.log.info))
+                fan_ins[shards] = stack.enter_context(open_fan_in(storage, shards, alpha_criteria(configs), log=context.log.info))
             engine = fan_ins[shards].label
             # out of core no per-document table is held (scores None): the data view is left to `quadmix show`
             selection = fan_ins[shards].select(spec, seed)

@@ -114,18 +114,11 @@ def criteria_evaluation(context: AssetExecutionContext, settings: QuadmixSetting
 def _criterion_cards(context, settings: QuadmixSettings, storage, shards: list[str], auc: dict, edu_prompt: dict) -> dict:
     """Every registered criterion's card (scoring/cards.py), written to evaluation/cards.json; the asset's
     metadata (summary table with the picture, one card each) and the check result."""
-    from quadmix_assets.scoring.criteria import teacher_criteria
-
     config = settings.config()
     names_path = layout.model_card("domain_classifier")
     domain_names = storage.read_json(names_path).get("domain_names", []) if storage.exists(names_path) else []
     view = criterion_cards.load_corpus_view(storage, shards, [c.name for c in criteria()], domain_names)
-    students = {}
-    for c in teacher_criteria():
-        path = layout.model_card(c.student)
-        students[c.name] = criterion_cards.student_status(
-            c.name, config.teacher(c.name).mode, storage.read_json(path) if storage.exists(path) else None
-        )
+    students = criterion_cards.stored_student_statuses(storage, config)
     report = criterion_cards.build_cards(
         [(c.name, c.description) for c in criteria()], view, seed=config.preset.seed, roc_auc_human=auc,
         edu_prompt=edu_prompt, students=students, left_out=config.alpha_left_out,
