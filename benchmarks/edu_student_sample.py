@@ -33,8 +33,7 @@ def main() -> None:
     settings = QuadmixSettings.from_env(storage_root=root, preset=sys.argv[3] if len(sys.argv) > 3 else "cpu")
     storage = settings.storage()
     seed = settings.config().preset.seed
-    shards = sorted(p.rsplit("/", 1)[-1].removesuffix(".parquet")
-                    for p in storage.fs.glob(storage.path("documents") + "/shard-*.parquet"))
+    shards = storage.read_json(layout.normaliser_card())["shards"]  # the shards the run's mixtures draw from
     docs = storage.dataset([layout.documents(k) for k in shards]).to_table(columns=["id", "text", "source", "n_tokens"])
     texts = docs["text"].to_pylist()
     source = np.asarray(docs["source"].to_pylist(), dtype=object)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -37,25 +38,23 @@ python_logs:
 """
 
 
+class _CurrentStdout(logging.Handler):
+    """Writes to whatever sys.stdout is when a line is logged (not the stream at install time)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001 - logging must never break a run
+            self.handleError(record)
+
+
 def show_progress_lines() -> None:
     """Print the progress lines of long steps (quadmix_assets.reporting.progress) on stdout, indented."""
-    import logging
-
-    class CurrentStdout(logging.Handler):
-        """Writes to whatever sys.stdout is when a line is logged (not the stream at install time)."""
-
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                sys.stdout.write(self.format(record) + "\n")
-                sys.stdout.flush()
-            except Exception:  # noqa: BLE001 - logging must never break a run
-                self.handleError(record)
-
     logger = logging.getLogger("quadmix_assets.progress")
-    if not any(getattr(h, "_quadmix", False) for h in logger.handlers):
-        handler = CurrentStdout()
+    if not any(isinstance(h, _CurrentStdout) for h in logger.handlers):
+        handler = _CurrentStdout()
         handler.setFormatter(logging.Formatter("    %(message)s"))
-        handler._quadmix = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 

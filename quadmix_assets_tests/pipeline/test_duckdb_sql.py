@@ -14,7 +14,7 @@ import pytest
 
 from quadmix_assets.cli import main
 from quadmix_assets.mixing import fanin_duckdb as F
-from quadmix_assets.mixing.store import load_spec
+from quadmix_assets.mixing.store import alpha_criteria, load_spec
 from quadmix_assets.mixing.fanin import mixture_scores as computed_scores
 from quadmix_assets.storage import layout
 from quadmix_assets.storage.duck import duck_session
@@ -43,7 +43,7 @@ def test_duckdb_fanin_equals_the_stored_numpy_results(demo_run):
         for key in mixtures:
             spec, configs = load_spec(storage, key)
             seed = f"{spec.content_id}:{configs['preset']['seed']}"  # the content id seeds the copy draws
-            criteria = configs["space"]["criteria"]  # alpha's columns, as the run recorded them
+            criteria = alpha_criteria(configs)  # alpha's columns, as the run recorded them
             got = _table(F.sampling_plan(con, storage, shards, criteria, spec.params, seed,
                                          domain_aware=spec.domain_aware, keep_scores=True, keep=spec.keep))
             scores = computed_scores(storage, key, criteria)  # the numpy reference, as the manifest computes it

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from quadmix_assets.scoring.cards import CorpusView, criterion_card, student_status
+from quadmix_assets.scoring.criteria import teacher_criteria
 
 FIXTURE = Path(__file__).with_name("stored_scores.parquet")
 LEGAL = "fineweb"  # the source of the legal-keyword FineWeb pages
@@ -44,21 +45,26 @@ def stored():
     return view, scores, meta
 
 
-def card_of(stored, column: str) -> dict:
+@pytest.fixture(scope="module")
+def stored_cards(stored) -> dict[str, dict]:
+    """Each column's card, with its teacher criterion's student status as the run recorded it."""
     view, scores, meta = stored
-    info = meta["columns"][column]
-    criterion = info["criterion"]
-    student = None
-    if criterion in ("askllm", "edu"):
-        record = meta["students"][info["storage"]][f"{criterion}_student"]
-        student = student_status(criterion, record.get("mode"), record)
-    return criterion_card(criterion, column, scores[column], view, seed=meta["seed"], student=student)
+    teachers = {c.name for c in teacher_criteria()}
+    out = {}
+    for column, info in meta["columns"].items():
+        criterion = info["criterion"]
+        student = None
+        if criterion in teachers:
+            record = meta["students"][info["storage"]][f"{criterion}_student"]
+            student = student_status(criterion, record.get("mode"), record)
+        out[column] = criterion_card(criterion, column, scores[column], view, seed=meta["seed"], student=student)
+    return out
 
 
 @pytest.mark.parametrize("column", list(EXPECTED))
-def test_the_card_warns_on_the_old_stand_ins_and_askllm_and_not_on_the_new_ones(stored, column):
+def test_the_card_warns_on_the_old_stand_ins_and_askllm_and_not_on_the_new_ones(stored_cards, column):
     warns, why = EXPECTED[column]
-    card = card_of(stored, column)
+    card = stored_cards[column]
     verdict = card["verdict"]
     assert verdict["lean_judged"], verdict["why_not_judged"]
     assert verdict["warn"] is warns, (column, verdict["warnings"], card["sources"]["largest_gain"])
@@ -66,12 +72,12 @@ def test_the_card_warns_on_the_old_stand_ins_and_askllm_and_not_on_the_new_ones(
         assert any(why in w for w in verdict["warnings"]), verdict["warnings"]
 
 
-def test_the_old_stand_ins_lean_to_the_legal_pages_and_the_new_ones_less(stored):
-    share = {c: card_of(stored, c)["sources"]["shares"][LEGAL] for c in EXPECTED}
+def test_the_old_stand_ins_lean_to_the_legal_pages_and_the_new_ones_less(stored_cards):
+    share = {c: stored_cards[c]["sources"]["shares"][LEGAL] for c in EXPECTED}
     for old, new in (("dclm_v1", "dclm_v2"), ("edu_v1", "edu_v2")):
         assert share[old]["top"] - share[old]["random"] >= 0.15  # the lean the card judges
         assert share[new]["top"] < share[old]["top"] - 0.05, (old, new, share[old], share[new])
-    askllm = card_of(stored, "askllm")
+    askllm = stored_cards["askllm"]
     assert askllm["verdict"]["unreliable"] and askllm["student"]["teacher_student_spearman"] < 0.5
 
 
