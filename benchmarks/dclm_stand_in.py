@@ -3,7 +3,11 @@ bundled reference corpus and judged on a finished storage root (read only): ROC-
 human votes and the criterion card of its scores over the stored corpus (share of the legal-keyword FineWeb
 pages in its top quarter, warnings), next to the stored heuristic and dclm scores.
 
-    .venv/bin/python benchmarks/dclm_stand_in.py STORAGE PRESET 0,7,11,22 [5,7,17,22 ...]
+    .venv/bin/python benchmarks/dclm_stand_in.py STORAGE PRESET 0,7,11,22 [5,7,17,22 0,7,11,22@0.8 0,7,11,22/4 ...]
+
+(a set's ``@c`` sets the positives' minimum WebOrganizer format confidence, default 0.5; ``/b`` matches the
+negatives' lengths in ``b`` bins, default none; ``#k`` trains with the preset's seed + k, to see the spread
+over seeds)
 """
 import sys, time
 import numpy as np
@@ -30,9 +34,15 @@ def card(name, s):
 print("heuristic", card("heuristic", view.scores["heuristic"]))
 print("dclm (stored scores)", card("dclm", view.scores["dclm"]))
 for spec in sys.argv[3:]:
-    fm = tuple(int(x) for x in spec.split(","))
+    # "0,7,11,22", "0,7,11,22@0.7" (minimum format confidence), "0,7,11,22/4" (negatives matched in 4 length
+    # bins), "0,7,11,22#1" (the preset's seed + 1: another negative draw and fastText initialisation)
+    spec, _, offset = spec.partition("#")
+    spec, _, bins = spec.partition("/")
+    fmt_spec, _, conf = spec.partition("@")
+    fm = tuple(int(x) for x in fmt_spec.split(","))
+    extra = ({"min_confidence": float(conf)} if conf else {}) | ({"length_bins": int(bins)} if bins else {})
     t=time.time()
-    m, rep = train_dclm_classifier(corpus["id"].to_pylist(), corpus["text"].to_pylist(), settings.data_dir, seed=seed, epoch=settings.config().criterion("dclm")["epochs"], formats=fm)
+    m, rep = train_dclm_classifier(corpus["id"].to_pylist(), corpus["text"].to_pylist(), settings.data_dir, seed=seed + int(offset or 0), epoch=settings.config().criterion("dclm")["epochs"], formats=fm, **extra)
     auc = roc_auc(dclm_scores(m, ht), hy)
     s = dclm_scores(m, texts_all).astype(np.float64)
-    print(f"formats {fm}: n_pos {rep['n_pos']} n_neg {rep['n_neg']} test auc {rep['auc']:.3f} human AUC {auc:.3f} | {card('dclm', s)} ({time.time()-t:.0f}s)", flush=True)
+    print(f"formats {fm} {extra} seed +{offset or 0}: n_pos {rep['n_pos']} n_neg {rep['n_neg']} test auc {rep['auc']:.3f} human AUC {auc:.3f} | {card('dclm', s)} ({time.time()-t:.0f}s)", flush=True)

@@ -21,6 +21,10 @@ is). A training that two variants share (same sampler, config and seed) runs onc
 * ``decay`` / ``cosine``: the learning rate decayed linearly / by a half cosine to zero after the warm-up;
 * ``avg``: the uniform average of the weights of the last 25% of steps; ``decay-avg``: both;
 * ``batch2x``: twice the batch at the same steps (twice the tokens and CPU);
+* ``init-only`` / ``data-only``: the second seed changes only the initial weights / only the windows
+  (where the noise comes from);
+* ``strata``: windows drawn domain by domain (``mixture_windows(stratify="domain")``: every domain gets its
+  share of the windows to within one);
 * ``repeat2``: the mean of two seeds' losses against the mean of two other seeds' (twice the CPU);
   ``repeat2-<variant>``: the same for another variant;
 and, re-scored from the same runs (no extra training), target-set choices: every set vs. the sets named by
@@ -67,6 +71,8 @@ def main() -> None:
     ap.add_argument("--subset", default=None, help="comma-separated target sets (default: the preset's objective_sets)")
     ap.add_argument("--objective-only", action="store_true",
                     help="score the proxies on the subset's target sets only (less evaluation CPU; no 'all sets' rows)")
+    ap.add_argument("--pipeline-subset", action="store_true",
+                    help="the configs proxy_noise repeats (its seeded choice) instead of another seeded choice")
     ap.add_argument("--variants", default="windows,stream,windows-half,windows-double,windows-narrow,windows-wide")
     a = ap.parse_args()
     storage = StorageRoot(a.storage)
@@ -80,9 +86,10 @@ def main() -> None:
     if a.objective_only and subset:
         seqs = {s_: seqs[s_] for s_ in subset}
         sets = list(subset)
-    keys = noise_subset([d["mixture_id"] for d in training_entries(storage, up_to_round=1)], a.configs, preset.seed + 99)
+    keys = noise_subset([d["mixture_id"] for d in training_entries(storage, up_to_round=1)], a.configs,
+                        preset.seed if a.pipeline_subset else preset.seed + 99)
     texts = ShardTexts(storage, max_shards=64)
-    manifests = {k: storage.read_parquet(layout.mixture_manifest(k), columns=["id", "shard", "row", "n_tokens", "copies"])
+    manifests = {k: storage.read_parquet(layout.mixture_manifest(k), columns=["id", "shard", "row", "n_tokens", "copies", "domain"])
                  for k in keys}
     variants = {"windows": base, "stream": base, "windows-half": replace(base, steps=base.steps // 2),
                 "windows-double": replace(base, steps=base.steps * 2),
@@ -90,20 +97,28 @@ def main() -> None:
                 "windows-wide": replace(base, d_model=base.d_model * 2, d_ff=base.d_ff * 2),
                 "decay": replace(base, lr_schedule="linear"), "cosine": replace(base, lr_schedule="cosine"),
                 "avg": replace(base, average_last=0.25), "decay-avg": replace(base, lr_schedule="linear", average_last=0.25),
-                "batch2x": replace(base, batch_size=base.batch_size * 2), "repeat2": base}
+                "batch2x": replace(base, batch_size=base.batch_size * 2), "repeat2": base,
+                "init-only": base, "data-only": base, "strata": base}
     for name in a.variants.split(","):
         if name.startswith("repeat2-"):  # the mean of two seeds of another variant
             variants[name] = variants[name.removeprefix("repeat2-")]
     runs: dict = {}  # (sampler, config, repeat) -> (set losses, CPU s, wall s): a training shared by variants
 
-    def train(variant: str, cfg, rep: int):
-        sampler = "stream" if variant == "stream" else "windows"
-        key = (sampler, cfg, rep)
+    def sampler_of(variant: str) -> str:
+        base_name = variant.removeprefix("repeat2-")
+        return base_name if base_name in ("stream", "strata") else "windows"
+
+    def train(variant: str, cfg, rep: int, init_rep: int | None = None):
+        """Set losses, CPU s and wall s of the configs' proxies: windows drawn under repeat ``rep``'s seed,
+        initial weights under ``init_rep``'s (default: the same)."""
+        sampler = sampler_of(variant)
+        init_rep = rep if init_rep is None else init_rep
+        key = (sampler, cfg, rep, init_rep)
         if key in runs:
             return runs[key]
         n_seqs = cfg.steps * cfg.batch_size
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
-        seed = repeat_seed(preset, rep)
+        seed, init_seed = repeat_seed(preset, rep), repeat_seed(preset, init_rep)
         batches = []
         cache: dict = {}
         for k in keys:
@@ -112,9 +127,10 @@ def main() -> None:
                                             seq_len=cfg.seq_len)
                 arr = arr[np.arange(n_seqs) % len(arr)]
             else:
-                arr, _ = mixture_windows(manifests[k], texts, tokenizer, seed=seed, n_seqs=n_seqs, seq_len=cfg.seq_len, cache=cache)
+                arr, _ = mixture_windows(manifests[k], texts, tokenizer, seed=seed, n_seqs=n_seqs, seq_len=cfg.seq_len, cache=cache,
+                                         stratify="domain" if sampler == "strata" else None)
             batches.append(arr.astype(np.int64))
-        sc = train_and_score(replace(cfg, seed=seed), np.stack(batches), seqs, seeds=[seed] * len(keys),
+        sc = train_and_score(replace(cfg, seed=init_seed), np.stack(batches), seqs, seeds=[init_seed] * len(keys),
                              group_size=preset.proxy_group_size, workers=a.workers)
         runs[key] = (sc.set_losses, cpu_seconds() - cpu0, time.perf_counter() - wall0)
         return runs[key]
@@ -128,8 +144,13 @@ def main() -> None:
         if variant.startswith("repeat2"):
             r = [train(variant, cfg, rep) for rep in range(4)]
             losses = [{s: (r[0][0][s] + r[2][0][s]) / 2 for s in sets}, {s: (r[1][0][s] + r[3][0][s]) / 2 for s in sets}]
+        elif variant == "init-only":  # the same windows (seed 0), other initial weights
+            r = [train(variant, cfg, 0), train(variant, cfg, 0, init_rep=1)]
+        elif variant == "data-only":  # the same initial weights (seed 0), other windows
+            r = [train(variant, cfg, 0), train(variant, cfg, 1, init_rep=0)]
         else:
             r = [train(variant, cfg, rep) for rep in (0, 1)]
+        if not variant.startswith("repeat2"):
             losses = [r[0][0], r[1][0]]
         cpu, wall = sum(x[1] for x in r), sum(x[2] for x in r)
         for choice, names in (("subset", subset),) if a.objective_only and subset else \

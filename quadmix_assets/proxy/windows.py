@@ -40,19 +40,22 @@ def _column(table, name: str) -> np.ndarray:
     return np.asarray(col.to_numpy() if hasattr(col, "to_numpy") else col)
 
 
-def window_draws(keys: np.ndarray, weights: np.ndarray, n_draws: int, seed: int | str) -> tuple[np.ndarray, np.ndarray]:
+def window_draws(keys: np.ndarray, weights: np.ndarray, n_draws: int, seed: int | str,
+                 strata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Systematic sample of ``n_draws`` documents with probability proportional to ``weights``.
 
-    Documents are visited in the order of their ``keys`` (uint64 hashes of the ids; ties by position).
-    Returns ``(doc_index, occurrence)``: the row of every draw (non-decreasing in key order) and how many
-    earlier draws landed on the same document (0, 1, ...)."""
+    Documents are visited in the order of their ``keys`` (uint64 hashes of the ids; ties by position),
+    within ``strata`` when given (integer labels, e.g. domains: visited stratum by stratum, so every
+    stratum gets its weight's share of the draws to within one). Returns ``(doc_index, occurrence)``: the
+    row of every draw (non-decreasing in visiting order) and how many earlier draws landed on the same
+    document (0, 1, ...)."""
     keys = np.asarray(keys, dtype=np.uint64)
     w = np.asarray(weights, dtype=np.float64)
-    if keys.shape != w.shape:
-        raise ValueError("keys and weights need one entry per document")
+    if keys.shape != w.shape or (strata is not None and np.shape(strata) != w.shape):
+        raise ValueError("keys, weights and strata need one entry per document")
     if n_draws <= 0 or w.size == 0 or not (w > 0).any():
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys, kind="stable") if strata is None else np.lexsort((keys, np.asarray(strata, dtype=np.int64)))
     cum = np.cumsum(w[order])
     total = cum[-1]
     shift = float(uniforms(np.zeros(1, np.uint64), f"windows-shift:{seed}")[0])
@@ -76,11 +79,13 @@ def window_offsets(doc_keys: np.ndarray, occurrence: np.ndarray, lengths: np.nda
 
 def mixture_windows(manifest, read_texts: Callable[[str, Sequence[int]], list[str]], tokenizer, *, seed: int | str,
                     n_seqs: int, seq_len: int, oversample: float = 1.3,
-                    cache: MutableMapping[tuple[str, int], np.ndarray] | None = None) -> tuple[np.ndarray, dict]:
+                    cache: MutableMapping[tuple[str, int], np.ndarray] | None = None,
+                    stratify: str | None = None) -> tuple[np.ndarray, dict]:
     """``(n_seqs, seq_len + 1)`` token windows sampled across a mixture manifest (columns id, shard,
     row, n_tokens, copies), and statistics of the sample (documents read, their share of the mixture).
 
-    ``cache`` maps (shard, row) to the document's token ids (+ EOS); pass one dict to every mixture of a
+    ``stratify`` names an integer manifest column (``domain``) to draw within, stratum by stratum
+    (:func:`window_draws`). ``cache`` maps (shard, row) to the document's token ids (+ EOS); pass one dict to every mixture of a
     run so shared documents are tokenized once."""
     width = int(seq_len) + 1
     need = int(n_seqs) * width
@@ -98,7 +103,8 @@ def mixture_windows(manifest, read_texts: Callable[[str, Sequence[int]], list[st
     weights = np.where(keep, copies * np.maximum(1.0, n_tok / width), 0.0)
     seg_est = float(np.sum(weights * np.minimum(n_tok + 1, width)) / np.sum(weights))
     n_draws = max(1, math.ceil(need / seg_est * oversample))
-    doc, occ = window_draws(keys, weights, n_draws, seed)
+    strata = _column(manifest, stratify).astype(np.int64) if stratify else None
+    doc, occ = window_draws(keys, weights, n_draws, seed, strata=strata)
     cache = {} if cache is None else cache
     unique = np.unique(doc)
     todo: dict[str, list[int]] = {}

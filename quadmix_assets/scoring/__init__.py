@@ -9,9 +9,8 @@ Domain labeller d(x) (QUADMIX.md section 1)
 
 Quality criteria q_n(x) (higher = better)
     * ``dclm_classifier`` -- DCLM-style fastText bigram classifier, "reference text" (WebOrganizer
-      Academic Writing / Knowledge Article / Nonfiction Writing / Tutorial formats and FineWeb
-      documents an LLM scored >= 4) vs a same-size random sample of the rest of the web;
-      ``dclm_scores`` = P(high quality).
+      Knowledge Article / Nonfiction Writing / Tutorial formats) vs documents of the other formats
+      matched per topic; ``dclm_scores`` = P(high quality).
     * ``heuristics`` -- Gopher quality + repetition rules and C4 / FineWeb line rules as signals
       (``heuristic_signals -> pa.Table``) folded into one soft score in [0, 1] (``heuristic_score``).
     * ``langid`` -- FineWeb's ``language_score``: fastText lid.176 P(English) (``LanguageScorer``),

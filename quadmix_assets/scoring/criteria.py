@@ -308,7 +308,7 @@ TEACHER_NOTE = " (teacher or distilled student, per the scoring mode)."
 DCLM_CLASSIFIER = Model(
     "dclm_classifier",
     _build_dclm,
-    "dclm-classifier-v2",
+    "dclm-classifier-v3",
     "DCLM stand-in: fastText bigram classifier, explanatory WebOrganizer formats (reference positives) vs the "
     "other formats of the same topics (negatives matched per topic), trained on the bundled data (see "
     "quadmix_assets.scoring.dclm_classifier); or the released DCLM classifier imported from `dclm_model`.",

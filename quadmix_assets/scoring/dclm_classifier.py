@@ -7,19 +7,23 @@ pool by P(positive); the released model is ``mlfoundations/fasttext-oh-eli5`` (i
 the WebOrganizer labels of the bundled corpus (joined by document id; ``source`` and ``url`` are never
 used, only the label file):
 
-* positives (``hq``): documents whose WebOrganizer *format* is Academic Writing (0), Knowledge Article
-  (7), Nonfiction Writing (11) or Tutorial (22) (``format_confidence >= 0.5``): text written to explain
-  or instruct, as OH-2.5 answers and ELI5 answers are (about 1.8k documents);
+* positives (``hq``): documents whose WebOrganizer *format* is Knowledge Article (7), Nonfiction Writing
+  (11) or Tutorial (22) (``format_confidence >= 0.5``): text written to explain or instruct, as OH-2.5
+  answers and ELI5 answers are (about 1.4k documents);
 * negatives (``cc``): documents of the *other* WebOrganizer formats, drawn per topic in the positives'
   topic proportions (:func:`build_dclm_training_set`). Positives and negatives come from the same source
   (the WebOrganizer pages, the only labelled one) with the same topic mix, so the classifier cannot learn
   the source or the topic, only the kind of text. The legal-keyword FineWeb pages and the raw Common
   Crawl pages are never trained on.
 
-The format set was compared with four others on the full corpus (all reported in docs/criteria.md, "DCLM
+The format set was compared with others on the full corpus (all reported in docs/criteria.md, "DCLM
 reference positives", with the human-vote AUC and the legal-page share of each): the issue's
 question-answer kin (FAQ, Q&A Forum, Tutorial, Knowledge Article) ranks the human votes at 0.58; forum
-threads and FAQ pages are question-answer *pages*, not the edited answers DCLM's positives are.
+threads and FAQ pages are question-answer *pages*, not the edited answers DCLM's positives are. v2 also
+took Academic Writing (0): over four training seeds its top quarter held 0.48-0.52 of the legal-keyword
+FineWeb pages' tokens (the card warned at three of them), against 0.44-0.47 without it, at the same
+human-vote AUC (0.77-0.80 against 0.78-0.79): research papers are not the plain explanations DCLM's
+positives are, and they taught the classifier the legal pages' register.
 
 The held-out test split is chosen by a salted hash of the document id (never by position) and the
 report gives its accuracy and ROC-AUC. Human quality votes (``dclm_human_majority_data.jsonl``) and
@@ -51,9 +55,9 @@ POSITIVE = "hq"
 NEGATIVE = "cc"
 LABELS = (POSITIVE, NEGATIVE)
 #: WebOrganizer formats taken as reference positives, the bundled data's nearest kin of DCLM's positives:
-#: OpenHermes-2.5 (instructions with their answers) ~ FAQ (5), Q&A Forum (17), Tutorial (22); ELI5 answers
-#: (plain explanations) ~ Knowledge Article (7)
-POSITIVE_FORMATS = (0, 7, 11, 22)
+#: OpenHermes-2.5 (instructions with their answers) ~ Tutorial (22); ELI5 answers (plain explanations) ~
+#: Knowledge Article (7), Nonfiction Writing (11). v2 also had Academic Writing (0); see the module docstring
+POSITIVE_FORMATS = (7, 11, 22)
 MIN_FORMAT_CONFIDENCE = 0.5
 WEBORGANIZER_LABELS = "labels/weborganizer_topics.jsonl.gz"
 DEFAULT_SALT = "dclm-v2"
@@ -90,6 +94,7 @@ def reference_positive_ids(data_dir: str | os.PathLike, formats: Sequence[int] =
 def build_dclm_training_set(
     ids: Sequence[str], texts: Sequence[str], data_dir: str | os.PathLike, seed: int = 0, *,
     formats: Sequence[int] = POSITIVE_FORMATS, min_confidence: float = MIN_FORMAT_CONFIDENCE,
+    length_bins: int = 0,
 ) -> tuple[list[str], list[str], dict]:
     """``(texts, labels, info)``: every reference positive among ``ids`` plus negatives matched to them.
 
@@ -97,12 +102,16 @@ def build_dclm_training_set(
     one source). The negatives are drawn per topic: for each WebOrganizer topic, as many documents of the
     other formats (any confidence) as there are positives of that topic (all of them when there are
     fewer), without replacement, with ``numpy.random.default_rng(seed)`` over the candidates sorted by
-    id, topic by topic in topic order, so the draw does not depend on the input order. Positives and
-    negatives thus share their source and their topic mix, and the classifier can only learn the format.
-    The returned documents are in id order, positives first. ``labels`` are ``"hq"`` / ``"cc"``;
-    ``info`` holds ``ids`` (aligned with the returned texts), ``n_pos``, ``n_neg``, ``n_pool``,
-    ``n_unmatched`` (positives whose topic had too few negatives), the per-topic counts and the
-    positive definition.
+    id, topic by topic in topic order, so the draw does not depend on the input order. With
+    ``length_bins`` > 0 the draw is also matched in length: within a topic, per bin of the text's length
+    in characters (the bins are the positives' length quantiles), as many negatives as positives, then
+    any shortfall of the topic from its other negatives; explanatory positives run about twice as long as
+    the other formats, and without the match the classifier can learn length (long pages) for quality.
+    Positives and negatives thus share their source and their topic mix (and their lengths), and the
+    classifier can only learn the format. The returned documents are in id order, positives first.
+    ``labels`` are ``"hq"`` / ``"cc"``; ``info`` holds ``ids`` (aligned with the returned texts),
+    ``n_pos``, ``n_neg``, ``n_pool``, ``n_unmatched`` (positives whose topic had too few negatives), the
+    per-topic counts and the positive definition.
     """
     if len(ids) != len(texts):
         raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
@@ -114,25 +123,41 @@ def build_dclm_training_set(
     unique = sorted((i for d, i in first.items() if d in labels_by_id), key=lambda i: ids[i])
     pos_idx: list[int] = []
     rest_by_topic: dict[int, list[int]] = {}
-    pos_by_topic: dict[int, int] = {}
+    pos_by_topic: dict[int, list[int]] = {}
     for i in unique:
         fmt, conf, topic = labels_by_id[ids[i]]
         if fmt in formats and conf >= min_confidence:
             pos_idx.append(i)
-            pos_by_topic[topic] = pos_by_topic.get(topic, 0) + 1
+            pos_by_topic.setdefault(topic, []).append(i)
         elif fmt not in formats:
             rest_by_topic.setdefault(topic, []).append(i)
+    if length_bins > 0 and pos_idx:
+        edges = np.quantile([len(texts[i]) for i in pos_idx], np.arange(1, length_bins) / length_bins)
+        bin_of = {i: int(np.searchsorted(edges, len(texts[i]), side="right")) for i in unique}
+    else:
+        bin_of = {i: 0 for i in unique}
     rng = np.random.default_rng(seed)
     neg_idx: list[int] = []
     per_topic: dict[str, list[int]] = {}
     unmatched = 0
     for topic in sorted(pos_by_topic):
         rest = rest_by_topic.get(topic, [])
-        k = min(pos_by_topic[topic], len(rest))
-        unmatched += pos_by_topic[topic] - k
-        if k:
-            neg_idx += [rest[j] for j in rng.choice(len(rest), size=k, replace=False).tolist()]
-        per_topic[str(topic)] = [pos_by_topic[topic], k]
+        want = len(pos_by_topic[topic])
+        taken: list[int] = []
+        for b in sorted({bin_of[i] for i in pos_by_topic[topic]}):
+            cell = [i for i in rest if bin_of[i] == b]
+            k = min(sum(bin_of[i] == b for i in pos_by_topic[topic]), len(cell))
+            if k:
+                taken += [cell[j] for j in rng.choice(len(cell), size=k, replace=False).tolist()]
+        if len(taken) < want:  # the bins short of negatives: the rest of the topic's
+            chosen_set = set(taken)
+            left = [i for i in rest if i not in chosen_set]
+            k = min(want - len(taken), len(left))
+            if k:
+                taken += [left[j] for j in rng.choice(len(left), size=k, replace=False).tolist()]
+        unmatched += want - len(taken)
+        neg_idx += taken
+        per_topic[str(topic)] = [want, len(taken)]
     neg_idx.sort(key=lambda i: ids[i])
     chosen = pos_idx + neg_idx
     labels = [POSITIVE] * len(pos_idx) + [NEGATIVE] * len(neg_idx)
@@ -147,7 +172,8 @@ def build_dclm_training_set(
         "positives": {
             "weborganizer_formats": list(formats),
             "min_format_confidence": min_confidence,
-            "negatives": "other WebOrganizer formats, matched per topic",
+            "negatives": "other WebOrganizer formats, matched per topic"
+                         + (f" and per length bin ({length_bins} positive-length quantile bins)" if length_bins > 0 else ""),
         },
     }
     return [texts[i] for i in chosen], labels, info
@@ -171,6 +197,7 @@ def train_dclm_classifier(
     threads: int = 1,
     formats: Sequence[int] = POSITIVE_FORMATS,
     min_confidence: float = MIN_FORMAT_CONFIDENCE,
+    length_bins: int = 0,
     **kw,
 ):
     """Build the training set from the corpus, train on the non-test ids, evaluate on the test ids.
@@ -179,7 +206,7 @@ def train_dclm_classifier(
     params, train_seconds.
     """
     sel_texts, labels, info = build_dclm_training_set(
-        ids, texts, data_dir, seed=seed, formats=formats, min_confidence=min_confidence
+        ids, texts, data_dir, seed=seed, formats=formats, min_confidence=min_confidence, length_bins=length_bins
     )
     test = split_by_id(info["ids"], test_fraction, salt)
     y = np.asarray([lab == POSITIVE for lab in labels], dtype=bool)

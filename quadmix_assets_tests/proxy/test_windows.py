@@ -105,3 +105,19 @@ def test_tiny_mixture_wraps_and_empty_mixture_is_empty():
     assert arr.shape == (200, 32) and info["documents_read"] == 2  # many windows of the two documents
     empty, _ = mixture_windows(_manifest(np.arange(3), np.zeros(3)), read_texts, TOK, seed=1, n_seqs=4, seq_len=31)
     assert empty.shape == (0, 32)
+
+
+def test_stratified_draws_give_every_stratum_its_share():
+    """Drawn stratum by stratum, every stratum's draw count is within one of its weight's share; drawn in
+    key order alone, small strata miss theirs by chance."""
+    rng = np.random.default_rng(7)
+    n_docs, n = 3000, 240
+    w = rng.uniform(0.5, 5, n_docs)
+    strata = rng.integers(0, 24, n_docs)
+    keys = hash_ids([f"d{i}" for i in range(n_docs)])
+    expected = np.bincount(strata, weights=w, minlength=24) / w.sum() * n
+    doc, _ = window_draws(keys, w, n, seed=5, strata=strata)
+    assert np.abs(np.bincount(strata[doc], minlength=24) - expected).max() < 1.0 + 1e-9
+    worst = max(np.abs(np.bincount(strata[window_draws(keys, w, n, seed=s)[0]], minlength=24) - expected).max()
+                for s in range(5))
+    assert worst > 1.5

@@ -58,11 +58,14 @@ def human_labels(data_root):
 
 
 @pytest.fixture(scope="session")
-def dclm_trained(corpus, data_root):
-    """(model, report) of the DCLM-style classifier trained on the small corpus (default params)."""
+def dclm_trained(data_root):
+    """(model, report) of the DCLM-style classifier trained on the whole reference corpus (default params; the
+    pipeline's training set, about 2.8k documents: the 3-shard slice holds too few positives, ~470)."""
     from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
+    from quadmix_assets.scoring.reference_data import load_reference_corpus
 
-    return train_dclm_classifier([d["id"] for d in corpus], [d["text"] for d in corpus], data_root, seed=0)
+    ref = load_reference_corpus(data_root)
+    return train_dclm_classifier(ref["id"].to_pylist(), ref["text"].to_pylist(), data_root, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -54,9 +54,9 @@ def test_human_labels_load(human_labels):
 def test_criteria_vs_human_votes(human_labels, dclm_trained):
     """Each criterion's ROC-AUC against the 499 human good/bad votes (never trained on).
 
-    Measured on the full corpus: DCLM ~0.7-0.75, heuristic ~0.81, langid ~0.70 (see the
-    benchmark); here the DCLM model is trained on 3 of 16 shards. All three really beat chance,
-    so all three are asserted to.
+    Measured on the full corpus: DCLM stand-in 0.78-0.79 over four training seeds, heuristic ~0.81, langid
+    ~0.70 (benchmarks/RESULTS.md). The DCLM model is the pipeline's (trained on the whole reference corpus),
+    held to the goal of 0.75; the others really beat chance, and are asserted to.
     """
     texts, y = human_labels
     model, _ = dclm_trained
@@ -69,4 +69,4 @@ def test_criteria_vs_human_votes(human_labels, dclm_trained):
     assert all(np.isfinite(v) for v in aucs.values())
     assert aucs["heuristic"] > 0.7, aucs
     assert aucs["langid"] > 0.6, aucs
-    assert aucs["dclm"] > 0.6, aucs
+    assert aucs["dclm"] >= 0.75, aucs
