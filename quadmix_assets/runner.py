@@ -204,7 +204,10 @@ def run_pipeline(
         + (f"; {_exported_what(summary)} {summary.optimum} exported to {summary.export.get('path')}" if summary.export else "")
     )
     for check_name, where in summary.warnings_by_check().items():
-        log(f"  warnings of {check_name} ({len(where)}): {', '.join(where)}")
+        if where == ["-"]:  # an unpartitioned check: no partition to name; its description says why
+            log(f"  warning of {check_name} (not partitioned; the check's description in the UI says why)")
+        else:
+            log(f"  warnings of {check_name} ({len(where)}): {', '.join(where)}")
     sys.stdout.flush()
     return summary
 

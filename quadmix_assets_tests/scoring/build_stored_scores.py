@@ -13,6 +13,10 @@ student cards of both runs and, per column, the storage, the criterion and the p
 from the stored attribute files.
 
     .venv/bin/python -m quadmix_assets_tests.scoring.build_stored_scores OLD_STORAGE NEW_STORAGE OUT.parquet
+
+A later stand-in is added as a column from a third storage of the same corpus (the other columns kept):
+
+    .venv/bin/python -m quadmix_assets_tests.scoring.build_stored_scores --add FIXTURE.parquet STORAGE COLUMN=CRITERION
 """
 
 from __future__ import annotations
@@ -85,5 +89,30 @@ def build(old_root: str, new_root: str, out: str) -> None:
     pq.write_table(table, out, compression="zstd", compression_level=19, use_dictionary=["source"])
 
 
+def add_columns(fixture: str, root: str, columns: dict[str, str]) -> None:
+    """Add ``column -> criterion`` scores of the storage ``root`` to the fixture (rewritten in place); the
+    storage must hold the fixture's documents (same tokens and sources, in the same order)."""
+    table = pq.read_table(fixture)
+    meta = json.loads(table.schema.metadata[b"stored_scores"])
+    storage = StorageRoot(root)
+    shards = storage.read_json(layout.criterion_cards())["shards"]
+    view = load_corpus_view(storage, shards, sorted(set(columns.values())), meta["domain_names"])
+    if not (np.array_equal(view.n_tokens, table["n_tokens"].to_numpy())
+            and np.array_equal(view.source, np.asarray(table["source"].to_pylist(), dtype=object))):
+        raise ValueError(f"{root} holds other documents than {fixture}")
+    label = f"added-{len(meta['students'])}"
+    for col, criterion in columns.items():
+        if col in table.column_names:
+            raise ValueError(f"{fixture} already has a column {col!r}")
+        table = table.append_column(col, dense_ranks(view.scores[criterion]))
+        meta["columns"][col] = {"storage": label, "criterion": criterion, **_produced_by(storage, criterion, shards[0])}
+    meta["students"][label] = {s: storage.read_json(layout.model_card(s)) for s in STUDENTS}
+    table = table.replace_schema_metadata({"stored_scores": json.dumps(meta, sort_keys=True)})
+    pq.write_table(table, fixture, compression="zstd", compression_level=19, use_dictionary=["source"])
+
+
 if __name__ == "__main__":
-    build(*sys.argv[1:4])
+    if sys.argv[1] == "--add":
+        add_columns(sys.argv[2], sys.argv[3], dict(a.split("=", 1) for a in sys.argv[4:]))
+    else:
+        build(*sys.argv[1:4])

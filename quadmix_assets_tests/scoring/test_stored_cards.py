@@ -1,9 +1,11 @@
-"""The criterion card's verdict on scores that real runs stored (``stored_scores.parquet``, built from two
+"""The criterion card's verdict on scores that real runs stored (``stored_scores.parquet``, built from three
 finished ``cpu`` demo storages of the bundled corpus by ``build_stored_scores.py``, which says how).
 
 The card must warn on the stand-ins as they were before the criteria work (DCLM v1 and Edu v1 mostly detect the
 legal-keyword FineWeb pages) and on AskLLM's distilled student (it lost its teacher), and must not warn on the
-current stand-ins (DCLM v2, Edu v2 with its 3,200-document student) nor on the heuristic rules."""
+current stand-ins (DCLM v3, Edu v2 with its 3,200-document student) nor on the heuristic rules. DCLM v2 (with
+Academic Writing among its positives) did not warn at the pipeline's seed, the one stored here, but did at three
+other training seeds (docs/criteria.md, "DCLM reference positives"); v3 holds less of the legal pages."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ EXPECTED = {
     "edu_v1": (True, "mostly detects that source"),
     "askllm": (True, "its distilled student loses its teacher"),
     "dclm_v2": (False, None),
+    "dclm_v3": (False, None),
     "edu_v2": (False, None),
     "heuristic": (False, None),
 }
@@ -77,6 +80,7 @@ def test_the_old_stand_ins_lean_to_the_legal_pages_and_the_new_ones_less(stored_
     for old, new in (("dclm_v1", "dclm_v2"), ("edu_v1", "edu_v2")):
         assert share[old]["top"] - share[old]["random"] >= 0.15  # the lean the card judges
         assert share[new]["top"] < share[old]["top"] - 0.05, (old, new, share[old], share[new])
+    assert share["dclm_v3"]["top"] < share["dclm_v2"]["top"] - 0.01, (share["dclm_v2"], share["dclm_v3"])
     askllm = stored_cards["askllm"]
     assert askllm["verdict"]["unreliable"] and askllm["student"]["teacher_student_spearman"] < 0.5
 
