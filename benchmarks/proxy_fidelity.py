@@ -23,6 +23,7 @@ is). A training that two variants share (same sampler, config and seed) runs onc
 * ``batch2x``: twice the batch at the same steps (twice the tokens and CPU);
 * ``init-only`` / ``data-only``: the second seed changes only the initial weights / only the windows
   (where the noise comes from);
+* ``lr-half`` / ``lr-double``: half and twice the peak learning rate (same schedule);
 * ``strata``: windows drawn domain by domain (``mixture_windows(stratify="domain")``: every domain gets its
   share of the windows to within one);
 * ``repeat2``: the mean of two seeds' losses against the mean of two other seeds' (twice the CPU);
@@ -98,7 +99,8 @@ def main() -> None:
                 "decay": replace(base, lr_schedule="linear"), "cosine": replace(base, lr_schedule="cosine"),
                 "avg": replace(base, average_last=0.25), "decay-avg": replace(base, lr_schedule="linear", average_last=0.25),
                 "batch2x": replace(base, batch_size=base.batch_size * 2), "repeat2": base,
-                "init-only": base, "data-only": base, "strata": base}
+                "init-only": base, "data-only": base, "strata": base,
+                "lr-half": replace(base, lr=base.lr / 2), "lr-double": replace(base, lr=base.lr * 2)}
     for name in a.variants.split(","):
         if name.startswith("repeat2-"):  # the mean of two seeds of another variant
             variants[name] = variants[name.removeprefix("repeat2-")]
