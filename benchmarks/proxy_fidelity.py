@@ -57,6 +57,10 @@ from quadmix_assets.storage import StorageRoot, layout  # noqa: E402
 from quadmix_assets.storage.texts import ShardTexts  # noqa: E402
 
 
+#: the two trainings a variant compares, (windows repeat, initial-weights repeat) each; default ((0, 0), (1, 1))
+SEED_PAIRS = {"init-only": ((0, 0), (0, 1)), "data-only": ((0, 0), (1, 0))}
+
+
 def cpu_seconds() -> float:
     import resource
 
@@ -104,7 +108,7 @@ def main() -> None:
     for name in a.variants.split(","):
         if name.startswith("repeat2-"):  # the mean of two seeds of another variant
             variants[name] = variants[name.removeprefix("repeat2-")]
-    runs: dict = {}  # (sampler, config, repeat) -> (set losses, CPU s, wall s): a training shared by variants
+    runs: dict = {}  # (sampler, config, windows repeat, init repeat) -> (set losses, CPU s, wall s): shared by variants
 
     def sampler_of(variant: str) -> str:
         base_name = variant.removeprefix("repeat2-")
@@ -146,13 +150,8 @@ def main() -> None:
         if variant.startswith("repeat2"):
             r = [train(variant, cfg, rep) for rep in range(4)]
             losses = [{s: (r[0][0][s] + r[2][0][s]) / 2 for s in sets}, {s: (r[1][0][s] + r[3][0][s]) / 2 for s in sets}]
-        elif variant == "init-only":  # the same windows (seed 0), other initial weights
-            r = [train(variant, cfg, 0), train(variant, cfg, 0, init_rep=1)]
-        elif variant == "data-only":  # the same initial weights (seed 0), other windows
-            r = [train(variant, cfg, 0), train(variant, cfg, 1, init_rep=0)]
-        else:
-            r = [train(variant, cfg, rep) for rep in (0, 1)]
-        if not variant.startswith("repeat2"):
+        else:  # two trainings, (windows repeat, initial-weights repeat) each
+            r = [train(variant, cfg, d, i) for d, i in SEED_PAIRS.get(variant, ((0, 0), (1, 1)))]
             losses = [r[0][0], r[1][0]]
         cpu, wall = sum(x[1] for x in r), sum(x[2] for x in r)
         for choice, names in (("subset", subset),) if a.objective_only and subset else \

@@ -60,6 +60,11 @@ def _produced_by(storage: StorageRoot, criterion: str, shard: str) -> dict:
     return {"code_version": record.get("code_version"), "models": record.get("models")}
 
 
+def _write(table: pa.Table, meta: dict, out: str) -> None:
+    table = table.replace_schema_metadata({"stored_scores": json.dumps(meta, sort_keys=True)})
+    pq.write_table(table, out, compression="zstd", compression_level=19, use_dictionary=["source"])
+
+
 def build(old_root: str, new_root: str, out: str) -> None:
     roots = {"old": StorageRoot(old_root), "new": StorageRoot(new_root)}
     shards = {k: s.read_json(layout.criterion_cards())["shards"] for k, s in roots.items()}
@@ -85,8 +90,7 @@ def build(old_root: str, new_root: str, out: str) -> None:
                     for col, (r, c) in COLUMNS.items()},
         "students": {k: {s: roots[k].read_json(layout.model_card(s)) for s in STUDENTS} for k in roots},
     }
-    table = pa.table(columns).replace_schema_metadata({"stored_scores": json.dumps(meta, sort_keys=True)})
-    pq.write_table(table, out, compression="zstd", compression_level=19, use_dictionary=["source"])
+    _write(pa.table(columns), meta, out)
 
 
 def add_columns(fixture: str, root: str, columns: dict[str, str]) -> None:
@@ -107,8 +111,7 @@ def add_columns(fixture: str, root: str, columns: dict[str, str]) -> None:
         table = table.append_column(col, dense_ranks(view.scores[criterion]))
         meta["columns"][col] = {"storage": label, "criterion": criterion, **_produced_by(storage, criterion, shards[0])}
     meta["students"][label] = {s: storage.read_json(layout.model_card(s)) for s in STUDENTS}
-    table = table.replace_schema_metadata({"stored_scores": json.dumps(meta, sort_keys=True)})
-    pq.write_table(table, fixture, compression="zstd", compression_level=19, use_dictionary=["source"])
+    _write(table, meta, fixture)
 
 
 if __name__ == "__main__":

@@ -58,14 +58,21 @@ def human_labels(data_root):
 
 
 @pytest.fixture(scope="session")
-def dclm_trained(data_root):
-    """(model, report) of the DCLM-style classifier trained on the whole reference corpus (default params; the
-    pipeline's training set, about 2.8k documents: the 3-shard slice holds too few positives, ~470)."""
-    from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
+def reference_corpus(data_root) -> tuple[list[str], list[str]]:
+    """``(ids, texts)`` of the whole bundled reference corpus, as the pipeline's model assets read it."""
     from quadmix_assets.scoring.reference_data import load_reference_corpus
 
     ref = load_reference_corpus(data_root)
-    return train_dclm_classifier(ref["id"].to_pylist(), ref["text"].to_pylist(), data_root, seed=0)
+    return ref["id"].to_pylist(), ref["text"].to_pylist()
+
+
+@pytest.fixture(scope="session")
+def dclm_trained(reference_corpus, data_root):
+    """(model, report) of the DCLM-style classifier trained on the whole reference corpus (default params; the
+    pipeline's training set, about 2.8k documents: the 3-shard slice holds too few positives, ~470)."""
+    from quadmix_assets.scoring.dclm_classifier import train_dclm_classifier
+
+    return train_dclm_classifier(*reference_corpus, data_root, seed=0)
 
 
 @pytest.fixture(scope="session")

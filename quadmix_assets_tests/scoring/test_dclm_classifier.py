@@ -91,13 +91,10 @@ def test_training_set_is_balanced_and_deterministic(corpus, data_root):
     assert len(neg3) == len(neg1) and neg3 != neg1
 
 
-def test_held_out_quality(dclm_trained, data_root):
-    from quadmix_assets.scoring.reference_data import load_reference_corpus
-
+def test_held_out_quality(dclm_trained, reference_corpus, data_root):
     model, report = dclm_trained
     assert report["n_test"] > 200 and report["n_train"] > 2000
-    ref = load_reference_corpus(data_root)
-    _, _, info = build_dclm_training_set(ref["id"].to_pylist(), ref["text"].to_pylist(), data_root, seed=0)
+    _, _, info = build_dclm_training_set(*reference_corpus, data_root, seed=0)
     test = split_by_id(info["ids"], report["params"]["test_fraction"], report["params"]["salt"])
     assert report["n_test"] == int(test.sum())
     # balanced classes: chance is 0.5; on the full reference corpus the held-out AUC is 0.82
